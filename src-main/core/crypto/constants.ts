@@ -1,0 +1,49 @@
+/**
+ * Wire constants of the cryptographic protocol (docs/PROTOCOL.md, "Cryptography").
+ * Changing any value here is a protocol version change.
+ */
+import { utf8Encode } from '../encoding.js';
+
+/** Version byte at the start of every encrypted message and serialised state. */
+export const PROTOCOL_VERSION = 1;
+
+/** Message types: the second byte of every encrypted message. */
+export const MessageType = {
+  /** First direct messages of a session, carrying the X3DH parameters. */
+  PREKEY: 1,
+  /** Direct Double Ratchet message. */
+  DIRECT: 2,
+  /** Group message under a sender key, signed. */
+  GROUP: 3,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** Limits, as in libsignal: stored skipped keys per session / sender key, and the largest jump. */
+export const MAX_SKIPPED_KEYS = 2000;
+export const MAX_FORWARD_JUMP = 25000;
+/** Largest plaintext a message may carry (the relay's frame limit is 256 KiB). */
+export const MAX_PLAINTEXT_BYTES = 192 * 1024;
+/** Previous sessions kept per peer (simultaneous initiation, in-flight messages). */
+export const MAX_ARCHIVED_SESSIONS = 4;
+/** X3DH base keys remembered per peer to refuse a replayed session start. */
+export const MAX_SEEN_BASE_KEYS = 1000;
+/** How long a sender's previous group key id stays valid after rotation (ms). */
+export const DEFAULT_TRANSITION_WINDOW_MS = 60_000;
+
+/** Domain-separation labels: each KDF and signature input starts with one of these. */
+const l = (s: string): Uint8Array => utf8Encode(`E2EE-v1/${s}`);
+export const Label = {
+  IDENTITY_DH: l('identity-dh'),
+  SIGNED_PREKEY: l('signed-prekey'),
+  X3DH: l('x3dh'),
+  ROOT: l('ratchet-root'),
+  DIRECT_KEYS: l('direct-message-keys'),
+  GROUP_KEYS: l('group-message-keys'),
+  GROUP_SIGNATURE: l('group-signature'),
+  AUTH_CHALLENGE: l('relay-auth'),
+  SAFETY_NUMBER: l('safety-number'),
+} as const;
+
+/** Chain KDF inputs (Signal's Double Ratchet section 5.2): message key 0x01, next chain key 0x02. */
+export const CHAIN_MESSAGE_KEY = new Uint8Array([0x01]);
+export const CHAIN_NEXT_KEY = new Uint8Array([0x02]);

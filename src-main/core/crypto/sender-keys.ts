@@ -1,0 +1,444 @@
+/**
+ * Group messages under sender keys (the seeds' design, as libsignal's SenderKey): per (sender, group)
+ * a key id, a chain key and a counter. Each message takes a one-time message key from the HMAC hash
+ * ratchet, is encrypted once with AES-256-GCM for all members, and is signed with the sender key's
+ * own ECDSA P-256 key so that no member can forge another member's messages.
+ *
+ * Distribution messages (SKDM) travel inside pairwise sessions; this module only encodes them.
+ */
+import { Reader, Writer, toHex } from '../encoding.js';
+import { CryptoError, ErrorCode, ProtocolError, StorageError, UsageError } from '../errors.js';
+import {
+  CHAIN_MESSAGE_KEY,
+  CHAIN_NEXT_KEY,
+  DEFAULT_TRANSITION_WINDOW_MS,
+  Label,
+  MAX_FORWARD_JUMP,
+  MAX_PLAINTEXT_BYTES,
+  MAX_SKIPPED_KEYS,
+  MessageType,
+  PROTOCOL_VERSION,
+} from './constants.js';
+import { verifyKeyFor } from './identity.js';
+import { peekMessageType } from './ratchet.js';
+import {
+  GCM_TAG_BYTES,
+  P256_SIGNATURE_BYTES,
+  SigningKeyPair,
+  type VerifyKey,
+  aesGcmDecrypt,
+  aesGcmEncrypt,
+  hkdfSha256,
+  hmacSha256,
+  importPublicKey,
+  randomBytes,
+} from './primitives.js';
+
+// Wire format of a group message (docs/PROTOCOL.md "Group messages"):
+//   u8 version | u8 type = GROUP | str groupId | str senderId | u32 keyId | u32 counter |
+//   u32 length | ciphertext || tag | signature(64) over Label.GROUP_SIGNATURE || everything before it
+// The header (up to and including counter) is the AEAD's associated data and part of the HKDF info.
+
+/** A parsed (not yet verified) group message. */
+export interface GroupMessage {
+  readonly groupId: string;
+  readonly senderId: string;
+  readonly keyId: number;
+  readonly counter: number;
+  readonly header: Uint8Array;
+  readonly ciphertext: Uint8Array;
+  readonly signed: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** Parses a group message; a direct message here is WRONG_TYPE. */
+export function parseGroupMessage(bytes: Uint8Array): GroupMessage {
+  const type = peekMessageType(bytes);
+  if (type !== MessageType.GROUP)
+    throw new ProtocolError(ErrorCode.WRONG_TYPE, 'direct message on the group path');
+  const r = new Reader(bytes);
+  r.u8();
+  r.u8();
+  const groupId = r.str();
+  const senderId = r.str();
+  const keyId = r.u32();
+  const counter = r.u32();
+  const header = bytes.subarray(0, r.offset);
+  const ciphertext = r.bytes(MAX_PLAINTEXT_BYTES + GCM_TAG_BYTES);
+  if (ciphertext.length < GCM_TAG_BYTES) throw new ProtocolError(ErrorCode.MALFORMED, 'ciphertext too short');
+  const signed = bytes.subarray(0, r.offset);
+  const signature = r.fixed(P256_SIGNATURE_BYTES);
+  r.end();
+  return { groupId, senderId, keyId, counter, header, ciphertext, signed, signature };
+}
+
+const ZERO_SALT = new Uint8Array(32);
+
+function messageKeys(mk: Uint8Array, header: Uint8Array): Uint8Array {
+  const info = new Uint8Array(Label.GROUP_KEYS.length + header.length);
+  info.set(Label.GROUP_KEYS);
+  info.set(header, Label.GROUP_KEYS.length);
+  return hkdfSha256(mk, ZERO_SALT, info, 44);
+}
+
+function signatureInput(signed: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Label.GROUP_SIGNATURE.length + signed.length);
+  out.set(Label.GROUP_SIGNATURE);
+  out.set(signed, Label.GROUP_SIGNATURE.length);
+  return out;
+}
+
+/** One sender key: id, chain key at `counter`, signing key (private for our own, public for others'). */
+class SenderKeyState {
+  readonly skipped = new Map<number, Uint8Array>();
+
+  constructor(
+    readonly keyId: number,
+    public chainKey: Uint8Array,
+    public counter: number,
+    readonly signingPublic: Uint8Array,
+    readonly signing: SigningKeyPair | undefined,
+    readonly createdAt: number,
+  ) {}
+
+  get verifier(): VerifyKey {
+    return verifyKeyFor(this.signingPublic);
+  }
+
+  erase(): void {
+    this.chainKey.fill(0);
+    for (const k of this.skipped.values()) k.fill(0);
+    this.skipped.clear();
+  }
+
+  write(w: Writer): void {
+    w.u32(this.keyId).fixed(this.chainKey).u32(this.counter).fixed(this.signingPublic).u64(this.createdAt);
+    w.u8(this.signing ? 1 : 0);
+    if (this.signing) w.fixed(this.signing.privateKeyBytes());
+    w.u32(this.skipped.size);
+    for (const [i, k] of this.skipped) w.u32(i).fixed(k);
+  }
+
+  static read(r: Reader): SenderKeyState {
+    const keyId = r.u32();
+    const chainKey = r.fixed(32).slice();
+    const counter = r.u32();
+    const pub = importPublicKey(r.fixed(65));
+    const createdAt = r.u64();
+    const signing = r.u8() ? SigningKeyPair.fromPrivateKey(r.fixed(32)) : undefined;
+    const s = new SenderKeyState(keyId, chainKey, counter, pub, signing, createdAt);
+    for (let n = r.u32(); n > 0; n--) s.skipped.set(r.u32(), r.fixed(32).slice());
+    return s;
+  }
+}
+
+/** A distribution message: what a member needs to read one sender's messages from `counter` on. */
+export interface SenderKeyDistribution {
+  readonly groupId: string;
+  readonly senderId: string;
+  readonly keyId: number;
+  readonly counter: number;
+  readonly chainKey: Uint8Array;
+  readonly signingKey: Uint8Array;
+}
+
+/** Encodes an SKDM: u8 version | str groupId | str senderId | u32 keyId | u32 counter | chainKey | signingKey. */
+export function encodeSenderKeyDistribution(d: SenderKeyDistribution): Uint8Array {
+  return new Writer(192)
+    .u8(PROTOCOL_VERSION)
+    .str(d.groupId)
+    .str(d.senderId)
+    .u32(d.keyId)
+    .u32(d.counter)
+    .fixed(d.chainKey)
+    .fixed(d.signingKey)
+    .finish();
+}
+
+/** Decodes and validates an SKDM. */
+export function decodeSenderKeyDistribution(bytes: Uint8Array): SenderKeyDistribution {
+  const r = new Reader(bytes);
+  const v = r.u8();
+  if (v !== PROTOCOL_VERSION) throw new ProtocolError(ErrorCode.BAD_VERSION, `unsupported version ${v}`);
+  const d = {
+    groupId: r.str(),
+    senderId: r.str(),
+    keyId: r.u32(),
+    counter: r.u32(),
+    chainKey: r.fixed(32).slice(),
+    signingKey: importPublicKey(r.fixed(65)),
+  };
+  r.end();
+  return d;
+}
+
+/** When our own sender key must be replaced besides membership changes (both optional). */
+export interface RotationPolicy {
+  readonly maxMessages?: number | undefined;
+  readonly maxAgeMs?: number | undefined;
+}
+
+interface PeerKeys {
+  current: SenderKeyState;
+  previous?: SenderKeyState | undefined;
+  previousExpiresAt?: number | undefined;
+}
+
+/** Result of decrypting a group message. */
+export interface GroupDecryptResult {
+  readonly senderId: string;
+  readonly keyId: number;
+  readonly counter: number;
+  readonly plaintext: Uint8Array;
+}
+
+/**
+ * One member's view of one group: its own sender key and every other member's.
+ * Time is passed in (`now`, ms) because the core does no I/O.
+ */
+export class GroupSession {
+  private own: SenderKeyState | undefined;
+  private rotationNeeded = true;
+  private readonly peers = new Map<string, PeerKeys>();
+
+  constructor(
+    readonly groupId: string,
+    readonly selfId: string,
+    readonly transitionWindowMs: number = DEFAULT_TRANSITION_WINDOW_MS,
+  ) {
+    if (!(transitionWindowMs >= 0)) throw new RangeError('transitionWindowMs must be >= 0');
+  }
+
+  /** Marks that membership changed: the next send must use a fresh sender key. */
+  membershipChanged(): void {
+    this.rotationNeeded = true;
+  }
+
+  /** True when our sender key must be rotated before the next send. */
+  needsRotation(now: number, policy: RotationPolicy = {}): boolean {
+    const own = this.own;
+    if (this.rotationNeeded || !own) return true;
+    if (policy.maxMessages !== undefined && own.counter >= policy.maxMessages) return true;
+    if (policy.maxAgeMs !== undefined && now - own.createdAt >= policy.maxAgeMs) return true;
+    return false;
+  }
+
+  /** Makes a fresh own sender key (new key id, chain key and signing key); returns its SKDM. */
+  rotate(now: number): Uint8Array {
+    this.own?.erase();
+    let keyId = 0;
+    while (keyId === 0 || keyId === this.own?.keyId) keyId = new DataView(randomBytes(4).buffer).getUint32(0);
+    const signing = SigningKeyPair.generate();
+    this.own = new SenderKeyState(keyId, randomBytes(32), 0, signing.publicKey, signing, now);
+    this.rotationNeeded = false;
+    return this.ownDistribution()!;
+  }
+
+  /** The SKDM of our current key at its current counter (for a member who needs it again). */
+  ownDistribution(): Uint8Array | undefined {
+    const o = this.own;
+    if (!o) return undefined;
+    return encodeSenderKeyDistribution({
+      groupId: this.groupId,
+      senderId: this.selfId,
+      keyId: o.keyId,
+      counter: o.counter,
+      chainKey: o.chainKey,
+      signingKey: o.signingPublic,
+    });
+  }
+
+  /** Our current key id, if any. */
+  get ownKeyId(): number | undefined {
+    return this.own?.keyId;
+  }
+
+  /** Encrypts and signs one message for every member holding our current key. */
+  encrypt(plaintext: Uint8Array): Uint8Array {
+    if (!(plaintext instanceof Uint8Array)) throw new TypeError('plaintext must be a Uint8Array');
+    if (plaintext.length > MAX_PLAINTEXT_BYTES)
+      throw new ProtocolError(ErrorCode.TOO_LARGE, 'message too large');
+    const own = this.own;
+    if (!own || this.rotationNeeded) throw new UsageError('sender key must be rotated before sending');
+    if (own.counter >= 0xffffffff) throw new UsageError('sender key exhausted; rotate');
+    const header = new Writer(64)
+      .u8(PROTOCOL_VERSION)
+      .u8(MessageType.GROUP)
+      .str(this.groupId)
+      .str(this.selfId)
+      .u32(own.keyId)
+      .u32(own.counter)
+      .finish();
+    const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
+    const okm = messageKeys(mk, header);
+    const sealed = aesGcmEncrypt(okm.subarray(0, 32), okm.subarray(32, 44), plaintext, header);
+    mk.fill(0);
+    okm.fill(0);
+    const signed = new Writer(header.length + sealed.length + 8).fixed(header).bytes(sealed).finish();
+    const signature = own.signing!.sign(signatureInput(signed));
+    own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
+    own.counter += 1;
+    const out = new Uint8Array(signed.length + signature.length);
+    out.set(signed);
+    out.set(signature, signed.length);
+    return out;
+  }
+
+  /**
+   * Installs a sender key received (inside a pairwise session) from `from`. A new key id makes the
+   * current one "previous" for the transition window; a known key id never rewinds a chain.
+   */
+  processDistribution(from: string, skdm: Uint8Array, now: number): SenderKeyDistribution {
+    const d = decodeSenderKeyDistribution(skdm);
+    if (d.groupId !== this.groupId)
+      throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'sender key is for another group');
+    if (d.senderId !== from)
+      throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'sender key names another sender');
+    if (from === this.selfId) throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'sender key from oneself');
+    this.expire(now);
+    const entry = this.peers.get(from);
+    const state = new SenderKeyState(d.keyId, d.chainKey, d.counter, d.signingKey, undefined, now);
+    if (!entry) {
+      this.peers.set(from, { current: state });
+    } else if (entry.current.keyId === d.keyId || entry.previous?.keyId === d.keyId) {
+      // Already known: keep the state we have (it may be further along; never rewind).
+    } else {
+      entry.previous?.erase();
+      entry.previous = entry.current;
+      entry.previousExpiresAt = now + this.transitionWindowMs;
+      entry.current = state;
+    }
+    return d;
+  }
+
+  /** Erases every key of a member who left: nothing from them decrypts any more. */
+  removeSender(userId: string): void {
+    const e = this.peers.get(userId);
+    if (!e) return;
+    e.current.erase();
+    e.previous?.erase();
+    this.peers.delete(userId);
+  }
+
+  /** True if we hold a sender key from `userId`. */
+  hasSenderKey(userId: string): boolean {
+    return this.peers.has(userId);
+  }
+
+  /** Erases previous key ids whose transition window has ended. */
+  expire(now: number): void {
+    for (const e of this.peers.values()) {
+      if (e.previous && e.previousExpiresAt !== undefined && now >= e.previousExpiresAt) {
+        e.previous.erase();
+        e.previous = undefined;
+        e.previousExpiresAt = undefined;
+      }
+    }
+  }
+
+  /** Verifies and decrypts a group message; typed error and no state change on any failure. */
+  decrypt(bytes: Uint8Array, now: number): GroupDecryptResult {
+    const m = parseGroupMessage(bytes);
+    if (m.groupId !== this.groupId)
+      throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'message is for another group');
+    this.expire(now);
+    const entry = this.peers.get(m.senderId);
+    if (!entry) throw new CryptoError(ErrorCode.UNKNOWN_KEY_ID, `no sender key from ${m.senderId}`);
+    const state =
+      entry.current.keyId === m.keyId
+        ? entry.current
+        : entry.previous?.keyId === m.keyId
+          ? entry.previous
+          : undefined;
+    if (!state) throw new CryptoError(ErrorCode.UNKNOWN_KEY_ID, `unknown or expired key id ${m.keyId}`);
+    state.verifier.assert(signatureInput(m.signed), m.signature, 'group message');
+
+    let mk: Uint8Array;
+    let commit: () => void;
+    if (m.counter < state.counter) {
+      const stored = state.skipped.get(m.counter);
+      if (!stored) throw new CryptoError(ErrorCode.REPLAY, 'message already received or expired');
+      mk = stored;
+      commit = () => state.skipped.delete(m.counter);
+    } else {
+      if (m.counter - state.counter > MAX_FORWARD_JUMP) {
+        throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
+      }
+      const newSkipped: [number, Uint8Array][] = [];
+      let ck = state.chainKey;
+      for (let i = state.counter; i < m.counter; i++) {
+        newSkipped.push([i, hmacSha256(ck, CHAIN_MESSAGE_KEY)]);
+        ck = hmacSha256(ck, CHAIN_NEXT_KEY);
+      }
+      mk = hmacSha256(ck, CHAIN_MESSAGE_KEY);
+      const nextCk = hmacSha256(ck, CHAIN_NEXT_KEY);
+      commit = () => {
+        state.chainKey = nextCk;
+        state.counter = m.counter + 1;
+        const start = Math.max(0, newSkipped.length - MAX_SKIPPED_KEYS);
+        for (let i = start; i < newSkipped.length; i++)
+          state.skipped.set(newSkipped[i]![0], newSkipped[i]![1]);
+        for (const k of state.skipped.keys()) {
+          if (state.skipped.size <= MAX_SKIPPED_KEYS) break;
+          state.skipped.delete(k);
+        }
+      };
+    }
+    const okm = messageKeys(mk, m.header);
+    const plaintext = aesGcmDecrypt(okm.subarray(0, 32), okm.subarray(32, 44), m.ciphertext, m.header);
+    commit();
+    return { senderId: m.senderId, keyId: m.keyId, counter: m.counter, plaintext };
+  }
+
+  /** Versioned bytes of this group's key state. */
+  serialize(): Uint8Array {
+    const w = new Writer(1024)
+      .u8(PROTOCOL_VERSION)
+      .str(this.groupId)
+      .str(this.selfId)
+      .u64(this.transitionWindowMs);
+    w.u8(this.rotationNeeded ? 1 : 0).u8(this.own ? 1 : 0);
+    this.own?.write(w);
+    w.u32(this.peers.size);
+    for (const [id, e] of this.peers) {
+      w.str(id);
+      e.current.write(w);
+      w.u8(e.previous ? 1 : 0);
+      if (e.previous) {
+        e.previous.write(w);
+        w.u64(e.previousExpiresAt ?? 0);
+      }
+    }
+    return w.finish();
+  }
+
+  /** Restores `serialize()` output. */
+  static deserialize(bytes: Uint8Array): GroupSession {
+    try {
+      const r = new Reader(bytes);
+      if (r.u8() !== PROTOCOL_VERSION) throw new Error('version');
+      const g = new GroupSession(r.str(), r.str(), r.u64());
+      g.rotationNeeded = r.u8() === 1;
+      if (r.u8()) g.own = SenderKeyState.read(r);
+      for (let n = r.u32(); n > 0; n--) {
+        const id = r.str();
+        const current = SenderKeyState.read(r);
+        const e: PeerKeys = { current };
+        if (r.u8()) {
+          e.previous = SenderKeyState.read(r);
+          e.previousExpiresAt = r.u64();
+        }
+        g.peers.set(id, e);
+      }
+      r.end();
+      return g;
+    } catch {
+      throw new StorageError(ErrorCode.BAD_STATE, 'group state is corrupt or of another version');
+    }
+  }
+
+  /** Debug-free description for logs (no key material). */
+  describe(): string {
+    return `group ${this.groupId}: own key ${this.own ? toHex(new Uint8Array(new Uint32Array([this.own.keyId]).buffer)) : 'none'}, ${this.peers.size} senders`;
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Typed errors with stable codes. Callers branch on `code`, never on `message`.
+ * Every failure in the core is one of these; nothing fails open (see docs/PROTOCOL.md "Errors").
+ */
+
+/** Stable error codes. Part of the public contract: never renumber or rename. */
+export const ErrorCode = {
+  // cryptography
+  BAD_TAG: 'E2EE_BAD_TAG',
+  BAD_SIGNATURE: 'E2EE_BAD_SIGNATURE',
+  INVALID_KEY: 'E2EE_INVALID_KEY',
+  REPLAY: 'E2EE_REPLAY',
+  TOO_FAR_AHEAD: 'E2EE_TOO_FAR_AHEAD',
+  UNKNOWN_SESSION: 'E2EE_UNKNOWN_SESSION',
+  UNKNOWN_KEY_ID: 'E2EE_UNKNOWN_KEY_ID',
+  UNKNOWN_PREKEY: 'E2EE_UNKNOWN_PREKEY',
+  // message structure
+  MALFORMED: 'E2EE_MALFORMED',
+  BAD_VERSION: 'E2EE_BAD_VERSION',
+  WRONG_TYPE: 'E2EE_WRONG_TYPE',
+  WRONG_RECIPIENT: 'E2EE_WRONG_RECIPIENT',
+  NOT_A_MEMBER: 'E2EE_NOT_A_MEMBER',
+  TOO_LARGE: 'E2EE_TOO_LARGE',
+  // state
+  BAD_STATE: 'E2EE_BAD_STATE',
+  // API misuse
+  USAGE: 'E2EE_USAGE',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every error the messenger raises on purpose. */
+export class E2EEError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A cryptographic check failed: tag, signature, key, replay, ratchet window. */
+export class CryptoError extends E2EEError {}
+
+/** A frame or message does not follow the protocol (structure, version, type, routing). */
+export class ProtocolError extends E2EEError {}
+
+/** Serialised state could not be restored. */
+export class StorageError extends E2EEError {}
+
+/** The caller used the API wrongly (bad argument, wrong order). */
+export class UsageError extends E2EEError {
+  constructor(message: string) {
+    super(ErrorCode.USAGE, message);
+  }
+}

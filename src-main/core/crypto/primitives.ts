@@ -237,17 +237,20 @@ export class DhKeyPair {
   }
 
   /**
-   * ECDH with a peer's public key; refuses invalid points. An all-zero secret is legitimate here: it is
-   * the x-coordinate of a valid point with x = 0 (P-256 has cofactor 1, so a validated peer point can
-   * never yield the point at infinity; Wycheproof EdgeCaseSharedSecret vectors are valid).
+   * ECDH with a peer's public key; refuses invalid points and an all-zero secret. On P-256 an all-zero
+   * x-coordinate comes from a valid point (Wycheproof lists it as valid), but no honest peer key hits it
+   * (probability 2^-256), so we refuse it as the design requires: a zero secret is never keying material.
    */
   agree(peerPublic: Uint8Array): Uint8Array {
     checkBytes('peer public key', peerPublic);
+    let secret: Uint8Array;
     try {
-      return new Uint8Array(this.ecdh.computeSecret(asBuffer(peerPublic)));
+      secret = new Uint8Array(this.ecdh.computeSecret(asBuffer(peerPublic)));
     } catch {
       throw invalidKey('peer key rejected');
     }
+    if (secret.every((b) => b === 0)) throw new CryptoError(ErrorCode.INVALID_KEY, 'all-zero shared secret');
+    return secret;
   }
 }
 

@@ -1,0 +1,165 @@
+/**
+ * The relay wire protocol (docs/PROTOCOL.md "Wire protocol"): JSON text frames over WebSocket.
+ * Binary fields (identities, bundles, ciphertext) are standard base64. Every frame a peer receives is
+ * parsed from `unknown` with these schemas before use; shared by the relay and the client.
+ */
+import * as v from 'valibot';
+import { Label } from '../crypto/constants.js';
+import { Writer } from '../encoding.js';
+
+/** Wire protocol version, sent in `hello`. */
+export const WIRE_VERSION = 1;
+
+/** Largest WebSocket message either side accepts (ws `maxPayload`). */
+export const MAX_FRAME_BYTES = 256 * 1024;
+/** Largest base64 body (ciphertext) in a send frame: leaves room for the envelope. */
+export const MAX_BODY_B64 = 240 * 1024;
+/** One-time prekeys uploaded per frame at most, and kept per user at most. */
+export const MAX_PREKEYS_PER_FRAME = 100;
+export const MAX_PREKEYS_STORED = 500;
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** User and group ids: 1-64 characters of letters, digits, '.', '_', '-', starting alphanumeric. */
+export const Name = v.pipe(
+  v.string(),
+  v.regex(ID_RE, 'must be 1-64 of A-Z a-z 0-9 . _ - (starting alphanumeric)'),
+);
+/** Message ids are chosen by the sender (random UUIDs); the relay and recipients deduplicate by them. */
+export const MessageId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/, 'bad message id'));
+const B64 = (max: number) => v.pipe(v.string(), v.maxLength(max), v.base64('not base64'));
+const Rid = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER));
+const Seq = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER));
+
+/** Frames a client sends to the relay. */
+export const ClientFrame = v.variant('t', [
+  v.strictObject({ t: v.literal('hello'), v: v.number(), userId: Name }),
+  v.strictObject({ t: v.literal('auth'), identity: B64(300), signature: B64(100) }),
+  v.strictObject({
+    t: v.literal('publishPreKeys'),
+    rid: Rid,
+    bundle: B64(1024),
+    oneTimePreKeys: v.pipe(
+      v.array(
+        v.strictObject({
+          id: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(0xffffffff)),
+          key: B64(100),
+        }),
+      ),
+      v.maxLength(MAX_PREKEYS_PER_FRAME),
+    ),
+  }),
+  v.strictObject({ t: v.literal('getBundle'), rid: Rid, userId: Name }),
+  v.strictObject({ t: v.literal('send'), rid: Rid, to: Name, id: MessageId, body: B64(MAX_BODY_B64) }),
+  v.strictObject({
+    t: v.literal('groupSend'),
+    rid: Rid,
+    group: Name,
+    id: MessageId,
+    body: B64(MAX_BODY_B64),
+  }),
+  v.strictObject({ t: v.literal('createGroup'), rid: Rid, group: Name }),
+  v.strictObject({ t: v.literal('joinGroup'), rid: Rid, group: Name }),
+  v.strictObject({ t: v.literal('leaveGroup'), rid: Rid, group: Name }),
+  v.strictObject({ t: v.literal('deleteGroup'), rid: Rid, group: Name }),
+  v.strictObject({ t: v.literal('members'), rid: Rid, group: Name }),
+  v.strictObject({ t: v.literal('received'), seq: Seq }),
+  v.strictObject({ t: v.literal('receipt'), to: Name, id: MessageId, group: v.optional(Name) }),
+  v.strictObject({ t: v.literal('deleteAccount'), rid: Rid }),
+]);
+export type ClientFrame = v.InferOutput<typeof ClientFrame>;
+
+/** Group and user events. Group events are durable (queued like messages); user events are live only. */
+export const RelayEvent = v.variant('type', [
+  v.strictObject({ type: v.literal('userCreated'), userId: Name }),
+  v.strictObject({ type: v.literal('userDeleted'), userId: Name }),
+  v.strictObject({ type: v.literal('groupCreated'), group: Name }),
+  v.strictObject({ type: v.literal('groupDeleted'), group: Name }),
+  v.strictObject({ type: v.literal('groupJoin'), group: Name, members: v.array(Name) }),
+  v.strictObject({ type: v.literal('groupLeave'), group: Name }),
+  v.strictObject({ type: v.literal('groupMemberJoin'), group: Name, userId: Name }),
+  v.strictObject({ type: v.literal('groupMemberLeave'), group: Name, userId: Name }),
+]);
+export type RelayEvent = v.InferOutput<typeof RelayEvent>;
+
+const GroupInfo = v.strictObject({ group: Name, creator: Name, members: v.array(Name) });
+
+/** Frames the relay sends to a client. */
+export const RelayFrame = v.variant('t', [
+  v.strictObject({ t: v.literal('challenge'), nonce: B64(64) }),
+  v.strictObject({
+    t: v.literal('ready'),
+    userId: Name,
+    registered: v.boolean(),
+    oneTimePreKeyCount: v.number(),
+    groups: v.array(GroupInfo),
+  }),
+  v.object({ t: v.literal('ok'), rid: Rid }),
+  v.strictObject({ t: v.literal('error'), rid: v.optional(Rid), code: v.string(), message: v.string() }),
+  v.strictObject({
+    t: v.literal('ack'),
+    rid: Rid,
+    id: MessageId,
+    to: v.optional(Name),
+    group: v.optional(Name),
+    state: v.literal('sent'),
+  }),
+  v.strictObject({ t: v.literal('preKeysLow'), count: v.number() }),
+  v.strictObject({
+    t: v.literal('deliver'),
+    seq: Seq,
+    kind: v.picklist(['direct', 'group', 'receipt', 'event']),
+    from: v.optional(Name),
+    id: v.optional(MessageId),
+    group: v.optional(Name),
+    body: v.optional(B64(MAX_BODY_B64)),
+    event: v.optional(RelayEvent),
+    ts: v.number(),
+  }),
+  v.strictObject({ t: v.literal('event'), event: RelayEvent }),
+]);
+export type RelayFrame = v.InferOutput<typeof RelayFrame>;
+
+/** Relay error codes (the `code` of an error frame). Stable. */
+export const RelayErrorCode = {
+  BAD_FRAME: 'BAD_FRAME',
+  UNSUPPORTED_VERSION: 'UNSUPPORTED_VERSION',
+  NOT_AUTHENTICATED: 'NOT_AUTHENTICATED',
+  AUTH_FAILED: 'AUTH_FAILED',
+  INVALID_BUNDLE: 'INVALID_BUNDLE',
+  UNKNOWN_USER: 'UNKNOWN_USER',
+  UNKNOWN_GROUP: 'UNKNOWN_GROUP',
+  GROUP_EXISTS: 'GROUP_EXISTS',
+  NOT_A_MEMBER: 'NOT_A_MEMBER',
+  FORBIDDEN: 'FORBIDDEN',
+  RATE_LIMITED: 'RATE_LIMITED',
+  QUOTA: 'QUOTA',
+  INTERNAL: 'INTERNAL',
+} as const;
+export type RelayErrorCode = (typeof RelayErrorCode)[keyof typeof RelayErrorCode];
+
+/** Parses one frame with `schema`; returns the value or a readable description of the problem. */
+export function parseFrame<S extends v.GenericSchema>(
+  schema: S,
+  data: string,
+): { ok: true; value: v.InferOutput<S> } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    return { ok: false, error: 'frame is not JSON' };
+  }
+  const r = v.safeParse(schema, json);
+  if (r.success) return { ok: true, value: r.output };
+  const issue = r.issues[0];
+  const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+  return { ok: false, error: `${path ? `${path}: ` : ''}${issue.message}` };
+}
+
+export const b64 = (u: Uint8Array): string =>
+  Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
+export const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+
+/** Bytes a client signs to authenticate: Label.AUTH_CHALLENGE || str(userId) || nonce (32 bytes). */
+export function authSignatureInput(userId: string, nonce: Uint8Array): Uint8Array {
+  return new Writer(128).fixed(Label.AUTH_CHALLENGE).str(userId).fixed(nonce).finish();
+}

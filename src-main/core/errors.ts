@@ -14,6 +14,7 @@ export const ErrorCode = {
   UNKNOWN_SESSION: 'E2EE_UNKNOWN_SESSION',
   UNKNOWN_KEY_ID: 'E2EE_UNKNOWN_KEY_ID',
   UNKNOWN_PREKEY: 'E2EE_UNKNOWN_PREKEY',
+  IDENTITY_CHANGED: 'E2EE_IDENTITY_CHANGED',
   // message structure
   MALFORMED: 'E2EE_MALFORMED',
   BAD_VERSION: 'E2EE_BAD_VERSION',
@@ -21,6 +22,9 @@ export const ErrorCode = {
   WRONG_RECIPIENT: 'E2EE_WRONG_RECIPIENT',
   NOT_A_MEMBER: 'E2EE_NOT_A_MEMBER',
   TOO_LARGE: 'E2EE_TOO_LARGE',
+  // relay and connection
+  RELAY: 'E2EE_RELAY',
+  NOT_CONNECTED: 'E2EE_NOT_CONNECTED',
   // state
   BAD_STATE: 'E2EE_BAD_STATE',
   // API misuse
@@ -51,5 +55,15 @@ export class StorageError extends E2EEError {}
 export class UsageError extends E2EEError {
   constructor(message: string) {
     super(ErrorCode.USAGE, message);
+  }
+}
+
+/** The relay refused a request; `relayCode` is the relay's RelayErrorCode (docs/PROTOCOL.md). */
+export class RelayError extends E2EEError {
+  constructor(
+    readonly relayCode: string,
+    message: string,
+  ) {
+    super(ErrorCode.RELAY, message);
   }
 }

@@ -1,0 +1,73 @@
+/**
+ * A StateStore (and KeyStore) in one SQLite file through better-sqlite3. Writes are single
+ * transactions in WAL mode with synchronous=FULL, so a crash never leaves half a batch behind.
+ *
+ * Values are stored as given; the desktop app wraps this store with encryption at rest
+ * (see src-main/services), the command-line chat keeps the file private (mode 0600).
+ */
+import Database from 'better-sqlite3';
+import { chmodSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { KeyStore, StateStore } from '../core/client/stores.js';
+
+/** Key-value state in SQLite; `namespace` separates several users in one file. */
+export class SqliteStore implements StateStore {
+  private readonly db: Database.Database;
+  private readonly getStmt: Database.Statement<[string], { value: Buffer }>;
+  private readonly putStmt: Database.Statement<[string, Buffer]>;
+  private readonly delStmt: Database.Statement<[string]>;
+  private readonly keysStmt: Database.Statement<[string, string], { key: string }>;
+  private readonly writeTx: (changes: ReadonlyMap<string, Uint8Array | null>) => void;
+
+  constructor(
+    file: string,
+    private readonly namespace = '',
+  ) {
+    if (file !== ':memory:') {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    }
+    this.db = new Database(file);
+    if (file !== ':memory:') chmodSync(file, 0o600);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID');
+    this.getStmt = this.db.prepare('SELECT value FROM kv WHERE key = ?');
+    this.putStmt = this.db.prepare('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)');
+    this.delStmt = this.db.prepare('DELETE FROM kv WHERE key = ?');
+    this.keysStmt = this.db.prepare('SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key');
+    this.writeTx = this.db.transaction((changes: ReadonlyMap<string, Uint8Array | null>) => {
+      for (const [k, v] of changes) {
+        if (v === null) this.delStmt.run(this.namespace + k);
+        else this.putStmt.run(this.namespace + k, Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      }
+    });
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const row = this.getStmt.get(this.namespace + key);
+    return row ? new Uint8Array(row.value) : undefined;
+  }
+
+  async keys(prefix: string): Promise<string[]> {
+    const from = this.namespace + prefix;
+    // Every key with this prefix sorts below prefix + U+FFFF.
+    return this.keysStmt.all(from, `${from}\uffff`).map((r) => r.key.slice(this.namespace.length));
+  }
+
+  async write(changes: ReadonlyMap<string, Uint8Array | null>): Promise<void> {
+    this.writeTx(changes);
+  }
+
+  /** KeyStore view: key material under the `key/` prefix. */
+  asKeyStore(): KeyStore {
+    return {
+      get: (name) => this.get(`key/${name}`),
+      set: async (name, value) => this.writeTx(new Map([[`key/${name}`, value]])),
+      delete: async (name) => this.writeTx(new Map([[`key/${name}`, null]])),
+    };
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -9,11 +9,18 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
-import { Identity, decodePublicIdentity, encodePublicIdentity, safetyNumber } from '../crypto/identity.js';
+import {
+  Identity,
+  decodePublicIdentity,
+  encodePublicIdentity,
+  safetyNumber,
+  sameIdentityKeys,
+} from '../crypto/identity.js';
 import { PreKeys, decodePreKeyBundle, encodePreKeyBundle } from '../crypto/x3dh.js';
 import { SessionRecord } from '../crypto/ratchet.js';
 import { GroupSession, type RotationPolicy } from '../crypto/sender-keys.js';
 import { randomBytes } from '../crypto/primitives.js';
+import { MAX_PLAINTEXT_BYTES } from '../crypto/constants.js';
 import { Reader, Writer, equalBytes, utf8Decode, utf8Encode } from '../encoding.js';
 import { CryptoError, E2EEError, ErrorCode, ProtocolError, RelayError, UsageError } from '../errors.js';
 import {
@@ -102,6 +109,8 @@ interface OutboxEntry {
   internal: boolean;
 }
 
+/** Largest user message: the core's plaintext limit less room for the content header. */
+export const MAX_MESSAGE_BYTES = MAX_PLAINTEXT_BYTES - 256;
 const ONE_TIME_PREKEY_TARGET = 100;
 const ONE_TIME_PREKEY_LOW = 20;
 const SIGNED_PREKEY_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
@@ -386,7 +395,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       this.pinned.set(userId, identityBytes);
       return [[`contact/${userId}`, identityBytes]];
     }
-    if (equalBytes(known, identityBytes)) return [];
+    if (sameIdentityKeys(decodePublicIdentity(known), decodePublicIdentity(identityBytes))) return [];
     if (!this.changedIdentity.has(userId)) {
       this.changedIdentity.add(userId);
       queueMicrotask(() => this.emit('identityChanged', { userId }));
@@ -455,9 +464,14 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   }
 
   private toContent(data: string | Uint8Array): { type: ContentType; bytes: Uint8Array } {
-    if (typeof data === 'string') return { type: ContentType.TEXT, bytes: utf8Encode(data) };
-    if (data instanceof Uint8Array) return { type: ContentType.BINARY, bytes: data };
-    throw new TypeError('data must be a string or a Uint8Array');
+    let out: { type: ContentType; bytes: Uint8Array };
+    if (typeof data === 'string') out = { type: ContentType.TEXT, bytes: utf8Encode(data) };
+    else if (data instanceof Uint8Array) out = { type: ContentType.BINARY, bytes: data };
+    else throw new TypeError('data must be a string or a Uint8Array');
+    if (out.bytes.length > MAX_MESSAGE_BYTES) {
+      throw new ProtocolError(ErrorCode.TOO_LARGE, `message is larger than ${MAX_MESSAGE_BYTES} bytes`);
+    }
+    return out;
   }
 
   private expectSent(id: string): Promise<string> {

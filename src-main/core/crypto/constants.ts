@@ -21,8 +21,11 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 /** Limits, as in libsignal: stored skipped keys per session / sender key, and the largest jump. */
 export const MAX_SKIPPED_KEYS = 2000;
 export const MAX_FORWARD_JUMP = 25000;
-/** Largest plaintext a message may carry (the relay's frame limit is 256 KiB). */
-export const MAX_PLAINTEXT_BYTES = 192 * 1024;
+/**
+ * Largest plaintext an encrypted message may carry. With headers, tag and base64 it stays under the
+ * relay's body limit (wire.ts MAX_BODY_B64 = 240 KiB of base64, i.e. 180 KiB of ciphertext).
+ */
+export const MAX_PLAINTEXT_BYTES = 160 * 1024;
 /** Previous sessions kept per peer (simultaneous initiation, in-flight messages). */
 export const MAX_ARCHIVED_SESSIONS = 4;
 /** X3DH base keys remembered per peer to refuse a replayed session start. */

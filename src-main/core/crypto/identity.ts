@@ -5,7 +5,7 @@
  * (the certificate binds the DH key to the signing key so a relay cannot pair someone's signing key
  * with its own DH key). Private keys only leave as bytes for the caller's keychain.
  */
-import { Reader, Writer, concatBytes, toHex } from '../encoding.js';
+import { Reader, Writer, concatBytes, equalBytes, toHex } from '../encoding.js';
 import { CryptoError, ErrorCode, StorageError } from '../errors.js';
 import { Label, PROTOCOL_VERSION } from './constants.js';
 import {
@@ -122,13 +122,22 @@ export class Identity {
   }
 }
 
+/** True when two identities have the same keys (certificates may differ in encoding, see safetyNumber). */
+export function sameIdentityKeys(a: PublicIdentity, b: PublicIdentity): boolean {
+  return equalBytes(a.signingKey, b.signingKey) && equalBytes(a.dhKey, b.dhKey);
+}
+
 /**
  * A safety number for two users (as Signal shows): 60 digits, the same on both sides, derived from
  * both user ids and both identities. Users compare it out of band to rule out a relay in the middle.
  */
 export function safetyNumber(aId: string, a: PublicIdentity, bId: string, b: PublicIdentity): string {
   const half = (id: string, p: PublicIdentity): string => {
-    const digest = sha256(Label.SAFETY_NUMBER, new Writer().str(id).fixed(encodePublicIdentity(p)).finish());
+    // The keys only, not the certificate: an ECDSA signature can be re-encoded (s -> n - s) by anyone.
+    const digest = sha256(
+      Label.SAFETY_NUMBER,
+      new Writer().str(id).fixed(p.signingKey).fixed(p.dhKey).finish(),
+    );
     let out = '';
     // 30 digits from 6 chunks of 5 bytes, each reduced mod 100000 (Signal's displayable fingerprint).
     for (let i = 0; i < 6; i++) {

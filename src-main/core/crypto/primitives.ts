@@ -202,6 +202,16 @@ function jwkOf(pub: Uint8Array, priv?: Uint8Array): JsonWebKey {
 // ---------------------------------------------------------------------------------------------
 // P-256 ECDH (SEC 1 section 3.3.1; the shared secret is the 32-byte x-coordinate)
 
+/**
+ * The private scalar as exactly 32 bytes. OpenSSL returns the minimal big-endian encoding, which is
+ * shorter for about 1 key in 256 (leading zero bytes); fixed-width fields need it left-padded.
+ */
+function scalarBytes(raw: Buffer): Uint8Array {
+  const out = new Uint8Array(P256_PRIVATE_BYTES);
+  out.set(raw, P256_PRIVATE_BYTES - raw.length);
+  return out;
+}
+
 /** A P-256 key-agreement key pair. Private key bytes serialise for the keychain. */
 export class DhKeyPair {
   private readonly ecdh;
@@ -233,7 +243,7 @@ export class DhKeyPair {
 
   /** The 32-byte private scalar (for serialisation only). */
   privateKeyBytes(): Uint8Array {
-    return new Uint8Array(this.ecdh.getPrivateKey());
+    return scalarBytes(this.ecdh.getPrivateKey());
   }
 
   /**
@@ -316,7 +326,7 @@ export class SigningKeyPair {
   static generate(): SigningKeyPair {
     const ecdh = createECDH(CURVE);
     ecdh.generateKeys();
-    return new SigningKeyPair(new Uint8Array(ecdh.getPrivateKey()), new Uint8Array(ecdh.getPublicKey()));
+    return new SigningKeyPair(scalarBytes(ecdh.getPrivateKey()), new Uint8Array(ecdh.getPublicKey()));
   }
 
   /** Restores from the 32-byte private scalar. */

@@ -103,6 +103,9 @@ export function parseDirectMessage(bytes: Uint8Array): DirectMessage {
   const header = bytes.slice(0, r.offset);
   const ciphertext = r.rest();
   if (ciphertext.length < GCM_TAG_BYTES) throw new ProtocolError(ErrorCode.MALFORMED, 'ciphertext too short');
+  if (ciphertext.length > MAX_PLAINTEXT_BYTES + GCM_TAG_BYTES) {
+    throw new ProtocolError(ErrorCode.TOO_LARGE, 'message too large');
+  }
   return { type, senderId, recipientId, preKey, ratchetKey, previousCounter, counter, header, ciphertext };
 }
 
@@ -288,6 +291,7 @@ export class RatchetSession {
     const stored = this.skipped.get(skippedId);
     if (stored) {
       const pt = openWith(stored, msg);
+      stored.fill(0); // one-time key: erase once used
       this.skipped.delete(skippedId);
       this.pendingPreKey = undefined;
       return pt;

@@ -21,7 +21,7 @@ import { SessionRecord } from '../crypto/ratchet.js';
 import { GroupSession, type RotationPolicy } from '../crypto/sender-keys.js';
 import { randomBytes } from '../crypto/primitives.js';
 import { MAX_PLAINTEXT_BYTES } from '../crypto/constants.js';
-import { Reader, Writer, equalBytes, utf8Decode, utf8Encode } from '../encoding.js';
+import { Reader, Writer, utf8Decode, utf8Encode } from '../encoding.js';
 import { CryptoError, E2EEError, ErrorCode, ProtocolError, RelayError, UsageError } from '../errors.js';
 import {
   type ClientFrame,

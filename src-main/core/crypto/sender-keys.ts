@@ -184,6 +184,9 @@ interface PeerKeys {
   previousExpiresAt?: number | undefined;
 }
 
+/** Key ids of a sender's replaced keys remembered so that a re-sent old SKDM cannot reinstall one. */
+const RETIRED_KEY_IDS_KEPT = 32;
+
 /** Result of decrypting a group message. */
 export interface GroupDecryptResult {
   readonly senderId: string;
@@ -200,6 +203,8 @@ export class GroupSession {
   private own: SenderKeyState | undefined;
   private rotationNeeded = true;
   private readonly peers = new Map<string, PeerKeys>();
+  /** Per sender, the key ids that were replaced, expired or removed (newest last, bounded). */
+  private readonly retired = new Map<string, number[]>();
 
   constructor(
     readonly groupId: string,
@@ -286,7 +291,7 @@ export class GroupSession {
 
   /**
    * Installs a sender key received (inside a pairwise session) from `from`. A new key id makes the
-   * current one "previous" for the transition window; a known key id never rewinds a chain.
+   * current one "previous" for the transition window; a known or retired key id never rewinds a chain.
    */
   processDistribution(from: string, skdm: Uint8Array, now: number): SenderKeyDistribution {
     const d = decodeSenderKeyDistribution(skdm);
@@ -298,12 +303,14 @@ export class GroupSession {
     this.expire(now);
     const entry = this.peers.get(from);
     const state = new SenderKeyState(d.keyId, d.chainKey, d.counter, d.signingKey, undefined, now);
-    if (!entry) {
+    if (this.retired.get(from)?.includes(d.keyId)) {
+      // A key already replaced: reinstalling it would rewind its chain (old messages would decrypt again).
+    } else if (!entry) {
       this.peers.set(from, { current: state });
     } else if (entry.current.keyId === d.keyId || entry.previous?.keyId === d.keyId) {
       // Already known: keep the state we have (it may be further along; never rewind).
     } else {
-      entry.previous?.erase();
+      if (entry.previous) this.retire(from, entry.previous);
       entry.previous = entry.current;
       entry.previousExpiresAt = now + this.transitionWindowMs;
       entry.current = state;
@@ -315,9 +322,18 @@ export class GroupSession {
   removeSender(userId: string): void {
     const e = this.peers.get(userId);
     if (!e) return;
-    e.current.erase();
-    e.previous?.erase();
+    this.retire(userId, e.current);
+    if (e.previous) this.retire(userId, e.previous);
     this.peers.delete(userId);
+  }
+
+  /** Erases a sender key and remembers its id as retired. */
+  private retire(senderId: string, state: SenderKeyState): void {
+    state.erase();
+    const ids = this.retired.get(senderId) ?? [];
+    ids.push(state.keyId);
+    if (ids.length > RETIRED_KEY_IDS_KEPT) ids.shift();
+    this.retired.set(senderId, ids);
   }
 
   /** True if we hold a sender key from `userId`. */
@@ -327,9 +343,9 @@ export class GroupSession {
 
   /** Erases previous key ids whose transition window has ended. */
   expire(now: number): void {
-    for (const e of this.peers.values()) {
+    for (const [id, e] of this.peers) {
       if (e.previous && e.previousExpiresAt !== undefined && now >= e.previousExpiresAt) {
-        e.previous.erase();
+        this.retire(id, e.previous);
         e.previous = undefined;
         e.previousExpiresAt = undefined;
       }
@@ -409,6 +425,11 @@ export class GroupSession {
         w.u64(e.previousExpiresAt ?? 0);
       }
     }
+    w.u32(this.retired.size);
+    for (const [id, ids] of this.retired) {
+      w.str(id).u8(ids.length);
+      for (const keyId of ids) w.u32(keyId);
+    }
     return w.finish();
   }
 
@@ -429,6 +450,12 @@ export class GroupSession {
           e.previousExpiresAt = r.u64();
         }
         g.peers.set(id, e);
+      }
+      for (let n = r.u32(); n > 0; n--) {
+        const id = r.str();
+        const ids: number[] = [];
+        for (let k = r.u8(); k > 0; k--) ids.push(r.u32());
+        g.retired.set(id, ids);
       }
       r.end();
       return g;

@@ -93,7 +93,8 @@ export const RelayFrame = v.variant('t', [
     oneTimePreKeyCount: v.number(),
     groups: v.array(GroupInfo),
   }),
-  v.object({ t: v.literal('ok'), rid: Rid }),
+  // Loose: an ok frame carries the request's result fields (bundle, members, ...).
+  v.looseObject({ t: v.literal('ok'), rid: Rid }),
   v.strictObject({ t: v.literal('error'), rid: v.optional(Rid), code: v.string(), message: v.string() }),
   v.strictObject({
     t: v.literal('ack'),

@@ -1,0 +1,372 @@
+/**
+ * One client connection: the handshake state machine (hello -> challenge -> auth -> ready), input
+ * validation, the per-connection rate limit, and bounds on misbehaviour. Nothing a connection sends can
+ * throw out of here or touch another connection's state except through the router.
+ */
+import type { Socket } from 'node:net';
+import { WebSocket, type RawData } from 'ws';
+import { equalBytes } from '../core/encoding.js';
+import { decodePublicIdentity, verifyKeyFor, type PublicIdentity } from '../core/crypto/identity.js';
+import { randomBytes } from '../core/crypto/primitives.js';
+import {
+  ClientFrame,
+  RelayErrorCode,
+  WIRE_VERSION,
+  authSignatureInput,
+  b64,
+  parseFrame,
+  unb64,
+  type RelayFrame,
+} from '../core/protocol/wire.js';
+import { RelayError, type RelayContext } from './context.js';
+import { handleRequest, type Client } from './handlers.js';
+import type { InFlight } from './router.js';
+
+/** Schema or JSON failures tolerated per connection before it is closed. */
+const MAX_BAD_FRAMES = 50;
+/** Frames other than the expected handshake frame tolerated before authentication. */
+const MAX_UNAUTHENTICATED_FRAMES = 3;
+/** Error messages echo parts of the offending frame; keep them short. */
+const MAX_MESSAGE_CHARS = 200;
+
+type State = 'hello' | 'challenged' | 'ready' | 'closing';
+type HelloFrame = Extract<ClientFrame, { t: 'hello' }>;
+type AuthFrame = Extract<ClientFrame, { t: 'auth' }>;
+
+/** A WebSocket connection to the relay. */
+export class Connection implements Client {
+  userId = '';
+  mode: 'draining' | 'live' = 'draining';
+  readonly inflight = new Map<number, InFlight>();
+  private state: State = 'hello';
+  private ended = false;
+  private alive = true;
+  private claimedUserId = '';
+  private nonce: Uint8Array | undefined;
+  private badFrames = 0;
+  private unauthenticatedFrames = 0;
+  private tokens: number;
+  private refilledAt: number;
+  private limitedInARow = 0;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private corked = false;
+
+  /** `socket` is the upgraded request's socket, which ws writes to. */
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    private readonly ctx: RelayContext,
+    private readonly label: string,
+    onGone: (c: Connection) => void,
+  ) {
+    this.tokens = ctx.options.rateLimit.burst;
+    this.refilledAt = ctx.options.now();
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    // ws reports protocol violations (oversize -> 1009, bad UTF-8 -> 1007) here and closes itself.
+    ws.on('error', (err) => ctx.log(`${label} socket error: ${err.message}`));
+    ws.on('close', (code) => {
+      this.onClose(code);
+      onGone(this);
+    });
+    this.handshakeTimer = setTimeout(() => {
+      ctx.log(`${label} handshake timeout`);
+      this.close(1008, 'handshake timeout');
+    }, ctx.options.handshakeTimeoutMs);
+  }
+
+  get closed(): boolean {
+    return this.ended || this.state === 'closing';
+  }
+
+  /**
+   * Sends one frame; `done` runs once it reached the OS or the socket is gone. Frames sent in the same
+   * event loop turn leave in one write (the socket is corked until setImmediate): a burst of acks,
+   * a drain page or many broadcasts cost one syscall instead of one per frame.
+   */
+  send(frame: string, done?: (err?: Error) => void): void {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      if (done) queueMicrotask(() => done(new Error('socket closed')));
+      return;
+    }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(() => this.flush());
+    }
+    this.ws.send(frame, done);
+  }
+
+  /** Writes out what is corked. */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Closes the connection; its in-flight items go to the queue. Safe to call twice. */
+  close(code: number, reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.state = 'closing';
+    clearTimeout(this.handshakeTimer);
+    if (this.userId) this.ctx.router.detach(this);
+    this.ws.close(code, reason);
+  }
+
+  /** Drops the socket at once (heartbeat failure, shutdown). */
+  terminate(): void {
+    this.ended = true;
+    clearTimeout(this.handshakeTimer);
+    this.ws.terminate();
+  }
+
+  retire(): void {
+    this.state = 'closing';
+  }
+
+  respond(rid: number | undefined, reply: () => RelayFrame | undefined): void {
+    this.ctx.store.afterCommit((err) => {
+      if (err) {
+        this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
+        return;
+      }
+      const frame = reply();
+      if (frame) this.sendFrame(frame);
+    });
+  }
+
+  /** One heartbeat step (ws README): drop a peer that did not answer the previous ping. */
+  heartbeat(): void {
+    if (!this.alive) {
+      this.ctx.log(`${this.label} missed a heartbeat`);
+      this.terminate();
+      return;
+    }
+    this.alive = false;
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+  }
+
+  private sendFrame(frame: RelayFrame): void {
+    this.send(JSON.stringify(frame));
+  }
+
+  private error(code: RelayErrorCode, message: string, rid?: number): void {
+    const text = message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
+    this.sendFrame({ t: 'error', rid, code, message: text });
+  }
+
+  private onClose(code: number): void {
+    this.ended = true;
+    this.state = 'closing';
+    clearTimeout(this.handshakeTimer);
+    try {
+      if (this.userId) this.ctx.router.detach(this);
+    } catch (err) {
+      this.ctx.log(`${this.label} could not queue its in-flight items: ${String(err)}`);
+    }
+    this.ctx.log(`close ${this.label}${this.userId ? ` ${this.userId}` : ''} code=${code}`);
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    try {
+      this.handleMessage(data, isBinary);
+    } catch (err) {
+      // Last line of defence: nothing a client sends may take the relay down.
+      this.ctx.log(`${this.label} internal error: ${err instanceof Error ? err.stack : String(err)}`);
+    }
+  }
+
+  private handleMessage(data: RawData, isBinary: boolean): void {
+    if (this.closed || !this.takeToken(data)) return;
+    if (isBinary) {
+      this.badFrame('Binary frames are not accepted: send JSON text frames.');
+      return;
+    }
+    const text = rawText(data);
+    const parsed = parseFrame(ClientFrame, text);
+    if (!parsed.ok) {
+      this.badFrame(`Bad frame: ${parsed.error}.`, ridOf(text));
+      return;
+    }
+    const frame = parsed.value;
+    const rid = 'rid' in frame ? frame.rid : undefined;
+    try {
+      this.dispatch(frame);
+    } catch (err) {
+      if (err instanceof RelayError) {
+        // After the commit, so replies keep the order of the requests.
+        this.respond(rid, () => ({ t: 'error', rid, code: err.code, message: err.message }));
+        return;
+      }
+      this.ctx.log(`${this.label} internal error on ${frame.t}: ${err instanceof Error ? err.stack : err}`);
+      this.error(RelayErrorCode.INTERNAL, 'The relay failed to process this frame.', rid);
+    }
+  }
+
+  private dispatch(frame: ClientFrame): void {
+    switch (this.state) {
+      case 'hello':
+        if (frame.t === 'hello') this.onHello(frame);
+        else this.unauthenticated(frame);
+        return;
+      case 'challenged':
+        if (frame.t === 'auth') this.onAuth(frame);
+        else this.unauthenticated(frame);
+        return;
+      case 'ready':
+        if (frame.t === 'hello' || frame.t === 'auth')
+          this.badFrame('This connection is already authenticated.');
+        else handleRequest(this.ctx, this, frame);
+        return;
+      case 'closing':
+        return;
+    }
+  }
+
+  private onHello(f: HelloFrame): void {
+    if (f.v !== WIRE_VERSION) {
+      this.error(
+        RelayErrorCode.UNSUPPORTED_VERSION,
+        `This relay speaks wire protocol version ${WIRE_VERSION}, not ${f.v}.`,
+      );
+      this.close(1008, 'unsupported version');
+      return;
+    }
+    this.claimedUserId = f.userId;
+    this.nonce = randomBytes(32); // fresh per connection: a signature cannot be replayed elsewhere
+    this.state = 'challenged';
+    this.sendFrame({ t: 'challenge', nonce: b64(this.nonce) });
+  }
+
+  private onAuth(f: AuthFrame): void {
+    const userId = this.claimedUserId;
+    const identityBytes = unb64(f.identity);
+    let identity: PublicIdentity;
+    try {
+      identity = decodePublicIdentity(identityBytes); // both keys valid, DH key certified
+    } catch {
+      this.authFailed('The identity is not a valid public identity.');
+      return;
+    }
+    const input = authSignatureInput(userId, this.nonce!);
+    if (!verifyKeyFor(identity.signingKey).verify(input, unb64(f.signature))) {
+      this.authFailed('The signature does not verify for this identity and challenge.');
+      return;
+    }
+    const known = this.ctx.store.identityOf(userId);
+    if (known && !equalBytes(known, identityBytes)) {
+      this.authFailed(`The user id "${userId}" is registered with another identity.`);
+      return;
+    }
+    if (!known) {
+      // Registered durably (committed now) before the user or anyone else is told.
+      let failure: unknown;
+      this.ctx.store.insertUser(userId, identityBytes, this.ctx.options.now());
+      this.ctx.store.afterCommit((err) => (failure = err));
+      this.ctx.store.flush();
+      if (failure) {
+        this.error(RelayErrorCode.INTERNAL, 'The relay could not register this user; try again later.');
+        this.close(1011, 'internal error');
+        return;
+      }
+      this.ctx.users.add(userId);
+      this.ctx.log(`registered ${userId}`);
+    }
+    clearTimeout(this.handshakeTimer);
+    this.nonce = undefined;
+    this.userId = userId;
+    this.state = 'ready';
+    this.ctx.router.attach(this);
+    this.ctx.log(`authenticated ${this.label} ${userId}`);
+    this.sendFrame({
+      t: 'ready',
+      userId,
+      registered: !known,
+      oneTimePreKeyCount: this.ctx.store.preKeyCount(userId),
+      groups: this.ctx.groups.of(userId),
+    });
+    if (!known) {
+      const event: RelayFrame = { t: 'event', event: { type: 'userCreated', userId } };
+      this.ctx.router.broadcast(JSON.stringify(event), this);
+    }
+    this.ctx.router.startDrain(this);
+  }
+
+  private authFailed(message: string): void {
+    this.ctx.log(`${this.label} authentication failed for ${this.claimedUserId}`);
+    this.error(RelayErrorCode.AUTH_FAILED, message);
+    this.close(1008, 'authentication failed');
+  }
+
+  private unauthenticated(frame: ClientFrame): void {
+    const expected = this.state === 'hello' ? 'hello' : 'auth with the signed challenge';
+    this.error(
+      RelayErrorCode.NOT_AUTHENTICATED,
+      `Authenticate first: the relay expects ${expected}, not ${frame.t}.`,
+      'rid' in frame ? frame.rid : undefined,
+    );
+    if (++this.unauthenticatedFrames >= MAX_UNAUTHENTICATED_FRAMES) this.close(1008, 'not authenticated');
+  }
+
+  private badFrame(message: string, rid?: number): void {
+    this.error(RelayErrorCode.BAD_FRAME, message, rid);
+    if (++this.badFrames > MAX_BAD_FRAMES) this.close(1008, 'too many bad frames');
+  }
+
+  /** Token bucket: refills framesPerSecond per second up to burst; a frame without a token is dropped. */
+  private takeToken(data: RawData): boolean {
+    const { framesPerSecond, burst } = this.ctx.options.rateLimit;
+    if (framesPerSecond === Infinity) return true;
+    const now = this.ctx.options.now();
+    const elapsed = Math.max(0, now - this.refilledAt) / 1000;
+    this.tokens = Math.min(burst, this.tokens + elapsed * framesPerSecond);
+    this.refilledAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      this.limitedInARow = 0;
+      return true;
+    }
+    // A client that keeps sending for a whole burst's worth of refusals is not slowing down.
+    if (++this.limitedInARow > Math.max(100, burst)) {
+      this.ctx.log(`${this.label} rate limit exceeded`);
+      this.close(1008, 'rate limit exceeded');
+      return false;
+    }
+    const rid = Buffer.isBuffer(data) ? ridOf(data.toString('latin1', 0, 256), true) : undefined;
+    this.error(RelayErrorCode.RATE_LIMITED, 'Too many frames: this one was dropped. Slow down.', rid);
+    return false;
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+const RID_RE = /"rid"\s*:\s*(\d{1,16})\s*[,}]/;
+
+/**
+ * The rid of a frame that failed validation, so the client can fail that request; `peek` only looks
+ * at the start of the text (a dropped frame is not worth parsing).
+ */
+function ridOf(text: string, peek = false): number | undefined {
+  let rid: unknown;
+  if (peek) rid = Number(RID_RE.exec(text)?.[1]);
+  else {
+    try {
+      const json: unknown = JSON.parse(text);
+      if (typeof json === 'object' && json !== null && 'rid' in json) rid = json.rid;
+    } catch {
+      return undefined;
+    }
+  }
+  return Number.isSafeInteger(rid) && (rid as number) >= 1 ? (rid as number) : undefined;
+}

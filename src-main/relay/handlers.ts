@@ -1,0 +1,180 @@
+/**
+ * Requests of an authenticated connection. The sender is always the connection's user, never a
+ * field of the frame. A handler throws RelayError to refuse; replies are released after the commit
+ * of the batch holding the request's writes, so every `ok` and `ack` describes durable state.
+ */
+import { equalBytes } from '../core/encoding.js';
+import { encodePublicIdentity } from '../core/crypto/identity.js';
+import { importPublicKey } from '../core/crypto/primitives.js';
+import { decodePreKeyBundle, encodePreKeyBundle, type PreKeyBundle } from '../core/crypto/x3dh.js';
+import {
+  MAX_PREKEYS_STORED,
+  RelayErrorCode,
+  b64,
+  unb64,
+  type ClientFrame,
+  type RelayFrame,
+} from '../core/protocol/wire.js';
+import { RelayError, type RelayContext } from './context.js';
+import type { Peer } from './router.js';
+import type { StoredPreKey } from './store.js';
+
+/** Below this many stored one-time prekeys, an online owner is told to upload more. */
+const PREKEYS_LOW = 10;
+
+/** An authenticated connection, as the handlers see it. */
+export interface Client extends Peer {
+  /** Sends `reply()` after the current batch commits (or an INTERNAL error for `rid` if it failed). */
+  respond(rid: number | undefined, reply: () => RelayFrame | undefined): void;
+  /** Stops processing this connection's frames (the account is gone); the socket closes later. */
+  retire(): void;
+}
+
+type Request = Exclude<ClientFrame, { t: 'hello' } | { t: 'auth' }>;
+
+const unknownUser = (userId: string): RelayError =>
+  new RelayError(RelayErrorCode.UNKNOWN_USER, `There is no user "${userId}".`);
+
+/** Handles one request frame of an authenticated client. */
+export function handleRequest(ctx: RelayContext, client: Client, f: Request): void {
+  const me = client.userId;
+  const now = ctx.options.now();
+  switch (f.t) {
+    case 'send': {
+      if (!ctx.users.has(f.to)) throw unknownUser(f.to);
+      ctx.router.route(f.to, { kind: 'direct', from: me, id: f.id, body: f.body }, now);
+      client.respond(f.rid, () => ({ t: 'ack', rid: f.rid, id: f.id, to: f.to, state: 'sent' }));
+      return;
+    }
+    case 'groupSend': {
+      // Uploaded once, one delivery per other member.
+      for (const m of ctx.groups.membersFor(f.group, me)) {
+        if (m !== me)
+          ctx.router.route(m, { kind: 'group', from: me, id: f.id, group: f.group, body: f.body }, now);
+      }
+      client.respond(f.rid, () => ({ t: 'ack', rid: f.rid, id: f.id, group: f.group, state: 'sent' }));
+      return;
+    }
+    case 'received':
+      ctx.router.received(client, f.seq);
+      return;
+    case 'receipt': {
+      if (!ctx.users.has(f.to)) throw unknownUser(f.to);
+      ctx.router.route(f.to, { kind: 'receipt', from: me, id: f.id, group: f.group }, now);
+      return;
+    }
+    case 'publishPreKeys':
+      return publishPreKeys(ctx, client, f);
+    case 'getBundle':
+      return getBundle(ctx, client, f);
+    case 'createGroup': {
+      const members = ctx.groups.create(f.group, me);
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, members }));
+      return;
+    }
+    case 'joinGroup': {
+      const members = ctx.groups.join(f.group, me);
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, members }));
+      return;
+    }
+    case 'leaveGroup':
+      ctx.groups.leave(f.group, me);
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid }));
+      return;
+    case 'deleteGroup':
+      ctx.groups.delete(f.group, me);
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid }));
+      return;
+    case 'members': {
+      const members = [...ctx.groups.membersFor(f.group, me)];
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, members }));
+      return;
+    }
+    case 'deleteAccount':
+      return deleteAccount(ctx, client, f.rid);
+  }
+}
+
+function invalidBundle(message: string): RelayError {
+  return new RelayError(RelayErrorCode.INVALID_BUNDLE, message);
+}
+
+function publishPreKeys(
+  ctx: RelayContext,
+  client: Client,
+  f: Extract<Request, { t: 'publishPreKeys' }>,
+): void {
+  const me = client.userId;
+  const bytes = unb64(f.bundle);
+  let bundle: PreKeyBundle;
+  try {
+    bundle = decodePreKeyBundle(bytes); // verifies the keys and the signed prekey signature
+  } catch {
+    throw invalidBundle('The bundle does not decode or its signed prekey signature does not verify.');
+  }
+  if (bundle.oneTimePreKey)
+    throw invalidBundle('The bundle must not contain a one-time prekey: send those in oneTimePreKeys.');
+  if (bundle.userId !== me) throw invalidBundle(`The bundle is for "${bundle.userId}", not for you.`);
+  const registered = ctx.store.identityOf(me);
+  if (!registered || !equalBytes(encodePublicIdentity(bundle.identity), registered))
+    throw invalidBundle('The identity in the bundle is not the identity you authenticated with.');
+
+  const keys: StoredPreKey[] = [];
+  for (const k of f.oneTimePreKeys) {
+    let key: Uint8Array;
+    try {
+      key = importPublicKey(unb64(k.key));
+    } catch {
+      throw invalidBundle(`One-time prekey ${k.id} is not a valid P-256 public key.`);
+    }
+    keys.push({ id: k.id, key });
+  }
+  const stored = ctx.store.preKeyCount(me);
+  const fresh = new Set(keys.map((k) => k.id).filter((id) => !ctx.store.hasPreKey(me, id))).size;
+  if (stored + fresh > MAX_PREKEYS_STORED)
+    throw new RelayError(
+      RelayErrorCode.QUOTA,
+      `At most ${MAX_PREKEYS_STORED} one-time prekeys are kept per user; ${stored} are stored and ${fresh} more were sent.`,
+    );
+  ctx.store.putPreKeys(me, bytes, keys);
+  client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, oneTimePreKeyCount: stored + fresh }));
+}
+
+function getBundle(ctx: RelayContext, client: Client, f: Extract<Request, { t: 'getBundle' }>): void {
+  const owner = f.userId;
+  const stored = ctx.users.has(owner) ? ctx.store.bundleOf(owner) : undefined;
+  if (!stored)
+    throw new RelayError(RelayErrorCode.UNKNOWN_USER, `"${owner}" is not registered or has no prekeys yet.`);
+  const base = decodePreKeyBundle(stored);
+  const count = ctx.store.preKeyCount(owner);
+  const opk = ctx.store.firstPreKey(owner);
+  // Each one-time prekey is handed out once: deleted in the batch that the reply waits for.
+  if (opk) ctx.store.deletePreKey(owner, opk.id);
+  const remaining = opk ? count - 1 : count;
+  const bundle = b64(
+    encodePreKeyBundle({ ...base, oneTimePreKey: opk && { id: opk.id, publicKey: opk.key } }),
+  );
+  client.respond(f.rid, () => {
+    if (remaining < PREKEYS_LOW)
+      ctx.router
+        .peer(owner)
+        ?.send(JSON.stringify({ t: 'preKeysLow', count: remaining } satisfies RelayFrame));
+    return { t: 'ok', rid: f.rid, bundle };
+  });
+}
+
+function deleteAccount(ctx: RelayContext, client: Client, rid: number): void {
+  const me = client.userId;
+  client.retire();
+  ctx.groups.removeUser(me);
+  ctx.users.delete(me);
+  ctx.store.deleteUser(me); // after the group events above, so nothing queued for `me` survives
+  ctx.router.detach(client, false); // its in-flight items were for the deleted account
+  ctx.router.broadcast(
+    JSON.stringify({ t: 'event', event: { type: 'userDeleted', userId: me } } satisfies RelayFrame),
+    client,
+  );
+  ctx.log(`deleted account ${me}`);
+  client.respond(rid, () => ({ t: 'ok', rid }));
+  ctx.store.afterCommit(() => client.close(1000, 'account deleted')); // runs after the reply above
+}

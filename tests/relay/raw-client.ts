@@ -1,0 +1,205 @@
+/**
+ * A minimal relay client for tests: speaks the wire protocol frame by frame over a real WebSocket,
+ * validates every frame the relay sends against the RelayFrame schema (violations are recorded), and
+ * lets a test await frames by predicate.
+ */
+import { randomUUID } from 'node:crypto';
+import { WebSocket } from 'ws';
+import { Identity, encodePublicIdentity } from '../../src-main/core/crypto/identity.js';
+import {
+  RelayFrame,
+  WIRE_VERSION,
+  authSignatureInput,
+  b64,
+  parseFrame,
+  unb64,
+} from '../../src-main/core/protocol/wire.js';
+
+export type Frame = RelayFrame;
+export type Deliver = Extract<Frame, { t: 'deliver' }>;
+export type Ready = Extract<Frame, { t: 'ready' }>;
+/** A reply to a request; `ok` replies carry request-specific fields beside t and rid. */
+export type Reply = Extract<Frame, { t: 'ok' } | { t: 'error' } | { t: 'ack' }> & Record<string, unknown>;
+
+export interface RawClientOptions {
+  /** Answer every deliver with `received` (default true). */
+  autoReceive?: boolean;
+  /** Frames no waiter takes and for which this returns false are dropped (default: keep all). */
+  keep?: (f: Frame) => boolean;
+  /** Sees every frame first. */
+  onFrame?: (f: Frame) => void;
+  /** Answer pings (default true); false plays a dead peer. */
+  autoPong?: boolean;
+}
+
+interface Waiter {
+  pred: (f: Frame) => boolean;
+  resolve: (f: Frame) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+/** A raw wire-protocol client. */
+export class RawClient {
+  readonly closed: Promise<CloseInfo>;
+  closeInfo: CloseInfo | undefined;
+  /** Frames that failed the RelayFrame schema (should stay empty). */
+  readonly violations: string[] = [];
+  userId = '';
+  ready: Ready | undefined;
+  private inbox: Frame[] = [];
+  private waiters: Waiter[] = [];
+  private nextRid = 1;
+
+  private constructor(
+    readonly ws: WebSocket,
+    private readonly opts: RawClientOptions,
+  ) {
+    ws.on('message', (data, isBinary) => this.onMessage(data.toString(), isBinary));
+    ws.on('error', () => {}); // surfaced through `closed`
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code, reason) => {
+        this.closeInfo = { code, reason: reason.toString() };
+        for (const w of this.waiters.splice(0)) {
+          clearTimeout(w.timer);
+          w.reject(new Error(`${this.userId || 'client'} closed (${code} ${reason.toString()})`));
+        }
+        resolve(this.closeInfo);
+      });
+    });
+  }
+
+  /** Opens a socket without any handshake. */
+  static open(url: string, opts: RawClientOptions = {}): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false, autoPong: opts.autoPong ?? true });
+    const client = new RawClient(ws, opts);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(client));
+      ws.once('error', reject);
+    });
+  }
+
+  /** Opens a socket and authenticates as `userId`; throws if the relay refuses. */
+  static async connect(
+    url: string,
+    userId: string,
+    identity: Identity = Identity.generate(),
+    opts: RawClientOptions = {},
+  ): Promise<RawClient> {
+    const client = await RawClient.open(url, opts);
+    const answer = await client.handshake(userId, identity);
+    if (answer.t !== 'ready') throw new Error(`auth refused: ${JSON.stringify(answer)}`);
+    return client;
+  }
+
+  /** hello -> challenge -> auth; resolves with `ready` or the relay's error frame. */
+  async handshake(userId: string, identity: Identity): Promise<Frame> {
+    this.userId = userId;
+    this.send({ t: 'hello', v: WIRE_VERSION, userId });
+    const challenge = await this.next((f) => f.t === 'challenge' || f.t === 'error');
+    if (challenge.t !== 'challenge') return challenge;
+    const signature = identity.signing.sign(authSignatureInput(userId, unb64(challenge.nonce)));
+    this.send({
+      t: 'auth',
+      identity: b64(encodePublicIdentity(identity.publicIdentity)),
+      signature: b64(signature),
+    });
+    const answer = await this.next((f) => f.t === 'ready' || f.t === 'error');
+    if (answer.t === 'ready') this.ready = answer;
+    return answer;
+  }
+
+  /** Sends an object as JSON, a string as a text frame, a Buffer as a binary frame. */
+  send(frame: unknown): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (Buffer.isBuffer(frame)) this.ws.send(frame, { binary: true });
+    else this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** Sends a request with a fresh rid; resolves with its ok/ack/error. */
+  request(frame: Record<string, unknown>, timeoutMs?: number): Promise<Reply> {
+    const rid = this.nextRid++;
+    this.send({ ...frame, rid });
+    return this.next(
+      (f) => 'rid' in f && f.rid === rid && (f.t === 'ok' || f.t === 'error' || f.t === 'ack'),
+      timeoutMs,
+    ) as Promise<Reply>;
+  }
+
+  /** Sends a request without waiting; returns its rid. */
+  fire(frame: Record<string, unknown>): number {
+    const rid = this.nextRid++;
+    this.send({ ...frame, rid });
+    return rid;
+  }
+
+  /** The first kept frame matching `pred` (already received or future). */
+  next(pred: (f: Frame) => boolean = () => true, timeoutMs = 10_000): Promise<Frame> {
+    const i = this.inbox.findIndex(pred);
+    if (i >= 0) return Promise.resolve(this.inbox.splice(i, 1)[0]!);
+    if (this.closeInfo) return Promise.reject(new Error(`${this.userId || 'client'} is closed`));
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        pred,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          reject(new Error(`${this.userId || 'client'}: no matching frame within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Collects `n` delivers (in arrival order). */
+  async delivers(n: number, timeoutMs = 10_000): Promise<Deliver[]> {
+    const out: Deliver[] = [];
+    for (let i = 0; i < n; i++) out.push((await this.next((f) => f.t === 'deliver', timeoutMs)) as Deliver);
+    return out;
+  }
+
+  /** Frames received and not yet taken by `next`. */
+  pending(): readonly Frame[] {
+    return this.inbox;
+  }
+
+  close(): Promise<CloseInfo> {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close();
+    return this.closed;
+  }
+
+  private onMessage(text: string, isBinary: boolean): void {
+    if (isBinary) {
+      this.violations.push('binary frame from the relay');
+      return;
+    }
+    const parsed = parseFrame(RelayFrame, text);
+    if (!parsed.ok) {
+      this.violations.push(`${parsed.error}: ${text.slice(0, 200)}`);
+      return;
+    }
+    // The raw JSON, not parsed.value: RelayFrame's `ok` is v.object, which strips the reply's data.
+    const f = JSON.parse(text) as Frame;
+    this.opts.onFrame?.(f);
+    if (f.t === 'deliver' && this.opts.autoReceive !== false) this.send({ t: 'received', seq: f.seq });
+    const i = this.waiters.findIndex((w) => w.pred(f));
+    if (i >= 0) {
+      const [w] = this.waiters.splice(i, 1);
+      clearTimeout(w!.timer);
+      w!.resolve(f);
+    } else if (!this.opts.keep || this.opts.keep(f)) this.inbox.push(f);
+  }
+}
+
+/** A unique, valid message id. */
+export const msgId = (): string => randomUUID();
+
+/** A base64 body carrying `text` (the relay never reads it). */
+export const body = (text: string): string => Buffer.from(text).toString('base64');
+export const unbody = (b: string | undefined): string => Buffer.from(b ?? '', 'base64').toString();

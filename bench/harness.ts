@@ -20,6 +20,9 @@ export interface ResultRow {
   /** Half the min-max spread of the rounds, in % of the median: the visible noise. */
   readonly oursSpreadPct?: number | null;
   readonly referenceSpreadPct?: number | null;
+  /** ops/s of every measured round, in order (JSON only). */
+  readonly oursRounds?: number[] | null;
+  readonly referenceRounds?: number[] | null;
   /** Why a side is missing, or what the reference includes that we do not. */
   readonly note?: string;
 }
@@ -28,6 +31,8 @@ export interface ResultRow {
 export interface SuiteContext {
   /** Short rounds and fewer of them (smoke test, not for publishing figures). */
   readonly quick: boolean;
+  /** Rounds, their length and the clock, as chosen on the command line (pass to measurePair). */
+  readonly measure: MeasureOptions;
   /** Whether the scenario of this name was selected (`--only`). */
   selected(scenario: string): boolean;
   /** Progress to stderr (stdout is reserved for the table or the JSON document). */
@@ -45,28 +50,43 @@ export interface Suite {
 /** One unit of work; may be synchronous (our core) or return a promise (libsignal's async API). */
 export type Op = () => void | Promise<void>;
 
+/**
+ * `wall`: operations per elapsed second (the default). `cpu`: operations per second of this process's
+ * CPU time (user + system, all its threads), which other busy processes on the machine disturb far
+ * less; use it on a shared machine.
+ */
+export type Clock = 'wall' | 'cpu';
+
 export interface MeasureOptions {
   readonly rounds: number;
   readonly roundMs: number;
   readonly warmupMs: number;
+  readonly clock: Clock;
 }
 
-export const FULL: MeasureOptions = { rounds: 5, roundMs: 800, warmupMs: 400 };
-export const QUICK: MeasureOptions = { rounds: 3, roundMs: 150, warmupMs: 100 };
+export const FULL: Omit<MeasureOptions, 'clock'> = { rounds: 5, roundMs: 800, warmupMs: 400 };
+export const QUICK: Omit<MeasureOptions, 'clock'> = { rounds: 3, roundMs: 150, warmupMs: 100 };
 
-/** Runs `op` for about `ms` milliseconds; returns operations per second. */
-async function rateFor(op: Op, ms: number): Promise<number> {
+const cpuSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** Runs `op` for about `ms` milliseconds of wall time; returns operations per second of `clock`. */
+async function rateFor(op: Op, ms: number, clock: Clock): Promise<number> {
+  const cpuStart = clock === 'cpu' ? cpuSeconds() : 0;
   const start = performance.now();
   const end = start + ms;
   let n = 0;
-  let now = start;
+  let now: number;
   do {
     const r = op();
     if (r instanceof Promise) await r;
     n++;
     now = performance.now();
   } while (now < end);
-  return n / ((now - start) / 1000);
+  const seconds = clock === 'cpu' ? cpuSeconds() - cpuStart : (now - start) / 1000;
+  return n / seconds;
 }
 
 export interface Sample {
@@ -95,13 +115,13 @@ export async function measurePair(
   b: Op | null,
   opts: MeasureOptions,
 ): Promise<{ a: Sample; b: Sample | null }> {
-  await rateFor(a, opts.warmupMs);
-  if (b) await rateFor(b, opts.warmupMs);
+  await rateFor(a, opts.warmupMs, opts.clock);
+  if (b) await rateFor(b, opts.warmupMs, opts.clock);
   const ra: number[] = [];
   const rb: number[] = [];
   for (let i = 0; i < opts.rounds; i++) {
-    ra.push(await rateFor(a, opts.roundMs));
-    if (b) rb.push(await rateFor(b, opts.roundMs));
+    ra.push(await rateFor(a, opts.roundMs, opts.clock));
+    if (b) rb.push(await rateFor(b, opts.roundMs, opts.clock));
   }
   return { a: summarise(ra), b: b ? summarise(rb) : null };
 }
@@ -132,6 +152,8 @@ export function row(
     target,
     oursSpreadPct: ours ? Math.round(ours.spreadPct * 10) / 10 : null,
     referenceSpreadPct: reference ? Math.round(reference.spreadPct * 10) / 10 : null,
+    oursRounds: ours ? ours.rounds.map(roundRate) : null,
+    referenceRounds: reference ? reference.rounds.map(roundRate) : null,
     ...(note ? { note } : {}),
   };
 }

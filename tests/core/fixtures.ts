@@ -14,12 +14,7 @@ import {
   PROTOCOL_VERSION,
 } from '../../src-main/core/crypto/constants.js';
 import { Identity, encodePublicIdentity } from '../../src-main/core/crypto/identity.js';
-import {
-  aesGcmEncrypt,
-  hkdfSha256,
-  hmacSha256,
-  type SigningKeyPair,
-} from '../../src-main/core/crypto/primitives.js';
+import { aesGcmEncrypt, hmacSha256, type SigningKeyPair } from '../../src-main/core/crypto/primitives.js';
 import { SessionRecord } from '../../src-main/core/crypto/ratchet.js';
 import {
   type OneTimePreKeyPublic,
@@ -159,8 +154,10 @@ export function craftGroupMessage(m: {
     .u32(m.counter)
     .finish();
   const mk = hmacSha256(m.chainKey, CHAIN_MESSAGE_KEY);
-  const okm = hkdfSha256(mk, new Uint8Array(32), concatBytes(Label.GROUP_KEYS, header), 44);
-  const sealed = aesGcmEncrypt(okm.subarray(0, 32), okm.subarray(32, 44), m.plaintext, header);
+  // docs/PROTOCOL.md: key = HMAC(mk, label || 0x01 || header), nonce = HMAC(mk, label || 0x02 || header)[0..12)
+  const key = hmacSha256(mk, Label.GROUP_KEYS, new Uint8Array([1]), header);
+  const nonce = hmacSha256(mk, Label.GROUP_KEYS, new Uint8Array([2]), header).subarray(0, 12);
+  const sealed = aesGcmEncrypt(key, nonce, m.plaintext, header);
   const signed = new Writer().fixed(header).bytes(sealed).finish();
   return concatBytes(signed, m.signer.sign(concatBytes(Label.GROUP_SIGNATURE, signed)));
 }

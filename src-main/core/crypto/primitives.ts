@@ -142,6 +142,18 @@ export function importPublicKey(point: Uint8Array, allowCompressed = false): Uin
   }
 }
 
+/**
+ * Checks only the encoding of an uncompressed point (65 bytes, 0x04 prefix). For keys used at once in
+ * DhKeyPair.agree, which validates the point itself (OpenSSL refuses points off the curve), this
+ * avoids decoding the point twice on the hot path.
+ */
+export function checkPointShape(point: Uint8Array): Uint8Array {
+  checkBytes('public key', point);
+  if (point.length !== P256_PUBLIC_BYTES || point[0] !== 0x04)
+    throw invalidKey('not an uncompressed SEC1 point');
+  return point;
+}
+
 function fromKeyObject(key: KeyObject): Uint8Array {
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== CURVE) {
     throw invalidKey('not a named P-256 key');

@@ -32,10 +32,13 @@ import {
   GCM_TAG_BYTES,
   aesGcmDecrypt,
   aesGcmEncrypt,
+  checkPointShape,
   hkdfSha256,
   hmacSha256,
   importPublicKey,
+  wipe,
 } from './primitives.js';
+import { messageKeys } from './message-keys.js';
 
 // ---------------------------------------------------------------------------------------------
 // Wire format of direct messages (docs/PROTOCOL.md "Direct messages")
@@ -109,24 +112,20 @@ export function parseDirectMessage(bytes: Uint8Array): DirectMessage {
   return { type, senderId, recipientId, preKey, ratchetKey, previousCounter, counter, header, ciphertext };
 }
 
-/** AES key and nonce for one message: HKDF(mk, 0^32, Label.DIRECT_KEYS || header, 44). */
 function sealWith(mk: Uint8Array, header: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const okm = hkdfSha256(mk, ZERO_SALT, concatLabel(Label.DIRECT_KEYS, header), 44);
-  return aesGcmEncrypt(okm.subarray(0, 32), okm.subarray(32, 44), plaintext, header);
+  const { key, nonce } = messageKeys(mk, Label.DIRECT_KEYS, header);
+  const sealed = aesGcmEncrypt(key, nonce, plaintext, header);
+  wipe(key);
+  return sealed;
 }
 
 function openWith(mk: Uint8Array, msg: DirectMessage): Uint8Array {
-  const okm = hkdfSha256(mk, ZERO_SALT, concatLabel(Label.DIRECT_KEYS, msg.header), 44);
-  return aesGcmDecrypt(okm.subarray(0, 32), okm.subarray(32, 44), msg.ciphertext, msg.header);
-}
-
-const ZERO_SALT = new Uint8Array(32);
-
-function concatLabel(label: Uint8Array, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(label.length + data.length);
-  out.set(label);
-  out.set(data, label.length);
-  return out;
+  const { key, nonce } = messageKeys(mk, Label.DIRECT_KEYS, msg.header);
+  try {
+    return aesGcmDecrypt(key, nonce, msg.ciphertext, msg.header);
+  } finally {
+    wipe(key);
+  }
 }
 
 /** KDF_RK: (rootKey', chainKey) = HKDF(dh, salt = rootKey, Label.ROOT || str(from) || str(to), 64). */
@@ -203,10 +202,19 @@ export class RatchetSession {
   static initiate(identity: Identity, selfId: string, bundle: PreKeyBundle): RatchetSession {
     if (bundle.userId === selfId) throw new UsageError('cannot open a session with oneself');
     const x = x3dhInitiate(identity, selfId, bundle);
-    const ratchet = DhKeyPair.generate();
-    const s = new RatchetSession(selfId, bundle.userId, bundle.identity, x.baseKey, x.sharedSecret, ratchet);
+    // The X3DH ephemeral key EK doubles as our first ratchet key: its DH with the responder's signed
+    // prekey (their first ratchet key) is DH3, already computed. Saves a key pair and a DH per side;
+    // EK is replaced at our next DH ratchet step like any ratchet key (docs/PROTOCOL.md).
+    const s = new RatchetSession(
+      selfId,
+      bundle.userId,
+      bundle.identity,
+      x.baseKey,
+      x.sharedSecret,
+      x.ephemeral,
+    );
     s.receivingKey = x.responderRatchetKey;
-    const [rk, ck] = kdfRoot(x.sharedSecret, ratchet.agree(x.responderRatchetKey), selfId, bundle.userId);
+    const [rk, ck] = kdfRoot(x.sharedSecret, x.dh3, selfId, bundle.userId);
     s.rootKey = rk;
     s.sending = { key: ck, index: 0 };
     s.pendingPreKey = {
@@ -224,7 +232,7 @@ export class RatchetSession {
     if (!pk) throw new ProtocolError(ErrorCode.WRONG_TYPE, 'not a PREKEY message');
     if (msg.recipientId !== selfId)
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'message is for another user');
-    const { sharedSecret, signedPreKey } = x3dhRespond(
+    const { sharedSecret, signedPreKey, dh3 } = x3dhRespond(
       identity,
       prekeys,
       selfId,
@@ -234,7 +242,14 @@ export class RatchetSession {
       pk.oneTimePreKeyId,
       pk.baseKey,
     );
-    return new RatchetSession(selfId, msg.senderId, pk.identity, pk.baseKey, sharedSecret, signedPreKey);
+    const s = new RatchetSession(selfId, msg.senderId, pk.identity, pk.baseKey, sharedSecret, signedPreKey);
+    // The initiator's first ratchet key is its base key EK (see initiate): its first receiving chain
+    // comes from DH3 = DH(SPK, EK) without another DH. Sending waits for our own first DH step.
+    const [rk, ck] = kdfRoot(sharedSecret, dh3, msg.senderId, selfId);
+    s.rootKey = rk;
+    s.receivingKey = pk.baseKey.slice();
+    s.receiving = { key: ck, index: 0 };
+    return s;
   }
 
   /** True while this side still announces the X3DH parameters (no reply received yet). */
@@ -328,7 +343,8 @@ export class RatchetSession {
         skipRest(this.receiving, msg.previousCounter, toHex(this.receivingKey), newSkipped);
       }
     }
-    const peerKey = importPublicKey(msg.ratchetKey);
+    // agree() validates the point on the curve; only the encoding is checked here.
+    const peerKey = checkPointShape(msg.ratchetKey);
     const [rk, ck] = kdfRoot(this.rootKey, this.sendingKeyPair.agree(peerKey), this.peerId, this.selfId);
     const { mk, next } = advance({ key: ck, index: 0 }, msg.counter, ratchetHex, newSkipped);
     const pt = openWith(mk, msg);
@@ -449,6 +465,7 @@ export class SessionRecord {
   }
 
   private promote(s: RatchetSession): void {
+    if (this.sessions[0] === s) return;
     this.sessions = [s, ...this.sessions.filter((x) => x !== s)].slice(0, 1 + MAX_ARCHIVED_SESSIONS);
   }
 

@@ -21,6 +21,7 @@ import {
 } from './constants.js';
 import { verifyKeyFor } from './identity.js';
 import { peekMessageType } from './ratchet.js';
+import { messageKeys } from './message-keys.js';
 import {
   GCM_TAG_BYTES,
   P256_SIGNATURE_BYTES,
@@ -28,7 +29,6 @@ import {
   type VerifyKey,
   aesGcmDecrypt,
   aesGcmEncrypt,
-  hkdfSha256,
   hmacSha256,
   importPublicKey,
   randomBytes,
@@ -72,15 +72,6 @@ export function parseGroupMessage(bytes: Uint8Array): GroupMessage {
   return { groupId, senderId, keyId, counter, header, ciphertext, signed, signature };
 }
 
-const ZERO_SALT = new Uint8Array(32);
-
-function messageKeys(mk: Uint8Array, header: Uint8Array): Uint8Array {
-  const info = new Uint8Array(Label.GROUP_KEYS.length + header.length);
-  info.set(Label.GROUP_KEYS);
-  info.set(header, Label.GROUP_KEYS.length);
-  return hkdfSha256(mk, ZERO_SALT, info, 44);
-}
-
 function signatureInput(signed: Uint8Array): Uint8Array {
   const out = new Uint8Array(Label.GROUP_SIGNATURE.length + signed.length);
   out.set(Label.GROUP_SIGNATURE);
@@ -101,8 +92,12 @@ class SenderKeyState {
     readonly createdAt: number,
   ) {}
 
+  private verifyKey: VerifyKey | undefined;
+
+  /** The sender key's verification key, kept with the state so each message verifies without lookups. */
   get verifier(): VerifyKey {
-    return verifyKeyFor(this.signingPublic);
+    this.verifyKey ??= verifyKeyFor(this.signingPublic);
+    return this.verifyKey;
   }
 
   erase(): void {
@@ -275,10 +270,10 @@ export class GroupSession {
       .u32(own.counter)
       .finish();
     const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
-    const okm = messageKeys(mk, header);
-    const sealed = aesGcmEncrypt(okm.subarray(0, 32), okm.subarray(32, 44), plaintext, header);
+    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, header);
+    const sealed = aesGcmEncrypt(key, nonce, plaintext, header);
     mk.fill(0);
-    okm.fill(0);
+    key.fill(0);
     const signed = new Writer(header.length + sealed.length + 8).fixed(header).bytes(sealed).finish();
     const signature = own.signing!.sign(signatureInput(signed));
     own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
@@ -400,8 +395,13 @@ export class GroupSession {
         }
       };
     }
-    const okm = messageKeys(mk, m.header);
-    const plaintext = aesGcmDecrypt(okm.subarray(0, 32), okm.subarray(32, 44), m.ciphertext, m.header);
+    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, m.header);
+    let plaintext: Uint8Array;
+    try {
+      plaintext = aesGcmDecrypt(key, nonce, m.ciphertext, m.header);
+    } finally {
+      key.fill(0);
+    }
     commit();
     return { senderId: m.senderId, keyId: m.keyId, counter: m.counter, plaintext };
   }

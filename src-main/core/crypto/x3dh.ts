@@ -16,7 +16,14 @@ import {
   encodePublicIdentity,
   verifyKeyFor,
 } from './identity.js';
-import { DhKeyPair, P256_SIGNATURE_BYTES, hkdfSha256, importPublicKey, wipe } from './primitives.js';
+import {
+  DhKeyPair,
+  P256_SIGNATURE_BYTES,
+  checkPointShape,
+  hkdfSha256,
+  importPublicKey,
+  wipe,
+} from './primitives.js';
 
 export interface SignedPreKeyPublic {
   readonly id: number;
@@ -227,7 +234,7 @@ function x3dhInfo(
 function deriveSharedSecret(dhs: Uint8Array[], info: Uint8Array): Uint8Array {
   const ikm = concatBytes(new Uint8Array(32).fill(0xff), ...dhs);
   const sk = hkdfSha256(ikm, new Uint8Array(32), info, 32);
-  wipe(ikm, ...dhs);
+  wipe(ikm);
   return sk;
 }
 
@@ -235,6 +242,10 @@ function deriveSharedSecret(dhs: Uint8Array[], info: Uint8Array): Uint8Array {
 export interface X3DHInitiation {
   readonly sharedSecret: Uint8Array;
   readonly baseKey: Uint8Array;
+  /** EK: it doubles as the initiator's first ratchet key pair (see RatchetSession.initiate). */
+  readonly ephemeral: DhKeyPair;
+  /** DH3 = DH(EK, SPK_B), the first ratchet step's DH output (caller wipes it). */
+  readonly dh3: Uint8Array;
   readonly signedPreKeyId: number;
   readonly oneTimePreKeyId: number;
   /** The responder's signed prekey: the initiator's first ratchet peer key. */
@@ -256,8 +267,13 @@ export function x3dhInitiate(identity: Identity, selfId: string, bundle: PreKeyB
     bundle.signedPreKey.id,
     opkId,
   );
+  const sharedSecret = deriveSharedSecret(dhs, info);
+  const dh3 = dhs[2]!;
+  wipe(dhs[0]!, dhs[1]!, ...dhs.slice(3));
   return {
-    sharedSecret: deriveSharedSecret(dhs, info),
+    sharedSecret,
+    ephemeral: ek,
+    dh3,
     baseKey: ek.publicKey,
     signedPreKeyId: bundle.signedPreKey.id,
     oneTimePreKeyId: opkId,
@@ -275,9 +291,10 @@ export function x3dhRespond(
   signedPreKeyId: number,
   oneTimePreKeyId: number,
   baseKey: Uint8Array,
-): { sharedSecret: Uint8Array; signedPreKey: DhKeyPair } {
+): { sharedSecret: Uint8Array; signedPreKey: DhKeyPair; dh3: Uint8Array } {
   const spk = prekeys.signedKeyPair(signedPreKeyId);
-  const ek = importPublicKey(baseKey);
+  // agree() validates the point (OpenSSL refuses points off the curve); no separate import needed.
+  const ek = checkPointShape(baseKey);
   const dhs = [spk.agree(initiator.dhKey), identity.dh.agree(ek), spk.agree(ek)];
   if (oneTimePreKeyId !== NO_PREKEY) dhs.push(prekeys.oneTimeKeyPair(oneTimePreKeyId).agree(ek));
   const info = x3dhInfo(
@@ -288,5 +305,8 @@ export function x3dhRespond(
     signedPreKeyId,
     oneTimePreKeyId,
   );
-  return { sharedSecret: deriveSharedSecret(dhs, info), signedPreKey: spk };
+  const sharedSecret = deriveSharedSecret(dhs, info);
+  const dh3 = dhs[2]!;
+  wipe(dhs[0]!, dhs[1]!, ...dhs.slice(3));
+  return { sharedSecret, signedPreKey: spk, dh3 };
 }

@@ -1,0 +1,215 @@
+/**
+ * The one contract between the main process and the renderer: `window.messenger`.
+ *
+ * Runs everywhere (main, preload, renderer): types and plain constants only, no imports. The main
+ * process implements it (src-main/services), the preload forwards each method over IPC
+ * (src-preload), the renderer only calls it and displays what comes back. The renderer never sees a
+ * key, a ciphertext or a session: only ids, display text and states.
+ */
+
+export type ConversationId = `dm:${string}` | `group:${string}`;
+
+export type ConnectionState = 'offline' | 'connecting' | 'connected' | 'reconnecting';
+
+/** Where the identity keys live. 'passphrase-file' only when no OS keychain is available. */
+export type KeyStorage = 'keychain' | 'passphrase-file';
+
+export interface Profile {
+  readonly userId: string;
+  /** The relay last used (reconnected at start), if any. */
+  readonly relayUrl: string | null;
+  readonly keyStorage: KeyStorage;
+}
+
+/** What the app knows at start: a profile, or what the first-run screen needs. */
+export interface AppStatus {
+  readonly profile: Profile | null;
+  /** False on Linux without a Secret Service: the UI offers the passphrase-protected key file. */
+  readonly keychainAvailable: boolean;
+  /** A passphrase-file profile exists and must be unlocked before anything else. */
+  readonly locked: boolean;
+  readonly connection: ConnectionState;
+  readonly hostedRelay: HostedRelay | null;
+}
+
+export interface HostedRelay {
+  readonly port: number;
+  /** URLs other machines on the LAN can use (one per non-internal IPv4 address), then loopback. */
+  readonly urls: readonly string[];
+}
+
+export interface DiscoveredRelay {
+  /** mDNS instance name (the hosting user's id and machine). */
+  readonly name: string;
+  readonly url: string;
+}
+
+export type MessageStatus = 'sending' | 'sent' | 'delivered' | 'failed';
+
+/** One line of a conversation: a message or an event (joined, left, keys rotated, key changed...). */
+export interface HistoryItem {
+  readonly id: string;
+  readonly conversationId: ConversationId;
+  readonly kind: 'message' | 'event';
+  /** Sender user id (messages) or the subject of the event. */
+  readonly from: string;
+  readonly text: string;
+  /** ms since epoch. */
+  readonly at: number;
+  readonly direction: 'in' | 'out';
+  /** Outgoing messages only. */
+  readonly status?: MessageStatus;
+}
+
+export interface ConversationSummary {
+  readonly id: ConversationId;
+  readonly kind: 'direct' | 'group';
+  /** The other user's id, or the group name. */
+  readonly title: string;
+  readonly unread: number;
+  readonly last: { readonly from: string; readonly text: string; readonly at: number } | null;
+  /** Direct only: the contact's key changed and the user has not confirmed it yet. */
+  readonly keyChanged: boolean;
+}
+
+export interface HistoryPage {
+  readonly items: readonly HistoryItem[];
+  /** Pass as `before` to get the previous page; null when this page reaches the start. */
+  readonly nextBefore: string | null;
+}
+
+export interface Contact {
+  readonly userId: string;
+  readonly verified: boolean;
+  readonly keyChanged: boolean;
+}
+
+export interface SafetyNumber {
+  readonly userId: string;
+  /** 60 digits, shown in 12 groups of 5. */
+  readonly digits: string;
+  /** QR code of the digits as an SVG document (rendered as an <img> data: URL). */
+  readonly qrSvg: string;
+  readonly verified: boolean;
+  readonly keyChanged: boolean;
+}
+
+export interface GroupInfo {
+  readonly group: string;
+  readonly creator: string;
+  readonly members: readonly string[];
+}
+
+export type NotificationPrivacy = 'none' | 'sender' | 'sender-and-text';
+export type Theme = 'system' | 'light' | 'dark';
+
+export interface Settings {
+  readonly notifications: NotificationPrivacy;
+  readonly theme: Theme;
+  /** Port for hosting a LAN relay. */
+  readonly relayPort: number;
+}
+
+/** The single event stream of `onEvent`. */
+export type MessengerEvent =
+  | { readonly type: 'status'; readonly status: AppStatus }
+  | { readonly type: 'connection'; readonly state: ConnectionState; readonly error?: string }
+  | { readonly type: 'item'; readonly item: HistoryItem }
+  | {
+      readonly type: 'itemStatus';
+      readonly conversationId: ConversationId;
+      readonly id: string;
+      readonly status: MessageStatus;
+    }
+  | { readonly type: 'conversation'; readonly summary: ConversationSummary }
+  | { readonly type: 'conversationRemoved'; readonly id: ConversationId }
+  | { readonly type: 'contact'; readonly contact: Contact }
+  | { readonly type: 'relays'; readonly relays: readonly DiscoveredRelay[] }
+  | { readonly type: 'settings'; readonly settings: Settings }
+  /** A failure the user should read: always a plain sentence. */
+  | { readonly type: 'error'; readonly message: string };
+
+/** Every call's failure is an error whose message is a plain sentence (and a stable `code`). */
+export interface MessengerApi {
+  getStatus(): Promise<AppStatus>;
+  /** First run: choose a user id; `passphrase` only when no keychain is available. */
+  createProfile(args: { userId: string; passphrase?: string }): Promise<Profile>;
+  /** Unlocks a passphrase-file profile. */
+  unlock(args: { passphrase: string }): Promise<Profile>;
+
+  connect(args: { relayUrl: string }): Promise<void>;
+  disconnect(): Promise<void>;
+
+  /** Starts the bundled relay on all interfaces and advertises it on the LAN (mDNS). */
+  hostRelay(args: { port?: number }): Promise<HostedRelay>;
+  stopHostingRelay(): Promise<void>;
+  listDiscoveredRelays(): Promise<readonly DiscoveredRelay[]>;
+
+  listContacts(): Promise<readonly Contact[]>;
+  getSafetyNumber(args: { userId: string }): Promise<SafetyNumber>;
+  setVerified(args: { userId: string; verified: boolean }): Promise<void>;
+  /** The user confirmed a contact's new key: sending resumes. */
+  acceptKeyChange(args: { userId: string }): Promise<void>;
+
+  listConversations(): Promise<readonly ConversationSummary[]>;
+  /** Newest last; `before` from a previous page's nextBefore. */
+  getHistory(args: { conversationId: ConversationId; before?: string; limit?: number }): Promise<HistoryPage>;
+  markRead(args: { conversationId: ConversationId }): Promise<void>;
+  /** Opens (or returns) a direct conversation with a user. */
+  openDirect(args: { userId: string }): Promise<ConversationSummary>;
+
+  sendDirect(args: { to: string; text: string }): Promise<HistoryItem>;
+  sendGroup(args: { group: string; text: string }): Promise<HistoryItem>;
+
+  createGroup(args: { group: string }): Promise<GroupInfo>;
+  joinGroup(args: { group: string }): Promise<GroupInfo>;
+  leaveGroup(args: { group: string }): Promise<void>;
+  deleteGroup(args: { group: string }): Promise<void>;
+  getGroup(args: { group: string }): Promise<GroupInfo>;
+
+  getSettings(): Promise<Settings>;
+  updateSettings(args: Partial<Settings>): Promise<Settings>;
+
+  /** Subscribes to every event; returns the unsubscribe function. */
+  onEvent(listener: (event: MessengerEvent) => void): () => void;
+}
+
+/** The request/response methods (everything but onEvent), in one list the preload and IPC share. */
+export const API_METHODS = [
+  'getStatus',
+  'createProfile',
+  'unlock',
+  'connect',
+  'disconnect',
+  'hostRelay',
+  'stopHostingRelay',
+  'listDiscoveredRelays',
+  'listContacts',
+  'getSafetyNumber',
+  'setVerified',
+  'acceptKeyChange',
+  'listConversations',
+  'getHistory',
+  'markRead',
+  'openDirect',
+  'sendDirect',
+  'sendGroup',
+  'createGroup',
+  'joinGroup',
+  'leaveGroup',
+  'deleteGroup',
+  'getGroup',
+  'getSettings',
+  'updateSettings',
+] as const satisfies readonly (keyof MessengerApi)[];
+
+export type ApiMethod = (typeof API_METHODS)[number];
+
+/** IPC channels: one for calls (invoke), one for events (main → renderer). */
+export const IPC_CALL = 'messenger:call';
+export const IPC_EVENT = 'messenger:event';
+
+/** What an IPC call resolves to: errors travel as data so their plain-sentence message survives. */
+export type CallResult<T = unknown> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly error: { readonly code: string; readonly message: string } };

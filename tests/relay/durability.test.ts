@@ -87,7 +87,7 @@ describe('durability', () => {
     await bob.close();
   });
 
-  it('queues at least thousands of messages per second durably for an offline recipient', async () => {
+  it('queues 20,000 pipelined messages for an offline recipient and delivers them all (speed: npm run bench)', async () => {
     const N = 20_000;
     const bobId = Identity.generate();
     const relay = await start();
@@ -102,7 +102,6 @@ describe('durability', () => {
       },
     });
     const payload = body('x'.repeat(100));
-    const t0 = performance.now();
     // Pipelined with a window, as a client with many outgoing messages would.
     let sent = 0;
     while (sent < N) {
@@ -113,12 +112,8 @@ describe('durability', () => {
       await new Promise((r) => setImmediate(r));
     }
     await done;
-    const seconds = (performance.now() - t0) / 1000;
-    const rate = Math.round(N / seconds);
-    console.log(`relay queued ${N} messages durably in ${seconds.toFixed(2)} s: ${rate} messages/s`);
-    expect(rate).toBeGreaterThan(2000); // the target is 20,000/s; kept loose for slow CI disks
+    expect(acks).toBe(N);
 
-    const t1 = performance.now();
     let delivered = 0;
     const bob = await RawClient.connect(relay.url, 'bob', bobId, {
       keep: () => false,
@@ -127,7 +122,6 @@ describe('durability', () => {
       },
     });
     while (delivered < N) await new Promise((r) => setTimeout(r, 20));
-    console.log(`drained ${N} queued messages in ${((performance.now() - t1) / 1000).toFixed(2)} s`);
     await bob.close();
     await alice.close();
   });

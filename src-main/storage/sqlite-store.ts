@@ -10,9 +10,13 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { KeyStore, StateStore } from '../core/client/stores.js';
 
-/** Key-value state in SQLite; `namespace` separates several users in one file. */
+/**
+ * Key-value state in SQLite; `namespace` separates several users in one file. Given a file it owns
+ * its database; given an open database (the app's local store) it shares it and `close()` leaves it open.
+ */
 export class SqliteStore implements StateStore {
   private readonly db: Database.Database;
+  private readonly owned: boolean;
   private readonly getStmt: Database.Statement<[string], { value: Buffer }>;
   private readonly putStmt: Database.Statement<[string, Buffer]>;
   private readonly delStmt: Database.Statement<[string]>;
@@ -20,16 +24,21 @@ export class SqliteStore implements StateStore {
   private readonly writeTx: (changes: ReadonlyMap<string, Uint8Array | null>) => void;
 
   constructor(
-    file: string,
+    file: string | Database.Database,
     private readonly namespace = '',
   ) {
-    if (file !== ':memory:') {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    this.owned = typeof file === 'string';
+    if (typeof file !== 'string') {
+      this.db = file;
+    } else {
+      if (file !== ':memory:') {
+        mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      }
+      this.db = new Database(file);
+      if (file !== ':memory:') chmodSync(file, 0o600);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
     }
-    this.db = new Database(file);
-    if (file !== ':memory:') chmodSync(file, 0o600);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
     this.db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID');
     this.getStmt = this.db.prepare('SELECT value FROM kv WHERE key = ?');
     this.putStmt = this.db.prepare('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)');
@@ -49,6 +58,11 @@ export class SqliteStore implements StateStore {
   }
 
   async keys(prefix: string): Promise<string[]> {
+    return this.keysSync(prefix);
+  }
+
+  /** Keys starting with `prefix`, sorted. */
+  keysSync(prefix: string): string[] {
     const from = this.namespace + prefix;
     // Every key with this prefix sorts below prefix + U+FFFF.
     return this.keysStmt.all(from, `${from}\uffff`).map((r) => r.key.slice(this.namespace.length));
@@ -68,6 +82,6 @@ export class SqliteStore implements StateStore {
   }
 
   close(): void {
-    this.db.close();
+    if (this.owned) this.db.close();
   }
 }

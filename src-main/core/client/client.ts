@@ -26,6 +26,7 @@ import { CryptoError, E2EEError, ErrorCode, ProtocolError, RelayError, UsageErro
 import {
   type ClientFrame,
   MAX_FRAME_BYTES,
+  MAX_PREKEYS_STORED,
   Name,
   RelayFrame,
   type RelayEvent,
@@ -95,6 +96,8 @@ interface GroupState {
   session: GroupSession;
   members: Set<string>;
   creator: string;
+  /** Members our current sender key could not be sent to yet (no session possible): retried before each send. */
+  needsKey: Set<string>;
 }
 
 interface Pending {
@@ -107,7 +110,22 @@ interface OutboxEntry {
   frame: Extract<ClientFrame, { t: 'send' } | { t: 'groupSend' }>;
   /** Internal messages (sender-key distribution) resolve nobody and emit no ack. */
   internal: boolean;
+  /** Queue position: after a restart the outbox is re-sent in this order (keys are random ids). */
+  order: number;
 }
+
+/** Relay refusals that a retry cannot fix: the message is dropped and its sender told. */
+const PERMANENT_SEND_ERRORS = new Set([
+  'UNKNOWN_USER',
+  'UNKNOWN_GROUP',
+  'NOT_A_MEMBER',
+  'BAD_FRAME',
+  'FORBIDDEN',
+]);
+/** Relay refusals of the handshake after which reconnecting cannot help. */
+const FATAL_HANDSHAKE_ERRORS = new Set(['AUTH_FAILED', 'UNSUPPORTED_VERSION']);
+const RETRY_SEND_MS = 1000;
+const EARLY_CHECK_MS = 5000;
 
 /** Largest user message: the core's plaintext limit less room for the content header. */
 export const MAX_MESSAGE_BYTES = MAX_PLAINTEXT_BYTES - 256;
@@ -153,7 +171,14 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private readonly pinned = new Map<string, Uint8Array>();
   private readonly changedIdentity = new Set<string>();
   private readonly seen = new Map<string, number>();
+  /** Group messages that arrived before their sender key; not acknowledged to the relay until handled. */
   private readonly early: { frame: DeliverFrame; at: number }[] = [];
+  private earlyTimer: NodeJS.Timeout | undefined;
+  private outboxOrder = 0;
+  /** Ids we sent, with their recipient or group, so a receipt is only accepted for a real message. */
+  private readonly sentTo = new Map<string, string>();
+  private lastRelayError: string | undefined;
+  private publishing = false;
   private lock: Promise<unknown> = Promise.resolve();
   private initialized: Promise<void> | undefined;
 
@@ -188,6 +213,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     this.closedByUser = true;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    clearInterval(this.earlyTimer);
+    this.earlyTimer = undefined;
     const ws = this.ws;
     if (ws && ws.readyState !== WebSocket.CLOSED) {
       await new Promise<void>((resolve) => {
@@ -348,16 +375,22 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         if (bytes) this.pinned.set(key.slice(8), bytes);
       }
       for (const key of await this.stateStore.keys('changed/')) this.changedIdentity.add(key.slice(8));
-      const seenKeys = await this.stateStore.keys('seen/');
-      for (const key of seenKeys) {
+      // Stored under random ids: restore the dedup list oldest first and the outbox in queue order.
+      const seen: [string, number][] = [];
+      for (const key of await this.stateStore.keys('seen/')) {
         const b = await this.stateStore.get(key);
-        this.seen.set(key.slice(5), b ? new Reader(b).u64() : 0);
+        seen.push([key.slice(5), b ? new Reader(b).u64() : 0]);
       }
+      for (const [k, at] of seen.sort((a, b) => a[1] - b[1])) this.seen.set(k, at);
+      const entries: OutboxEntry[] = [];
       for (const key of await this.stateStore.keys('outbox/')) {
         const b = await this.stateStore.get(key);
-        if (!b) continue;
-        const entry = JSON.parse(utf8Decode(b)) as OutboxEntry;
-        this.outbox.set(entry.frame.id, entry);
+        if (b) entries.push(JSON.parse(utf8Decode(b)) as OutboxEntry);
+      }
+      for (const e of entries.sort((a, b) => a.order - b.order)) {
+        this.outbox.set(e.frame.id, e);
+        this.outboxOrder = Math.max(this.outboxOrder, e.order);
+        this.sentTo.set(e.frame.id, e.frame.t === 'send' ? e.frame.to : e.frame.group);
       }
     });
     return this.initialized;
@@ -437,22 +470,41 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     return record;
   }
 
+  /**
+   * Before a group send: a fresh sender key after any membership change, distributed over pairwise
+   * sessions to every current member; members it could not reach yet (no session possible, e.g. a
+   * key change awaiting confirmation) are remembered and retried before each later send.
+   */
   private async rotateIfNeeded(group: string, g: GroupState): Promise<void> {
-    if (!g.session.needsRotation(this.now(), this.opts.rotation)) return;
-    const skdm = g.session.rotate(this.now());
-    // Distribute over pairwise sessions to every current member, before the first message under it.
-    for (const member of [...g.members].sort()) {
-      if (member === this.userId) continue;
-      const record = await this.ensureSession(member);
-      const id = randomUUID();
-      const body = record.encrypt(encodeContent({ type: ContentType.SENDER_KEY, id, group, data: skdm }));
-      await this.queueOutgoing({ t: 'send', rid: 0, to: member, id, body: b64(body) }, true, [
-        this.sessionChange(record),
-        this.groupChange(group, g),
-      ]);
+    if (g.session.needsRotation(this.now(), this.opts.rotation)) {
+      g.session.rotate(this.now());
+      g.needsKey = new Set([...g.members].filter((m) => m !== this.userId));
+      await this.stateStore.write(new Map([this.groupChange(group, g)]));
+      this.emit('keysRotated', { group });
     }
-    await this.stateStore.write(new Map([this.groupChange(group, g)]));
-    this.emit('keysRotated', { group });
+    if (g.needsKey.size === 0) return;
+    // The SKDM at the current counter: a member who gets it late still reads every later message.
+    const skdm = g.session.ownDistribution()!;
+    let firstError: unknown;
+    for (const member of [...g.needsKey].sort()) {
+      try {
+        const record = await this.ensureSession(member);
+        const id = randomUUID();
+        const body = record.encrypt(encodeContent({ type: ContentType.SENDER_KEY, id, group, data: skdm }));
+        g.needsKey.delete(member);
+        await this.queueOutgoing({ t: 'send', rid: 0, to: member, id, body: b64(body) }, true, [
+          this.sessionChange(record),
+          this.groupChange(group, g),
+        ]);
+      } catch (e) {
+        firstError ??= e;
+        this.e2eeError(e, member, group);
+      }
+    }
+    if (firstError !== undefined && g.needsKey.size === g.members.size - 1 && g.members.size > 1) {
+      // Nobody could get the key: sending would reach no one.
+      throw firstError;
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -484,8 +536,9 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     internal: boolean,
     changes: [string, Uint8Array | null][],
   ): Promise<void> {
-    const entry: OutboxEntry = { frame, internal };
+    const entry: OutboxEntry = { frame, internal, order: ++this.outboxOrder };
     this.outbox.set(frame.id, entry);
+    if (!internal) this.rememberSent(frame.id, frame.t === 'send' ? frame.to : frame.group);
     await this.stateStore.write(
       new Map([...changes, [`outbox/${frame.id}`, utf8Encode(JSON.stringify(entry))]]),
     );
@@ -547,10 +600,16 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       this.pending.delete(rid);
     }
     if (wasAuthenticated) this.emit('disconnect', { code, reason });
-    const fatal = code === 1008 && !wasAuthenticated; // authentication refused: retrying cannot help
+    // Only a refused identity or version is final; a timeout, rate limit or restart is retried.
+    const refusal = this.lastRelayError;
+    this.lastRelayError = undefined;
+    const fatal = !wasAuthenticated && refusal !== undefined && FATAL_HANDSHAKE_ERRORS.has(refusal);
+    // Another connection of this user replaced us: reconnecting would push it off in turn.
+    const replaced = code === 1000 && reason === 'replaced';
+    if (replaced) this.closedByUser = true;
     if (fatal || this.closedByUser) {
       const waiters = this.connectWaiters.splice(0);
-      const err = new RelayError('AUTH_FAILED', reason || 'the relay refused the connection');
+      const err = new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
       for (const w of waiters)
         w.reject(this.closedByUser ? new E2EEError(ErrorCode.NOT_CONNECTED, 'closed') : err);
       if (fatal && !this.closedByUser && this.listenerCount('error') > 0) this.emit('error', err);
@@ -597,6 +656,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         return;
       }
       case 'error': {
+        if (!this.authenticated) this.lastRelayError = f.code;
         if (f.rid === undefined) {
           if (this.listenerCount('error') > 0) this.emit('error', new RelayError(f.code, f.message));
           return;
@@ -608,9 +668,11 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
           p.reject(new RelayError(f.code, f.message));
           return;
         }
-        // An error for a transmitted message: it will never be accepted, drop it from the outbox.
+        // An error for a transmitted message: drop it only if retrying cannot help.
         for (const [id, entry] of this.outbox) {
-          if (entry.frame.rid === f.rid) this.dropOutgoing(id, new RelayError(f.code, f.message));
+          if (entry.frame.rid !== f.rid) continue;
+          if (PERMANENT_SEND_ERRORS.has(f.code)) this.dropOutgoing(id, new RelayError(f.code, f.message));
+          else setTimeout(() => this.outbox.get(id) === entry && this.transmit(entry), RETRY_SEND_MS).unref();
         }
         return;
       }
@@ -618,6 +680,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         this.onSent(f.id, f.to, f.group);
         return;
       case 'preKeysLow':
+        if (this.publishing) return; // a burst of bundle fetches: one top-up is enough
         void this.exclusive(async () => this.publishPreKeys(f.count)).catch((e: Error) => this.fail(e));
         return;
       case 'event':
@@ -654,7 +717,9 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         session: new GroupSession(info.group, this.userId, this.opts.transitionWindowMs),
         members: new Set<string>(),
         creator: info.creator,
+        needsKey: new Set<string>(),
       };
+      g.creator = info.creator;
       const next = new Set(info.members);
       const same = g.members.size === next.size && [...next].every((m) => g.members.has(m));
       if (!same) {
@@ -674,17 +739,33 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     await this.stateStore.write(changes);
     await this.publishPreKeys(f.oneTimePreKeyCount);
     for (const entry of this.outbox.values()) this.transmit(entry);
+    clearInterval(this.earlyTimer);
+    this.earlyTimer = setInterval(() => {
+      void this.exclusive(async () => this.expireEarly()).catch((e: Error) => this.fail(e));
+    }, EARLY_CHECK_MS);
+    this.earlyTimer.unref();
     this.emit('connect');
     for (const w of this.connectWaiters.splice(0)) w.resolve();
   }
 
   private async publishPreKeys(count: number): Promise<void> {
+    this.publishing = true;
+    try {
+      await this.publishPreKeysNow(count);
+    } finally {
+      this.publishing = false;
+    }
+  }
+
+  private async publishPreKeysNow(count: number): Promise<void> {
     const id = this.identity!;
     const pk = this.prekeys!;
     if (this.now() - pk.currentSignedPreKeyCreatedAt() > SIGNED_PREKEY_MAX_AGE_MS)
       pk.rotateSignedPreKey(id, this.now());
-    const fresh =
-      count < ONE_TIME_PREKEY_LOW ? pk.generateOneTimePreKeys(ONE_TIME_PREKEY_TARGET - count) : [];
+    // Never hold more private one-time prekeys than the relay can store for us (wire MAX_PREKEYS_STORED).
+    const room = Math.max(0, MAX_PREKEYS_STORED - pk.oneTimeCount);
+    const wanted = count < ONE_TIME_PREKEY_LOW ? ONE_TIME_PREKEY_TARGET - count : 0;
+    const fresh = pk.generateOneTimePreKeys(Math.min(wanted, room));
     await this.stateStore.write(new Map([['prekeys', pk.serialize()]]));
     const bundle = b64(
       encodePreKeyBundle({
@@ -748,9 +829,15 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     try {
       if (f.kind === 'event' && f.event) await this.onGroupEvent(f.event);
       else if (f.kind === 'receipt' && f.from && f.id) {
-        this.emit('ack', { id: f.id, from: this.userId, to: f.from, group: f.group, state: 'delivered' });
+        // Only for a message we sent to that user (or to a group they are in).
+        const target = this.sentTo.get(f.id);
+        const ok = f.group
+          ? target === f.group && this.groups.get(f.group)?.members.has(f.from) === true
+          : target === f.from;
+        if (ok)
+          this.emit('ack', { id: f.id, from: this.userId, to: f.from, group: f.group, state: 'delivered' });
       } else if (f.kind === 'direct') await this.onDirect(f);
-      else if (f.kind === 'group') await this.onGroup(f);
+      else if (f.kind === 'group' && !(await this.onGroup(f))) return; // held: acknowledged when handled
     } catch (e) {
       if (!(e instanceof E2EEError)) throw e;
       this.e2eeError(e, f.from, f.group);
@@ -833,10 +920,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       // The sender's key may still be on its way (it travels on a pairwise session): hold briefly.
       if (!retry && e instanceof CryptoError && e.code === ErrorCode.UNKNOWN_KEY_ID) {
         this.early.push({ frame: f, at: this.now() });
-        if (this.early.length > EARLY_GROUP_MESSAGES_KEPT) {
-          const dropped = this.early.shift()!;
-          this.e2eeError(e, dropped.frame.from, dropped.frame.group);
-        }
+        if (this.early.length > EARLY_GROUP_MESSAGES_KEPT) this.dropEarly(this.early.shift()!.frame);
         return false;
       }
       throw e;
@@ -871,15 +955,34 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
           if (!(e instanceof E2EEError)) throw e;
           this.e2eeError(e, from, group);
         }
+        this.received(item.frame.seq);
       } else if (now - item.at > EARLY_GROUP_MESSAGE_MS) {
-        this.e2eeError(
-          new CryptoError(ErrorCode.UNKNOWN_KEY_ID, 'no sender key arrived for this message'),
-          item.frame.from,
-          item.frame.group,
-        );
+        this.dropEarly(item.frame);
       } else keep.push(item);
     }
     this.early.push(...keep);
+  }
+
+  /** Reports and acknowledges held group messages whose sender key never came. */
+  private expireEarly(): void {
+    const now = this.now();
+    const keep = this.early.filter((item) => now - item.at <= EARLY_GROUP_MESSAGE_MS);
+    for (const item of this.early) if (!keep.includes(item)) this.dropEarly(item.frame);
+    this.early.splice(0, this.early.length, ...keep);
+  }
+
+  private dropEarly(frame: DeliverFrame): void {
+    this.e2eeError(
+      new CryptoError(ErrorCode.UNKNOWN_KEY_ID, 'no sender key arrived for this message'),
+      frame.from,
+      frame.group,
+    );
+    this.received(frame.seq);
+  }
+
+  private rememberSent(id: string, to: string): void {
+    this.sentTo.set(id, to);
+    if (this.sentTo.size > SEEN_IDS_KEPT) this.sentTo.delete(this.sentTo.keys().next().value!);
   }
 
   private async onGroupEvent(e: RelayEvent): Promise<void> {
@@ -910,6 +1013,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
           if (e.type === 'groupMemberJoin') g.members.add(e.userId);
           else {
             g.members.delete(e.userId);
+            g.needsKey.delete(e.userId);
             g.session.removeSender(e.userId);
           }
           g.session.membershipChanged();
@@ -939,6 +1043,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       session: new GroupSession(group, this.userId, this.opts.transitionWindowMs),
       members: new Set(members),
       creator,
+      needsKey: new Set<string>(),
     };
     this.groups.set(group, g);
     return g;
@@ -948,6 +1053,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
 function encodeGroupState(g: GroupState): Uint8Array {
   const w = new Writer(1024).u8(1).bytes(g.session.serialize()).str(g.creator).u32(g.members.size);
   for (const m of g.members) w.str(m);
+  w.u32(g.needsKey.size);
+  for (const m of g.needsKey) w.str(m);
   return w.finish();
 }
 
@@ -958,5 +1065,8 @@ function decodeGroupState(bytes: Uint8Array): GroupState {
   const creator = r.str();
   const members = new Set<string>();
   for (let n = r.u32(); n > 0; n--) members.add(r.str());
-  return { session, members, creator };
+  const needsKey = new Set<string>();
+  for (let n = r.u32(); n > 0; n--) needsKey.add(r.str());
+  r.end();
+  return { session, members, creator, needsKey };
 }

@@ -240,7 +240,7 @@ export class Connection implements Client {
       return;
     }
     this.claimedUserId = f.userId;
-    this.nonce = randomBytes(32); // fresh per connection: a signature cannot be replayed elsewhere
+    this.nonce = randomBytes(32); // fresh per connection: a signature cannot be replayed on this relay
     this.state = 'challenged';
     this.sendFrame({ t: 'challenge', nonce: b64(this.nonce) });
   }

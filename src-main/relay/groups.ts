@@ -1,7 +1,7 @@
 /**
  * Groups: membership lives in memory (the authority for routing, loaded from SQLite at start) and is
  * written through the store's batch, in the same transaction as the durable events that announce each
- * change; so no member can miss a change, even offline or across a crash.
+ * change; so no member misses a change while offline or across a restart.
  */
 import { RelayErrorCode, type RelayEvent } from '../core/protocol/wire.js';
 import { RelayError } from './context.js';
@@ -95,8 +95,12 @@ export class Groups {
     this.store.deleteGroup(group);
   }
 
-  /** Removes a deleted account from all its groups, telling the remaining members. */
+  /**
+   * Removes a deleted account: the groups it created are deleted (otherwise whoever registers the
+   * freed id later could delete them), and it leaves the others, telling the remaining members.
+   */
   removeUser(userId: string): void {
+    for (const [group, g] of [...this.byId]) if (g.creator === userId) this.delete(group, userId);
     for (const group of [...(this.byUser.get(userId) ?? [])]) {
       this.removeMember(group, this.byId.get(group)!, userId);
     }

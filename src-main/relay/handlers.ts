@@ -1,7 +1,8 @@
 /**
  * Requests of an authenticated connection. The sender is always the connection's user, never a
  * field of the frame. A handler throws RelayError to refuse; replies are released after the commit
- * of the batch holding the request's writes, so every `ok` and `ack` describes durable state.
+ * of the batch holding the request's writes, so every `ok` and `ack` describes committed state (a
+ * live-forwarded message is 'sent' once forwarded; see docs/PROTOCOL.md).
  */
 import { equalBytes } from '../core/encoding.js';
 import { encodePublicIdentity } from '../core/crypto/identity.js';

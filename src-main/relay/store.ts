@@ -4,7 +4,8 @@
  * Every write goes through one ordered batch that is committed as a single transaction once per event
  * loop turn (group commit, setImmediate): one fsync covers everything that arrived in that turn, and
  * replies that promise durability (`ack state:'sent'`, `ok`) are released only by `afterCommit`, so a
- * crash can never lose something the relay has acknowledged. Reads first commit the pending batch, so
+ * crash never loses what the relay acknowledged as stored (items forwarded live to an online recipient
+ * are held in memory until its `received`: see docs/PROTOCOL.md, delivery guarantees). Reads first commit the pending batch, so
  * they always see every earlier write.
  */
 import Database from 'better-sqlite3';

@@ -24,9 +24,10 @@ export const Name = v.pipe(
   v.string(),
   v.regex(ID_RE, 'must be 1-64 of A-Z a-z 0-9 . _ - (starting alphanumeric)'),
 );
-/** Message ids are chosen by the sender (random UUIDs); the relay and recipients deduplicate by them. */
+/** Message ids are chosen by the sender (random UUIDs); recipients deduplicate by (sender, id). */
 export const MessageId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/, 'bad message id'));
-const B64 = (max: number) => v.pipe(v.string(), v.maxLength(max), v.base64('not base64'));
+const B64 = (max: number) =>
+  v.pipe(v.string(), v.minLength(1, 'must not be empty'), v.maxLength(max), v.base64('not base64'));
 const Rid = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER));
 const Seq = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER));
 
@@ -41,7 +42,7 @@ export const ClientFrame = v.variant('t', [
     oneTimePreKeys: v.pipe(
       v.array(
         v.strictObject({
-          id: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(0xffffffff)),
+          id: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(0xfffffffe)),
           key: B64(100),
         }),
       ),

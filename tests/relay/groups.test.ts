@@ -29,6 +29,22 @@ afterEach(async () => {
 });
 
 describe('groups', () => {
+  it("deleting the creator's account deletes its groups, so a later holder of the id cannot", async () => {
+    const a = await connect('alice');
+    const b = await connect('bob');
+    await a.request({ t: 'createGroup', group: 'club' });
+    await b.request({ t: 'joinGroup', group: 'club' });
+    await event(b, 'groupJoin');
+    expect(await a.request({ t: 'deleteAccount' })).toMatchObject({ t: 'ok' });
+    expect(await event(b, 'groupDeleted')).toEqual({ type: 'groupDeleted', group: 'club' });
+    ids.delete('alice'); // someone else registers "alice" with a new identity
+    const mallory = await connect('alice');
+    expect(await mallory.request({ t: 'deleteGroup', group: 'club' })).toMatchObject({
+      code: 'UNKNOWN_GROUP',
+    });
+    expect(await b.request({ t: 'members', group: 'club' })).toMatchObject({ code: 'UNKNOWN_GROUP' });
+  });
+
   it('create, join (twice), leave, delete: every member is told, durably', async () => {
     const a = await connect('alice');
     const b = await connect('bob');

@@ -508,6 +508,7 @@ async function loadLibsignal(): Promise<{ lib: Lib } | { error: string }> {
 
 export const cryptoSuite: Suite = {
   name: 'crypto',
+  reference: 'libsignal',
   scenarios: SCENARIOS.map((s) => s.name),
   async run(ctx: SuiteContext): Promise<ResultRow[]> {
     const loaded = await loadLibsignal();

@@ -1,26 +1,42 @@
 /**
  * Shared pieces of the benchmark: the suite/row types every suite module implements and the
- * interleaved A/B measurement. `run.ts` is the command line; suite modules (crypto.ts, later the relay
- * suite) import only this file, so there is no import cycle with the entry point.
+ * interleaved A/B measurement. `run.ts` is the command line; suite modules (crypto.ts, relay.ts)
+ * import only this file, so there is no import cycle with the entry point.
  */
 import { performance } from 'node:perf_hooks';
 
-/** One line of output: our figure beside the reference implementation's, as throughput. */
+/**
+ * Whether a larger figure is better (throughput: `higher`) or worse (memory, latency: `lower`). It
+ * decides which way the targets point; the ratio is ours / reference either way.
+ */
+export type Direction = 'higher' | 'lower';
+
+/** One line of output: our figure beside the reference implementation's. */
 export interface ResultRow {
   readonly name: string;
-  /** e.g. "msgs/s"; larger is better for every row. */
+  /** e.g. "msgs/s" or "KiB/conn"; `direction` says whether larger is better. */
   readonly unit: string;
   /** Median over the measured rounds. */
   readonly ours: number | null;
   readonly reference: number | null;
-  /** ours / reference (throughput), or null when either side is missing. */
+  /** ours / reference, or null when either side is missing. */
   readonly ratio: number | null;
-  /** The ratio we aim for (ours must reach at least target x the reference), or null. */
+  /**
+   * The ratio we aim for, or null: with direction `higher` the ratio must be >= target, with
+   * `lower` it must be <= target (e.g. memory at most 2x the reference).
+   */
   readonly target: number | null;
-  /** Half the min-max spread of the rounds, in % of the median: the visible noise. */
+  /** `higher` (the default: throughput) or `lower` (memory): which way `target` and `absoluteTarget` point. */
+  readonly direction: Direction;
+  /**
+   * A target for `ours` itself, in `unit` (>= with direction `higher`, <= with `lower`), for rows
+   * without a reference to compare with; null when the row has none.
+   */
+  readonly absoluteTarget: number | null;
+  /** Half the min-max spread of the rounds, in % of the median: the visible noise (null for one round). */
   readonly oursSpreadPct?: number | null;
   readonly referenceSpreadPct?: number | null;
-  /** ops/s of every measured round, in order (JSON only). */
+  /** The figure of every measured round, in order (JSON only). */
   readonly oursRounds?: number[] | null;
   readonly referenceRounds?: number[] | null;
   /** Why a side is missing, or what the reference includes that we do not. */
@@ -42,6 +58,8 @@ export interface SuiteContext {
 /** A group of scenarios; returns one row per selected scenario. */
 export interface Suite {
   readonly name: string;
+  /** What the reference column holds, for the table header (e.g. "libsignal"). */
+  readonly reference: string;
   /** The scenario (row) names this suite can produce, for `--only` and `--help`. */
   readonly scenarios: readonly string[];
   run(ctx: SuiteContext): Promise<ResultRow[]>;
@@ -90,14 +108,15 @@ async function rateFor(op: Op, ms: number, clock: Clock): Promise<number> {
 }
 
 export interface Sample {
-  /** ops/s of each round, in order. */
+  /** The figure (ops/s, or e.g. KiB) of each round, in order. */
   readonly rounds: number[];
   readonly median: number;
   /** Half the min-max range in % of the median. */
   readonly spreadPct: number;
 }
 
-function summarise(rounds: number[]): Sample {
+/** Median and spread of measured rounds. */
+export function summarise(rounds: number[]): Sample {
   const sorted = [...rounds].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
@@ -115,13 +134,28 @@ export async function measurePair(
   b: Op | null,
   opts: MeasureOptions,
 ): Promise<{ a: Sample; b: Sample | null }> {
-  await rateFor(a, opts.warmupMs, opts.clock);
-  if (b) await rateFor(b, opts.warmupMs, opts.clock);
+  return measureRounds((ms) => rateFor(a, ms, opts.clock), b && ((ms) => rateFor(b, ms, opts.clock)), opts);
+}
+
+/**
+ * Runs the workload for about `ms` milliseconds and returns its rate. For workloads that are not a
+ * loop of single operations (a pipelined message stream between processes, say).
+ */
+export type Round = (ms: number) => Promise<number>;
+
+/** measurePair for rounds: warm-up of each, then `rounds` interleaved rounds A/B/A/B... */
+export async function measureRounds(
+  a: Round,
+  b: Round | null,
+  opts: Pick<MeasureOptions, 'rounds' | 'roundMs' | 'warmupMs'>,
+): Promise<{ a: Sample; b: Sample | null }> {
+  await a(opts.warmupMs);
+  if (b) await b(opts.warmupMs);
   const ra: number[] = [];
   const rb: number[] = [];
   for (let i = 0; i < opts.rounds; i++) {
-    ra.push(await rateFor(a, opts.roundMs, opts.clock));
-    if (b) rb.push(await rateFor(b, opts.roundMs, opts.clock));
+    ra.push(await a(opts.roundMs));
+    if (b) rb.push(await b(opts.roundMs));
   }
   return { a: summarise(ra), b: b ? summarise(rb) : null };
 }
@@ -131,6 +165,16 @@ export function roundRate(v: number): number {
   return v >= 100 ? Math.round(v) : Math.round(v * 10) / 10;
 }
 
+/** Which way a row's targets point, and a target for `ours` itself (see ResultRow). */
+export interface RowOptions {
+  readonly direction?: Direction;
+  readonly absoluteTarget?: number | null;
+}
+
+/** The spread to one decimal; null without a sample or with a single round (no spread to show). */
+const spread = (s: Sample | null): number | null =>
+  s && s.rounds.length > 1 ? Math.round(s.spreadPct * 10) / 10 : null;
+
 /** Builds a row from two samples (ratio = ours / reference, two decimals). */
 export function row(
   name: string,
@@ -139,6 +183,7 @@ export function row(
   ours: Sample | null,
   reference: Sample | null,
   note?: string,
+  options: RowOptions = {},
 ): ResultRow {
   const o = ours ? roundRate(ours.median) : null;
   const r = reference ? roundRate(reference.median) : null;
@@ -150,8 +195,10 @@ export function row(
     reference: r,
     ratio,
     target,
-    oursSpreadPct: ours ? Math.round(ours.spreadPct * 10) / 10 : null,
-    referenceSpreadPct: reference ? Math.round(reference.spreadPct * 10) / 10 : null,
+    direction: options.direction ?? 'higher',
+    absoluteTarget: options.absoluteTarget ?? null,
+    oursSpreadPct: spread(ours),
+    referenceSpreadPct: spread(reference),
     oursRounds: ours ? ours.rounds.map(roundRate) : null,
     referenceRounds: reference ? reference.rounds.map(roundRate) : null,
     ...(note ? { note } : {}),

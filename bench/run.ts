@@ -8,9 +8,18 @@
 import os from 'node:os';
 
 import { cryptoSuite, libsignalVersion } from './crypto.js';
-import { type Clock, FULL, type MeasureOptions, QUICK, type ResultRow, type Suite } from './harness.js';
+import {
+  type Clock,
+  type Direction,
+  FULL,
+  type MeasureOptions,
+  QUICK,
+  type ResultRow,
+  type Suite,
+} from './harness.js';
+import { relaySuite, wsVersion } from './relay.js';
 
-const SUITES: readonly Suite[] = [cryptoSuite];
+const SUITES: readonly Suite[] = [cryptoSuite, relaySuite];
 
 interface Args {
   json: boolean;
@@ -24,7 +33,8 @@ const USAGE = `usage: npm run -s bench -- [--json] [--quick] [--cpu-time] [--onl
   --quick            short rounds (${QUICK.rounds} x ${QUICK.roundMs} ms): a smoke test, not for publishing
   --only <substring> run only scenarios whose "suite/name" contains it (case-insensitive)
   --cpu-time         count ops per second of this process's CPU time instead of wall time
-                     (steadier when other processes load the machine)`;
+                     (steadier when other processes load the machine; crypto suite only, the
+                     relay suite spans two processes and always counts wall time)`;
 
 function parseArgs(argv: string[]): Args {
   const args: Args = { json: false, quick: false, only: undefined, clock: 'wall' };
@@ -54,18 +64,44 @@ function selector(only: string | undefined, suite: Suite): (scenario: string) =>
 }
 
 const fmtRate = (v: number | null): string =>
-  v === null ? '—' : v.toLocaleString('en-US', { maximumFractionDigits: v >= 100 ? 0 : 1 });
+  v === null
+    ? '—'
+    : v.toLocaleString('en-US', {
+        minimumFractionDigits: v >= 100 ? 0 : 1,
+        maximumFractionDigits: v >= 100 ? 0 : 1,
+      });
 const fmtSpread = (v: number | null | undefined): string => (v === null || v === undefined ? '' : `±${v}%`);
 const fmtRatio = (v: number | null): string => (v === null ? '—' : `${v.toFixed(2)}x`);
 
+const meets = (value: number, target: number, direction: Direction): boolean =>
+  direction === 'lower' ? value <= target : value >= target;
+
+/** ok when every target the row has is met (ratio and/or absolute), MISS otherwise, '' without targets. */
 function status(r: ResultRow): string {
-  if (r.ratio === null || r.target === null) return '';
-  return r.ratio >= r.target ? 'ok' : 'MISS';
+  const checks: boolean[] = [];
+  if (r.ratio !== null && r.target !== null) checks.push(meets(r.ratio, r.target, r.direction));
+  if (r.ours !== null && r.absoluteTarget !== null) checks.push(meets(r.ours, r.absoluteTarget, r.direction));
+  if (checks.length === 0) return '';
+  return checks.every(Boolean) ? 'ok' : 'MISS';
 }
 
-function table(rows: ResultRow[]): string {
-  const head = ['scenario', 'unit', 'ours', '±', 'libsignal', '±', 'ratio', 'target', ''];
-  const body = rows.map((r) => [
+function fmtTarget(r: ResultRow): string {
+  const op = r.direction === 'lower' ? '<=' : '>=';
+  const parts: string[] = [];
+  if (r.target !== null) parts.push(`${op} ${r.target.toFixed(1)}x`);
+  if (r.absoluteTarget !== null) parts.push(`${op} ${fmtRate(r.absoluteTarget)} ${r.unit}`);
+  return parts.join(', ');
+}
+
+interface Section {
+  readonly suite: Suite;
+  readonly rows: ResultRow[];
+}
+
+/** One block per suite (its header names its reference), the columns aligned across all blocks. */
+function table(sections: readonly Section[]): string {
+  const head = (s: Suite): string[] => [s.name, 'unit', 'ours', '±', s.reference, '±', 'ratio', 'target', ''];
+  const cells = (r: ResultRow): string[] => [
     r.name,
     r.unit,
     fmtRate(r.ours),
@@ -73,25 +109,27 @@ function table(rows: ResultRow[]): string {
     fmtRate(r.reference),
     fmtSpread(r.referenceSpreadPct),
     fmtRatio(r.ratio),
-    r.target === null ? '' : `>= ${r.target.toFixed(1)}x`,
+    fmtTarget(r),
     status(r),
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  ];
+  const all = sections.flatMap((s) => [head(s.suite), ...s.rows.map(cells)]);
+  const widths = all[0]!.map((_, i) => Math.max(...all.map((c) => c[i]!.length)));
   const numeric = new Set([2, 3, 4, 5, 6]);
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+  const line = (c: string[]): string =>
+    c
+      .map((x, i) => (numeric.has(i) ? x.padStart(widths[i]!) : x.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  const out = [
-    line(head),
-    widths
-      .map((w) => '-'.repeat(w))
-      .join('  ')
-      .trimEnd(),
-    ...body.map(line),
-  ];
-  const notes = rows.filter((r) => r.note).map((r) => `  ${r.name}: ${r.note}`);
+  const rule = widths
+    .map((w) => '-'.repeat(w))
+    .join('  ')
+    .trimEnd();
+  const out: string[] = [];
+  for (const s of sections) {
+    if (out.length) out.push('');
+    out.push(line(head(s.suite)), rule, ...s.rows.map((r) => line(cells(r))));
+  }
+  const notes = sections.flatMap((s) => s.rows.filter((r) => r.note).map((r) => `  ${r.name}: ${r.note}`));
   if (notes.length) out.push('', 'notes:', ...notes);
   return out.join('\n');
 }
@@ -123,6 +161,7 @@ async function main(): Promise<void> {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cpus: os.cpus().length,
     libsignal: libsignalVersion(),
+    ws: wsVersion(),
     rounds: opts.rounds,
     roundMs: opts.roundMs,
     warmupMs: opts.warmupMs,
@@ -135,16 +174,17 @@ async function main(): Promise<void> {
       `median shown, ops per ${opts.clock === 'cpu' ? 'CPU' : 'wall'} second`,
   );
 
-  const results: ResultRow[] = [];
+  const sections: Section[] = [];
   const started = performance.now();
   for (const { suite, selected } of plan) {
-    results.push(...(await suite.run({ quick: args.quick, measure: opts, selected, log })));
+    sections.push({ suite, rows: await suite.run({ quick: args.quick, measure: opts, selected, log }) });
   }
+  const results = sections.flatMap((s) => s.rows);
   log(`bench: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   console.log = realLog;
 
   if (args.json) process.stdout.write(`${JSON.stringify({ results, meta }, null, 2)}\n`);
-  else process.stdout.write(`${table(results)}\n`);
+  else process.stdout.write(`${table(sections)}\n`);
 }
 
 await main();

@@ -6,7 +6,8 @@
 import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
 import { equalBytes } from '../core/encoding.js';
-import { decodePublicIdentity, verifyKeyFor, type PublicIdentity } from '../core/crypto/identity.js';
+import { decodePublicIdentity, type PublicIdentity } from '../core/crypto/identity.js';
+import { VerifyKey } from '../core/crypto/primitives.js';
 import { randomBytes } from '../core/crypto/primitives.js';
 import {
   ClientFrame,
@@ -14,7 +15,7 @@ import {
   WIRE_VERSION,
   authSignatureInput,
   b64,
-  parseFrame,
+  parseFrameByType,
   unb64,
   type RelayFrame,
 } from '../core/protocol/wire.js';
@@ -190,7 +191,7 @@ export class Connection implements Client {
       return;
     }
     const text = rawText(data);
-    const parsed = parseFrame(ClientFrame, text);
+    const parsed = parseFrameByType(ClientFrame, text);
     if (!parsed.ok) {
       this.badFrame(`Bad frame: ${parsed.error}.`, ridOf(text));
       return;
@@ -256,7 +257,8 @@ export class Connection implements Client {
       return;
     }
     const input = authSignatureInput(userId, this.nonce!);
-    if (!verifyKeyFor(identity.signingKey).verify(input, unb64(f.signature))) {
+    // Not the shared verify-key cache: a login check is one-off, and cached OpenSSL keys cost memory.
+    if (!new VerifyKey(identity.signingKey).verify(input, unb64(f.signature))) {
       this.authFailed('The signature does not verify for this identity and challenge.');
       return;
     }

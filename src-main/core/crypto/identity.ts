@@ -56,7 +56,7 @@ export function decodePublicIdentity(bytes: Uint8Array): PublicIdentity {
     'identity certificate',
   );
   const id = { signingKey, dhKey, dhKeySignature };
-  if (verifiedIdentities.size >= 4096) verifiedIdentities.clear();
+  if (verifiedIdentities.size >= 1024) verifiedIdentities.clear();
   verifiedIdentities.set(hex, id);
   return id;
 }
@@ -68,7 +68,8 @@ export function verifyKeyFor(publicKey: Uint8Array): VerifyKey {
   let k = verifyKeys.get(hex);
   if (!k) {
     k = new VerifyKey(publicKey);
-    if (verifyKeys.size >= 4096) verifyKeys.clear();
+    // Bounded: each cached OpenSSL key costs a few KiB of native memory.
+    if (verifyKeys.size >= 256) verifyKeys.clear();
     verifyKeys.set(hex, k);
   }
   return k;

@@ -1,0 +1,44 @@
+/** The hand-serialised deliver frame is exactly the JSON a client parses with the wire schema. */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { deliverFrame } from '../../src-main/relay/router.js';
+import { RelayFrame, parseFrameByType } from '../../src-main/core/protocol/wire.js';
+import type { QueueItem } from '../../src-main/relay/store.js';
+
+const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/);
+const item: fc.Arbitrary<QueueItem> = fc.record(
+  {
+    seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    recipient: name,
+    kind: fc.constantFrom('direct' as const, 'group' as const, 'receipt' as const, 'event' as const),
+    from: name,
+    id: fc.stringMatching(/^[A-Za-z0-9_-]{8,40}$/),
+    group: name,
+    body: fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => Buffer.from(b).toString('base64')),
+    event: fc.oneof(
+      name.map((group) => ({ type: 'groupCreated' as const, group })),
+      fc.tuple(name, name).map(([group, userId]) => ({ type: 'groupMemberJoin' as const, group, userId })),
+      fc.tuple(name, fc.array(name, { maxLength: 5 })).map(([group, members]) => ({
+        type: 'groupJoin' as const,
+        group,
+        members,
+      })),
+    ),
+    ts: fc.integer({ min: 0, max: 2 ** 45 }),
+  },
+  { requiredKeys: ['seq', 'recipient', 'kind', 'ts'] },
+);
+
+describe('deliverFrame', () => {
+  it('equals JSON.stringify of the same fields and passes the client schema', () => {
+    fc.assert(
+      fc.property(item, (it) => {
+        const text = deliverFrame(it);
+        const { recipient: _recipient, ...fields } = it;
+        expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify({ t: 'deliver', ...fields })));
+        expect(parseFrameByType(RelayFrame, text).ok).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

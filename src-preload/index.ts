@@ -1,7 +1,10 @@
 /**
  * Sandboxed preload: bundled into one CommonJS file that may require only `electron`.
- * Exposes the renderer's whole API as `window.messenger`; a placeholder until the IPC contract exists.
+ * Exposes the renderer's whole API as `window.messenger` (see `bridge.ts`); `ipcRenderer` itself never
+ * reaches the page, only the functions built over it.
  */
-import { contextBridge } from 'electron';
+import { contextBridge, ipcRenderer } from 'electron';
 
-contextBridge.exposeInMainWorld('messenger', Object.freeze({ version: '0.1.0' }));
+import { createMessengerBridge } from './bridge.js';
+
+contextBridge.exposeInMainWorld('messenger', createMessengerBridge(ipcRenderer));

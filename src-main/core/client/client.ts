@@ -27,13 +27,14 @@ import {
   type ClientFrame,
   MAX_FRAME_BYTES,
   MAX_PREKEYS_STORED,
+  MessageId,
   Name,
   RelayFrame,
   type RelayEvent,
   WIRE_VERSION,
   authSignatureInput,
   b64,
-  parseFrame,
+  parseFrameByType,
   unb64,
 } from '../protocol/wire.js';
 import { ContentType, decodeContent, encodeContent } from './content.js';
@@ -65,6 +66,12 @@ export interface E2EEClientOptions {
   now?: (() => number) | undefined;
   /** Request timeout (default 15 s). */
   requestTimeoutMs?: number | undefined;
+}
+
+/** Options of a send. */
+export interface SendOptions {
+  /** The message id (default: a random UUID); must be fresh, 8-64 of A-Z a-z 0-9 _ -. */
+  id?: string | undefined;
 }
 
 /** Event payloads, as the seeds name them. */
@@ -230,12 +237,16 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     return this.authenticated;
   }
 
-  /** Sends an encrypted direct message; resolves with its id once the relay has durably accepted it. */
-  async sendDirectMessage(to: string, data: string | Uint8Array): Promise<string> {
+  /**
+   * Sends an encrypted direct message; resolves with its id once the relay has durably accepted it.
+   * `options.id` lets the caller choose the message id (a fresh random one, e.g. a UUID) so it can
+   * record the message before sending and match its acks, even after a restart resends it from the outbox.
+   */
+  async sendDirectMessage(to: string, data: string | Uint8Array, options?: SendOptions): Promise<string> {
     this.checkName(to, 'recipient');
     if (to === this.userId) throw new UsageError('cannot send a direct message to yourself');
     const { type, bytes } = this.toContent(data);
-    const id = randomUUID();
+    const id = this.messageId(options);
     const sent = this.expectSent(id);
     await this.exclusive(async () => {
       const record = await this.ensureSession(to);
@@ -251,10 +262,10 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   }
 
   /** Sends an encrypted, signed group message; rotates and distributes our sender key first if needed. */
-  async sendGroupMessage(group: string, data: string | Uint8Array): Promise<string> {
+  async sendGroupMessage(group: string, data: string | Uint8Array, options?: SendOptions): Promise<string> {
     this.checkName(group, 'group');
     const { type, bytes } = this.toContent(data);
-    const id = randomUUID();
+    const id = this.messageId(options);
     const sent = this.expectSent(id);
     await this.exclusive(async () => {
       const g = this.groups.get(group);
@@ -335,6 +346,30 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     const theirs = this.pinned.get(userId);
     if (!theirs || !this.identity) return undefined;
     return safetyNumber(this.userId, this.identity.publicIdentity, userId, decodePublicIdentity(theirs));
+  }
+
+  /**
+   * While a contact's identity change is pending, the safety number with their new key (the one
+   * approveIdentity() would accept): what the user compares before accepting. Undefined otherwise.
+   */
+  async pendingSafetyNumber(userId: string): Promise<string | undefined> {
+    await this.init();
+    return this.exclusive(async () => {
+      if (!this.changedIdentity.has(userId)) return undefined;
+      const current = (await this.loadSession(userId)).peerIdentity;
+      if (!current) return undefined;
+      return safetyNumber(this.userId, this.identity!.publicIdentity, userId, current);
+    });
+  }
+
+  /**
+   * Deletes our account on the relay (its binding of our user id to our identity, our prekeys and
+   * queued messages) and closes the connection. Local state stays; the user id can then be registered
+   * again, with a new identity, which contacts see as an identity change.
+   */
+  async deleteAccount(): Promise<void> {
+    await this.request({ t: 'deleteAccount', rid: 0 });
+    await this.close();
   }
 
   /** Accepts a contact's new identity key after a change (the user confirmed it). */
@@ -510,6 +545,14 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   // -------------------------------------------------------------------------------------------
   // Sending
 
+  private messageId(options: SendOptions | undefined): string {
+    const id = options?.id ?? randomUUID();
+    if (!v.is(MessageId, id)) throw new TypeError('id must be 8-64 of A-Z a-z 0-9 _ -');
+    if (this.outbox.has(id) || this.awaitingSent.has(id))
+      throw new UsageError(`message ${id} is already being sent`);
+    return id;
+  }
+
   private checkName(value: unknown, what: string): void {
     if (!v.is(Name, value))
       throw new TypeError(`${what} must be 1-64 of A-Z a-z 0-9 . _ - (starting alphanumeric)`);
@@ -634,7 +677,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   }
 
   private onFrame(data: string): void {
-    const parsed = parseFrame(RelayFrame, data);
+    const parsed = parseFrameByType(RelayFrame, data);
     if (!parsed.ok) {
       this.emit('e2eeError', { code: ErrorCode.MALFORMED, message: `bad frame from relay: ${parsed.error}` });
       return;

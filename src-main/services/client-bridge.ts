@@ -1,0 +1,224 @@
+/**
+ * Turns what the E2EEClient reports (messages, acks, group and identity events, connection changes)
+ * into history items in the LocalStore and MessengerEvents for the renderer. Every write happens in
+ * the event handler itself, synchronously (better-sqlite3), before the client tells the relay that the
+ * message was received, so a crash after that point cannot lose the message from the history.
+ */
+import { randomUUID } from 'node:crypto';
+import type { E2EEClient } from '../core/client/client.js';
+import { ErrorCode, RelayError } from '../core/errors.js';
+import type {
+  ConnectionState,
+  ConversationId,
+  HistoryItem,
+  MessageStatus,
+  MessengerEvent,
+} from '../shared/messenger-api.js';
+import { toServiceError } from './errors.js';
+import type { LocalStore } from './local-store.js';
+
+/** A desktop notification; the shell shows it (or not, when the window is focused). */
+export interface Notification {
+  readonly title: string;
+  readonly body: string;
+}
+
+/** What the bridge writes to and reports through. */
+export interface BridgeContext {
+  readonly store: LocalStore;
+  readonly userId: string;
+  now(): number;
+  emit(event: MessengerEvent): void;
+  notify(n: Notification): void;
+  setConnection(state: ConnectionState, error?: string): void;
+  log(line: string): void;
+}
+
+/** Longest message text put in a notification. */
+const NOTIFY_TEXT_CHARS = 200;
+
+/** Writes items (one transaction) and reports the new ones with their conversations' summaries. */
+export function recordItems(ctx: BridgeContext, items: readonly HistoryItem[]): HistoryItem[] {
+  const added = ctx.store.addItems(items);
+  const touched = new Set<ConversationId>();
+  for (const item of added) {
+    ctx.emit({ type: 'item', item });
+    touched.add(item.conversationId);
+  }
+  for (const id of touched) {
+    const summary = ctx.store.conversation(id);
+    if (summary) ctx.emit({ type: 'conversation', summary });
+  }
+  return added;
+}
+
+/** Moves an outgoing item's status forward and reports it if it changed. */
+export function recordStatus(
+  ctx: BridgeContext,
+  conversationId: ConversationId,
+  id: string,
+  status: MessageStatus,
+): void {
+  if (ctx.store.setItemStatus(conversationId, id, status)) {
+    ctx.emit({ type: 'itemStatus', conversationId, id, status });
+  }
+}
+
+/** Adds an event line ("bob joined the group.") to a conversation. */
+export function recordEvent(
+  ctx: BridgeContext,
+  conversationId: ConversationId,
+  subject: string,
+  text: string,
+): void {
+  recordItems(ctx, [
+    {
+      id: randomUUID(),
+      conversationId,
+      kind: 'event',
+      from: subject,
+      text,
+      at: ctx.now(),
+      direction: subject === ctx.userId ? 'out' : 'in',
+    },
+  ]);
+}
+
+/** Ensures a contact exists (reporting it when new) and returns nothing. */
+export function ensureContact(ctx: BridgeContext, userId: string): void {
+  if (userId === ctx.userId || ctx.store.getContact(userId)) return;
+  ctx.emit({ type: 'contact', contact: ctx.store.upsertContact(userId) });
+}
+
+/**
+ * The sentence for a client's e2eeError. Besides undecryptable incoming messages, the client reports
+ * group members its new sender key could not reach yet (their key changed, or no session was possible).
+ */
+function e2eeErrorText(e: { code: string; from?: string | undefined; group?: string | undefined }): string {
+  const where = e.group ? ` in ${e.group}` : '';
+  if (!e.from) return 'The relay sent something Sealed could not read.';
+  switch (e.code) {
+    case ErrorCode.IDENTITY_CHANGED:
+      return `${e.from}'s security key changed. Accept the new key so that your messages${where} reach them.`;
+    case ErrorCode.RELAY:
+    case ErrorCode.NOT_CONNECTED:
+      return `Sealed could not reach ${e.from}${where} yet and will try again.`;
+    default:
+      return `A message from ${e.from}${where} could not be decrypted.`;
+  }
+}
+
+function notifyIncoming(ctx: BridgeContext, from: string, text: string, group?: string): void {
+  const mode = ctx.store.getSettings().notifications;
+  if (mode === 'none') return;
+  const where = group ? ` in ${group}` : '';
+  if (mode === 'sender') {
+    ctx.notify({ title: 'Sealed', body: `New message from ${from}${where}` });
+  } else {
+    const body = text.length > NOTIFY_TEXT_CHARS ? `${text.slice(0, NOTIFY_TEXT_CHARS - 1)}…` : text;
+    ctx.notify({ title: `${from}${where}`, body });
+  }
+}
+
+function incoming(
+  ctx: BridgeContext,
+  conversationId: ConversationId,
+  id: string,
+  from: string,
+  text: string,
+): boolean {
+  const item: HistoryItem = {
+    id,
+    conversationId,
+    kind: 'message',
+    from,
+    text,
+    at: ctx.now(),
+    direction: 'in',
+  };
+  return recordItems(ctx, [item]).length > 0;
+}
+
+/** Subscribes to a client's events; returns the function that unsubscribes. */
+export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void {
+  const dm = (userId: string): ConversationId => `dm:${userId}`;
+  const grp = (group: string): ConversationId => `group:${group}`;
+  // A failing handler must not break the client's event loop: report it and carry on.
+  const guard =
+    <A extends unknown[]>(name: string, fn: (...args: A) => void) =>
+    (...args: A): void => {
+      try {
+        fn(...args);
+      } catch (e) {
+        ctx.log(`${name} handler failed: ${e instanceof Error ? e.message : String(e)}`);
+        ctx.emit({ type: 'error', message: toServiceError(e).message });
+      }
+    };
+
+  const handlers = {
+    connect: guard('connect', () => ctx.setConnection('connected')),
+    disconnect: guard('disconnect', () => ctx.setConnection('reconnecting')),
+    error: guard('error', (e: Error) => {
+      // Only a refused authentication is final; socket errors are retried by the client.
+      if (e instanceof RelayError && e.relayCode === 'AUTH_FAILED') {
+        ctx.setConnection('offline', toServiceError(e).message);
+      } else ctx.log(`client: ${e.message}`);
+    }),
+    e2eeError: guard(
+      'e2eeError',
+      (e: { code: string; from?: string | undefined; group?: string | undefined }) => {
+        ctx.log(`could not process a message (${e.code})`);
+        ctx.emit({ type: 'error', message: e2eeErrorText(e) });
+      },
+    ),
+    message: guard('message', (m: { id: string; from: string; text: string }) => {
+      ensureContact(ctx, m.from);
+      if (incoming(ctx, dm(m.from), m.id, m.from, m.text)) notifyIncoming(ctx, m.from, m.text);
+    }),
+    groupMessage: guard('groupMessage', (m: { id: string; group: string; from: string; text: string }) => {
+      if (incoming(ctx, grp(m.group), m.id, m.from, m.text)) notifyIncoming(ctx, m.from, m.text, m.group);
+    }),
+    ack: guard(
+      'ack',
+      (a: { id: string; to: string; group?: string | undefined; state: 'sent' | 'delivered' }) => {
+        recordStatus(ctx, a.group ? grp(a.group) : dm(a.to), a.id, a.state);
+      },
+    ),
+    groupCreated: guard('groupCreated', (e: { group: string }) =>
+      recordEvent(ctx, grp(e.group), ctx.userId, 'You created the group.'),
+    ),
+    groupJoin: guard('groupJoin', (e: { group: string }) =>
+      recordEvent(ctx, grp(e.group), ctx.userId, 'You joined the group.'),
+    ),
+    groupMemberJoin: guard('groupMemberJoin', (e: { group: string; userId: string }) => {
+      if (e.userId !== ctx.userId) recordEvent(ctx, grp(e.group), e.userId, `${e.userId} joined the group.`);
+    }),
+    groupMemberLeave: guard('groupMemberLeave', (e: { group: string; userId: string }) => {
+      if (e.userId !== ctx.userId) recordEvent(ctx, grp(e.group), e.userId, `${e.userId} left the group.`);
+    }),
+    groupLeave: guard('groupLeave', (e: { group: string }) =>
+      recordEvent(ctx, grp(e.group), ctx.userId, 'You left the group.'),
+    ),
+    groupDeleted: guard('groupDeleted', (e: { group: string }) =>
+      recordEvent(ctx, grp(e.group), ctx.userId, 'The group was deleted.'),
+    ),
+    keysRotated: guard('keysRotated', (e: { group: string }) =>
+      recordEvent(ctx, grp(e.group), ctx.userId, 'Keys rotated: your next messages use a new group key.'),
+    ),
+    identityChanged: guard('identityChanged', (e: { userId: string }) => {
+      const contact = ctx.store.upsertContact(e.userId, { keyChanged: true, verified: false });
+      ctx.emit({ type: 'contact', contact });
+      recordEvent(
+        ctx,
+        dm(e.userId),
+        e.userId,
+        `${e.userId}'s security key changed. Compare safety numbers before you continue.`,
+      );
+    }),
+  };
+
+  for (const [name, fn] of Object.entries(handlers)) client.on(name as 'connect', fn as () => void);
+  return () => {
+    for (const [name, fn] of Object.entries(handlers)) client.off(name as 'connect', fn as () => void);
+  };
+}

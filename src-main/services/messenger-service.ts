@@ -1,0 +1,495 @@
+/**
+ * MessengerService: the main-process implementation of the `window.messenger` contract. It finds,
+ * creates and unlocks the profile (vault + LocalStore), runs its ProfileSession (the E2EEClient),
+ * hosts the LAN relay, listens to LAN discovery, and reports every change as a MessengerEvent.
+ * Adapters (keychain, discovery, relay, clock, notifications) are injected, so it runs and is tested
+ * under plain Node; the Electron shell only forwards IPC to it (see ipc.ts).
+ */
+import { EventEmitter } from 'node:events';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import * as v from 'valibot';
+import type { E2EEClientOptions } from '../core/client/client.js';
+import { Identity } from '../core/crypto/identity.js';
+import { Name } from '../core/protocol/wire.js';
+import { startRelay, type Relay, type RelayOptions } from '../relay/index.js';
+import type {
+  AppStatus,
+  Contact,
+  ConversationId,
+  ConversationSummary,
+  DiscoveredRelay,
+  GroupInfo,
+  HistoryItem,
+  HistoryPage,
+  HostedRelay,
+  MessengerApi,
+  MessengerEvent,
+  Profile,
+  SafetyNumber,
+  Settings,
+} from '../shared/messenger-api.js';
+import type { Notification } from './client-bridge.js';
+import { ServiceCode, ServiceError, toServiceError } from './errors.js';
+import { createBonjourDiscovery, hostLanRelay, type HostedLanRelay, type RelayDiscovery } from './lan.js';
+import { LocalStore } from './local-store.js';
+import * as messaging from './messaging.js';
+import { Secrets, newSecrets, type OpenVault } from './secrets.js';
+import { ProfileSession } from './session.js';
+
+/** Adapters and limits of a MessengerService; everything but dataDir has a production default. */
+export interface MessengerServiceDeps {
+  /** Where profiles live: <dataDir>/profiles/<profile>/ (sealed.db, keys.sealed, relay/). */
+  dataDir: string;
+  /** Profile name = keychain account (default: the existing profile, or the user id chosen). */
+  profile?: string | undefined;
+  /** Keychain / key-file access (default: keytar with service "Sealed"). */
+  secrets?: Secrets | undefined;
+  /** LAN discovery (default: bonjour-service); null turns discovery and advertising off. */
+  discovery?: RelayDiscovery | null | undefined;
+  /** Starts a relay (default: the bundled relay's startRelay). */
+  relayFactory?: ((options: RelayOptions) => Promise<Relay>) | undefined;
+  /** Clock in ms for history timestamps (default Date.now). */
+  now?: (() => number) | undefined;
+  /** Shows a desktop notification (default: none). */
+  notify?: ((n: Notification) => void) | undefined;
+  /** While it returns true no notification is shown (the user is looking at the window). */
+  isFocused?: (() => boolean) | undefined;
+  /** Diagnostics; never receives message text or keys (default: none). */
+  log?: ((line: string) => void) | undefined;
+  /** How long connect() waits for the relay before it reports it unreachable (default 10 s). */
+  connectTimeoutMs?: number | undefined;
+  /** How long a send waits for the relay's ack before returning the item as 'sending' (default 3 s). */
+  sendWaitMs?: number | undefined;
+  /** Extra E2EEClient options (tests: faster reconnects). */
+  clientOptions?:
+    Partial<Pick<E2EEClientOptions, 'reconnectDelayMs' | 'requestTimeoutMs' | 'rotation'>> | undefined;
+  /** Machine name in the advertised relay name (default os.hostname()). */
+  hostname?: string | undefined;
+}
+
+const DB_FILE = 'sealed.db';
+const KEY_FILE = 'keys.sealed';
+
+/** The messenger behind `window.messenger`: emits 'event' with every MessengerEvent. */
+export class MessengerService
+  extends EventEmitter<{ event: [MessengerEvent] }>
+  implements Omit<MessengerApi, 'onEvent'>
+{
+  private readonly deps: MessengerServiceDeps;
+  private readonly secrets: Secrets;
+  private readonly discovery: RelayDiscovery | null;
+  private readonly now: () => number;
+  private readonly log: (line: string) => void;
+
+  private started: Promise<void> | undefined;
+  private closed = false;
+  private keychainAvailable = false;
+  private profileName: string | undefined;
+  /** The profile's database, open (and readable for meta and settings) even while locked. */
+  private store: LocalStore | undefined;
+  private session: ProfileSession | undefined;
+  /** Why an existing profile cannot be opened (e.g. its keys are missing from the keychain). */
+  private profileError: ServiceError | undefined;
+  private hosted: HostedLanRelay | undefined;
+  private discovered: readonly DiscoveredRelay[] = [];
+  private stopBrowsing: (() => void) | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: MessengerServiceDeps) {
+    super();
+    if (!deps || typeof deps.dataDir !== 'string' || deps.dataDir === '')
+      throw new TypeError('dataDir is required');
+    if (deps.profile !== undefined && !v.is(Name, deps.profile))
+      throw new TypeError('profile must be 1-64 of A-Z a-z 0-9 . _ -');
+    this.deps = deps;
+    this.secrets = deps.secrets ?? new Secrets();
+    this.log = deps.log ?? (() => undefined);
+    this.discovery =
+      deps.discovery === undefined ? createBonjourDiscovery({ log: this.log }) : deps.discovery;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Subscribes to every event; returns the unsubscribe function. A throwing listener is contained. */
+  subscribe(listener: (event: MessengerEvent) => void): () => void {
+    const safe = (e: MessengerEvent): void => {
+      try {
+        listener(e);
+      } catch (err) {
+        this.log(`event listener failed: ${String(err)}`);
+      }
+    };
+    this.on('event', safe);
+    return () => this.off('event', safe);
+  }
+
+  /** Opens the existing profile (unless it needs a passphrase), reconnects its relay, starts discovery. */
+  start(): Promise<void> {
+    if (this.started) throw new Error('MessengerService already started');
+    this.started = this.serial(async () => {
+      this.keychainAvailable = await this.secrets.keychainAvailable();
+      const name = this.deps.profile ?? this.findProfile();
+      if (name && existsSync(this.file(name, DB_FILE))) {
+        const store = LocalStore.open(this.file(name, DB_FILE));
+        if (store.getMeta('userId') === undefined)
+          store.close(); // creation never finished
+        else {
+          this.profileName = name;
+          this.store = store;
+          if (store.getMeta('keyStorage') === 'keychain') {
+            try {
+              this.openSession(await this.secrets.openKeychain(name));
+            } catch (e) {
+              this.profileError = toServiceError(e);
+              this.emitEvent({ type: 'error', message: this.profileError.message });
+            }
+          }
+        }
+      }
+      if (this.discovery) {
+        this.stopBrowsing = this.discovery.browse((relays) => {
+          this.discovered = relays;
+          this.emitEvent({ type: 'relays', relays });
+        });
+      }
+      this.emitStatus();
+    });
+    return this.started;
+  }
+
+  /** Disconnects, stops hosting and discovery, closes the database and forgets the keys; idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue.catch(() => undefined);
+    this.stopBrowsing?.();
+    await this.session?.close();
+    await this.hosted?.stop().catch(() => undefined);
+    this.hosted = undefined;
+    await this.discovery?.close().catch(() => undefined);
+    this.store?.close();
+    this.removeAllListeners();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Profile
+
+  async getStatus(): Promise<AppStatus> {
+    await this.ready();
+    return this.status();
+  }
+
+  async createProfile(args: { userId: string; passphrase?: string }): Promise<Profile> {
+    await this.ready();
+    return this.serial(async () => {
+      if (this.store)
+        throw new ServiceError(ServiceCode.PROFILE_EXISTS, 'A profile already exists on this computer.');
+      const { userId, passphrase } = args;
+      if (!v.is(Name, userId))
+        throw messaging.invalid('The user id must be 1-64 letters, digits, dots, dashes or underscores.');
+      const name = this.deps.profile ?? userId;
+      this.keychainAvailable = await this.secrets.keychainAvailable();
+      // Never a key in plaintext: without a keychain, only with a passphrase.
+      if (passphrase === undefined && !this.keychainAvailable)
+        throw new ServiceError(
+          ServiceCode.PASSPHRASE_REQUIRED,
+          'This computer has no keychain. Choose a passphrase to protect your keys.',
+        );
+      const secrets = newSecrets(Identity.generate().serialize());
+      const vault =
+        passphrase === undefined
+          ? await this.secrets.createInKeychain(name, secrets)
+          : await this.secrets.createKeyFile(this.file(name, KEY_FILE), passphrase, secrets);
+      // A database left by an unfinished creation belongs to keys that no longer exist.
+      for (const suffix of ['', '-wal', '-shm']) rmSync(this.file(name, DB_FILE) + suffix, { force: true });
+      const store = LocalStore.open(this.file(name, DB_FILE));
+      store.unlock(secrets.databaseKey);
+      store.setMeta('keyStorage', vault.storage);
+      store.setMeta('userId', userId); // last: from here on the profile exists
+      this.profileName = name;
+      this.store = store;
+      this.openSession(vault);
+      this.emitStatus();
+      return this.profile()!;
+    });
+  }
+
+  async unlock(args: { passphrase: string }): Promise<Profile> {
+    await this.ready();
+    return this.serial(async () => {
+      this.requireStore();
+      if (!this.session) {
+        this.openSession(
+          await this.secrets.openKeyFile(this.file(this.profileName!, KEY_FILE), args.passphrase),
+        );
+        this.emitStatus();
+      }
+      return this.profile()!;
+    });
+  }
+
+  /** Unlocks the database with the vault's key and starts the profile's session. */
+  private openSession(vault: OpenVault): void {
+    const store = this.requireStore();
+    try {
+      store.unlock(vault.secrets.databaseKey);
+    } catch (e) {
+      vault.lock();
+      throw e;
+    }
+    this.session = new ProfileSession(store, vault, {
+      now: this.now,
+      emit: (e) => this.emitEvent(e),
+      notify: (n) => {
+        if (!this.deps.isFocused?.()) this.deps.notify?.(n);
+      },
+      log: this.log,
+      onProfileChanged: () => this.emitStatus(),
+      clientOptions: this.deps.clientOptions,
+      connectTimeoutMs: this.deps.connectTimeoutMs ?? 10_000,
+      sendWaitMs: this.deps.sendWaitMs ?? 3_000,
+    });
+    this.session.resume();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Relay connection, hosting and discovery
+
+  async connect(args: { relayUrl: string }): Promise<void> {
+    await this.ready();
+    if (typeof args.relayUrl !== 'string' || !/^wss?:\/\/[^\s/]+/.test(args.relayUrl))
+      throw messaging.invalid('The relay address must start with ws:// or wss://.');
+    await this.requireSession().connect(args.relayUrl);
+  }
+
+  async disconnect(): Promise<void> {
+    await this.ready();
+    await this.requireSession().disconnect();
+  }
+
+  async hostRelay(args: { port?: number }): Promise<HostedRelay> {
+    await this.ready();
+    return this.serial(async () => {
+      const session = this.requireSession();
+      if (this.hosted) return this.hosted.info;
+      const port = args?.port ?? session.store.getSettings().relayPort;
+      try {
+        this.hosted = await hostLanRelay({
+          port,
+          dataDir: this.file(this.profileName!, 'relay'),
+          userId: session.userId,
+          discovery: this.discovery,
+          startRelay: this.deps.relayFactory ?? startRelay,
+          hostname: this.deps.hostname,
+          log: this.log,
+        });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
+          throw new ServiceError(
+            ServiceCode.PORT_IN_USE,
+            `Port ${port} is already in use. Choose another port.`,
+          );
+        this.log(`hosting failed: ${String(e)}`);
+        throw new ServiceError(
+          ServiceCode.HOSTING_FAILED,
+          'Sealed could not start the relay on this computer.',
+        );
+      }
+      this.emitStatus();
+      return this.hosted.info;
+    });
+  }
+
+  async stopHostingRelay(): Promise<void> {
+    await this.ready();
+    await this.serial(async () => {
+      const hosted = this.hosted;
+      this.hosted = undefined;
+      if (!hosted) return;
+      await hosted.stop();
+      this.emitStatus();
+    });
+  }
+
+  async listDiscoveredRelays(): Promise<readonly DiscoveredRelay[]> {
+    await this.ready();
+    return this.discovered;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Contacts, conversations, messages, groups (see messaging.ts)
+
+  async listContacts(): Promise<readonly Contact[]> {
+    await this.ready();
+    return this.requireSession().store.listContacts();
+  }
+
+  async getSafetyNumber(args: { userId: string }): Promise<SafetyNumber> {
+    await this.ready();
+    return messaging.safetyNumber(this.requireSession(), args.userId);
+  }
+
+  async setVerified(args: { userId: string; verified: boolean }): Promise<void> {
+    await this.ready();
+    messaging.setVerified(this.requireSession(), args.userId, args.verified);
+  }
+
+  async acceptKeyChange(args: { userId: string }): Promise<void> {
+    await this.ready();
+    await messaging.acceptKeyChange(this.requireSession(), args.userId);
+  }
+
+  async listConversations(): Promise<readonly ConversationSummary[]> {
+    await this.ready();
+    return this.requireSession().store.listConversations();
+  }
+
+  async getHistory(args: {
+    conversationId: ConversationId;
+    before?: string;
+    limit?: number;
+  }): Promise<HistoryPage> {
+    await this.ready();
+    const { store } = this.requireSession();
+    if (!store.conversation(args.conversationId))
+      throw new ServiceError(ServiceCode.NOT_FOUND, 'There is no such conversation.');
+    return store.getHistory(args.conversationId, args.before, args.limit);
+  }
+
+  async markRead(args: { conversationId: ConversationId }): Promise<void> {
+    await this.ready();
+    const summary = this.requireSession().store.markRead(args.conversationId);
+    if (summary) this.emitEvent({ type: 'conversation', summary });
+  }
+
+  async openDirect(args: { userId: string }): Promise<ConversationSummary> {
+    await this.ready();
+    return messaging.openDirect(this.requireSession(), args.userId);
+  }
+
+  async sendDirect(args: { to: string; text: string }): Promise<HistoryItem> {
+    await this.ready();
+    return messaging.sendDirect(this.requireSession(), args.to, args.text);
+  }
+
+  async sendGroup(args: { group: string; text: string }): Promise<HistoryItem> {
+    await this.ready();
+    return messaging.sendGroup(this.requireSession(), args.group, args.text);
+  }
+
+  async createGroup(args: { group: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.createGroup(this.requireSession(), args.group);
+  }
+
+  async joinGroup(args: { group: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.joinGroup(this.requireSession(), args.group);
+  }
+
+  async leaveGroup(args: { group: string }): Promise<void> {
+    await this.ready();
+    await messaging.leaveGroup(this.requireSession(), args.group);
+  }
+
+  async deleteGroup(args: { group: string }): Promise<void> {
+    await this.ready();
+    await messaging.deleteGroup(this.requireSession(), args.group);
+  }
+
+  async getGroup(args: { group: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.getGroup(this.requireSession(), args.group);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Settings (plain, readable while locked)
+
+  async getSettings(): Promise<Settings> {
+    await this.ready();
+    return this.requireStore().getSettings();
+  }
+
+  async updateSettings(args: Partial<Settings>): Promise<Settings> {
+    await this.ready();
+    const store = this.requireStore();
+    let settings: Settings;
+    try {
+      settings = store.updateSettings(args);
+    } catch {
+      throw messaging.invalid('These settings are not valid.');
+    }
+    this.emitEvent({ type: 'settings', settings });
+    return settings;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  private async ready(): Promise<void> {
+    if (this.closed) throw new ServiceError(ServiceCode.CLOSED, 'Sealed is shutting down.');
+    if (!this.started) throw new ServiceError(ServiceCode.CLOSED, 'Sealed has not started yet.');
+    await this.started;
+  }
+
+  /** Runs lifecycle changes one at a time (two createProfile calls must not both create). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private file(profile: string, name: string): string {
+    return path.join(this.deps.dataDir, 'profiles', profile, name);
+  }
+
+  /** The existing profile: the first profile directory (by name) holding a database. */
+  private findProfile(): string | undefined {
+    const dir = path.join(this.deps.dataDir, 'profiles');
+    if (!existsSync(dir)) return undefined;
+    return readdirSync(dir)
+      .filter((n) => v.is(Name, n) && existsSync(this.file(n, DB_FILE)))
+      .sort()[0];
+  }
+
+  private profile(): Profile | null {
+    const userId = this.store?.getMeta('userId');
+    if (!this.store || !userId) return null;
+    return {
+      userId,
+      relayUrl: this.store.getMeta('relayUrl') ?? null,
+      keyStorage: this.store.getMeta('keyStorage') === 'keychain' ? 'keychain' : 'passphrase-file',
+    };
+  }
+
+  private status(): AppStatus {
+    const profile = this.profile();
+    return {
+      profile,
+      keychainAvailable: this.keychainAvailable,
+      locked: profile?.keyStorage === 'passphrase-file' && !this.session,
+      connection: this.session?.connection ?? 'offline',
+      hostedRelay: this.hosted?.info ?? null,
+    };
+  }
+
+  private emitStatus(): void {
+    this.emitEvent({ type: 'status', status: this.status() });
+  }
+
+  private emitEvent(event: MessengerEvent): void {
+    if (!this.closed) this.emit('event', event);
+  }
+
+  private requireStore(): LocalStore {
+    if (!this.store) throw new ServiceError(ServiceCode.NO_PROFILE, 'Create a profile first.');
+    return this.store;
+  }
+
+  private requireSession(): ProfileSession {
+    this.requireStore();
+    if (this.profileError) throw this.profileError;
+    if (!this.session) throw new ServiceError(ServiceCode.LOCKED, 'Unlock your profile first.');
+    return this.session;
+  }
+}

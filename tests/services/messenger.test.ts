@@ -1,0 +1,326 @@
+/**
+ * Two MessengerServices (alice, bob) and a real relay on 127.0.0.1: direct and group chat as the
+ * renderer sees it (history items, statuses, events), restart, and a contact's key change.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { E2EEClient } from '../../src-main/core/client/client.js';
+import { startRelay, type Relay } from '../../src-main/relay/index.js';
+import type { MessengerEvent } from '../../src-main/shared/messenger-api.js';
+import type { MessengerService } from '../../src-main/services/messenger-service.js';
+import type { Notification } from '../../src-main/services/client-bridge.js';
+import { Events, startService, tempDir, testKeychain, until } from './helpers.js';
+
+let relay: Relay;
+const keychain = testKeychain();
+const dirs: (() => void)[] = [];
+const services: MessengerService[] = [];
+
+async function user(
+  userId: string,
+  extra: { notify?: (n: Notification) => void; dataDir?: string; sendWaitMs?: number } = {},
+): Promise<{ service: MessengerService; events: Events; dataDir: string }> {
+  let dataDir = extra.dataDir;
+  if (!dataDir) {
+    const t = tempDir();
+    dirs.push(t.cleanup);
+    dataDir = t.dir;
+  }
+  const service = await startService({
+    dataDir,
+    secrets: keychain.secrets(),
+    notify: extra.notify,
+    sendWaitMs: extra.sendWaitMs,
+  });
+  services.push(service);
+  const events = new Events(service);
+  if (!(await service.getStatus()).profile) await service.createProfile({ userId });
+  return { service, events, dataDir };
+}
+
+beforeAll(async () => {
+  relay = await startRelay({ host: '127.0.0.1', port: 0 });
+});
+
+afterAll(async () => {
+  for (const s of services) await s.close();
+  await relay.close();
+  for (const c of dirs) c();
+  await keychain.cleanup();
+});
+
+const isConnected = (e: MessengerEvent): boolean => e.type === 'connection' && e.state === 'connected';
+
+describe('MessengerService with a relay', () => {
+  it('chats directly: statuses, events, unread, notifications, and history survives a restart', async () => {
+    const notes: Notification[] = [];
+    const alice = await user('alice', { notify: (n) => notes.push(n) });
+    const bob = await user('bob');
+    await alice.service.connect({ relayUrl: relay.url });
+    await bob.service.connect({ relayUrl: relay.url });
+    await alice.events.wait(isConnected);
+    expect((await alice.service.getStatus()).connection).toBe('connected');
+    expect((await alice.service.getStatus()).profile?.relayUrl).toBe(relay.url);
+
+    // The item exists ('sending') before the relay accepted it, then moves to sent and delivered.
+    const sent = await alice.service.sendDirect({ to: 'bob', text: 'hello bob' });
+    expect(sent).toMatchObject({ conversationId: 'dm:bob', direction: 'out', text: 'hello bob' });
+    const firstItem = alice.events.all.find((e) => e.type === 'item');
+    expect(firstItem).toMatchObject({ type: 'item', item: { id: sent.id, status: 'sending' } });
+    await alice.events.wait((e) => e.type === 'itemStatus' && e.id === sent.id && e.status === 'delivered');
+
+    const got = await bob.events.item('dm:alice', 'hello bob');
+    expect(got.item).toMatchObject({ from: 'alice', direction: 'in', kind: 'message' });
+    const bobConv = (await bob.service.listConversations()).find((c) => c.id === 'dm:alice')!;
+    expect(bobConv).toMatchObject({ kind: 'direct', title: 'alice', unread: 1, keyChanged: false });
+    expect(bobConv.last).toMatchObject({ from: 'alice', text: 'hello bob' });
+    await bob.service.markRead({ conversationId: 'dm:alice' });
+    expect((await bob.service.listConversations())[0]!.unread).toBe(0);
+
+    // Notification wording follows the privacy setting.
+    await bob.service.sendDirect({ to: 'alice', text: 'secret words' });
+    await alice.events.item('dm:bob', 'secret words');
+    expect(notes).toEqual([{ title: 'Sealed', body: 'New message from bob' }]);
+    await alice.service.updateSettings({ notifications: 'sender-and-text' });
+    await bob.service.sendDirect({ to: 'alice', text: 'more words' });
+    await alice.events.item('dm:bob', 'more words');
+    expect(notes.at(-1)).toEqual({ title: 'bob', body: 'more words' });
+    await alice.service.updateSettings({ notifications: 'none' });
+    await bob.service.sendDirect({ to: 'alice', text: 'quiet words' });
+    await alice.events.item('dm:bob', 'quiet words');
+    expect(notes).toHaveLength(2);
+
+    // Safety numbers agree on both sides and come with a QR code.
+    const sa = await alice.service.getSafetyNumber({ userId: 'bob' });
+    const sb = await bob.service.getSafetyNumber({ userId: 'alice' });
+    expect(sa.digits).toMatch(/^\d{60}$/);
+    expect(sa.digits).toBe(sb.digits);
+    expect(sa.qrSvg).toContain('<svg');
+    await alice.service.setVerified({ userId: 'bob', verified: true });
+    expect(await alice.service.listContacts()).toEqual([
+      { userId: 'bob', verified: true, keyChanged: false },
+    ]);
+
+    // Restart alice on the same data directory and keychain entry: history, contacts, relay remembered.
+    const before = await alice.service.getHistory({ conversationId: 'dm:bob' });
+    await alice.service.close();
+    const again = await user('alice', { dataDir: alice.dataDir });
+    const status = await again.service.getStatus();
+    expect(status).toMatchObject({
+      locked: false,
+      profile: { userId: 'alice', keyStorage: 'keychain', relayUrl: relay.url },
+    });
+    const after = await again.service.getHistory({ conversationId: 'dm:bob' });
+    expect(after.items.map((i) => [i.id, i.text, i.status])).toEqual(
+      before.items.map((i) => [i.id, i.text, i.status]),
+    );
+    expect(after.items.find((i) => i.id === sent.id)?.status).toBe('delivered');
+    expect(await again.service.listContacts()).toEqual([
+      { userId: 'bob', verified: true, keyChanged: false },
+    ]);
+    // It reconnected by itself, and the same sessions still work.
+    await again.events.wait(isConnected);
+    await again.service.sendDirect({ to: 'bob', text: 'back again' });
+    await bob.events.item('dm:alice', 'back again');
+  });
+
+  it('chats in a group with membership and key events', async () => {
+    const carol = await user('carol');
+    const dave = await user('dave');
+    await carol.service.connect({ relayUrl: relay.url });
+    await dave.service.connect({ relayUrl: relay.url });
+
+    const info = await carol.service.createGroup({ group: 'team' });
+    expect(info).toEqual({ group: 'team', creator: 'carol', members: ['carol'] });
+    await carol.events.item('group:team', 'You created the group.');
+    const joined = await dave.service.joinGroup({ group: 'team' });
+    expect(joined.members).toEqual(['carol', 'dave']);
+    await dave.events.item('group:team', 'You joined the group.');
+    await carol.events.item('group:team', 'dave joined the group.');
+
+    const m = await carol.service.sendGroup({ group: 'team', text: 'hi team' });
+    await carol.events.item('group:team', /^Keys rotated/);
+    await dave.events.item('group:team', 'hi team');
+    await carol.events.wait((e) => e.type === 'itemStatus' && e.id === m.id && e.status === 'delivered');
+    await dave.service.sendGroup({ group: 'team', text: 'hi carol' });
+    await carol.events.item('group:team', 'hi carol');
+    expect(await carol.service.getGroup({ group: 'team' })).toEqual({
+      group: 'team',
+      creator: 'carol',
+      members: ['carol', 'dave'],
+    });
+
+    await dave.service.leaveGroup({ group: 'team' });
+    await carol.events.item('group:team', 'dave left the group.');
+    await dave.events.item('group:team', 'You left the group.');
+    await expect(dave.service.sendGroup({ group: 'team', text: 'x' })).rejects.toMatchObject({
+      code: 'NOT_A_MEMBER',
+      message: 'You are not a member of the group team.',
+    });
+    await carol.service.deleteGroup({ group: 'team' });
+    await carol.events.item('group:team', 'The group was deleted.');
+    // The conversation and its history stay after the group is gone.
+    const page = await carol.service.getHistory({ conversationId: 'group:team' });
+    expect(page.items.map((i) => i.text)).toContain('hi carol');
+    // Only outgoing messages carry a status; events (also the user's own) never do.
+    const events = page.items.filter((i) => i.kind === 'event');
+    expect(events.map((i) => i.text)).toContain('You created the group.');
+    expect(events.every((i) => i.status === undefined)).toBe(true);
+  });
+
+  it('delivers events to every subscriber until it unsubscribes; a throwing listener harms nobody', async () => {
+    const ivy = await user('ivy');
+    const a: MessengerEvent[] = [];
+    const b: MessengerEvent[] = [];
+    const offThrowing = ivy.service.subscribe(() => {
+      throw new Error('listener bug');
+    });
+    const offA = ivy.service.subscribe((e) => a.push(e));
+    ivy.service.subscribe((e) => b.push(e));
+    await ivy.service.updateSettings({ theme: 'light' });
+    offA();
+    offThrowing();
+    await ivy.service.updateSettings({ theme: 'dark' });
+    const themes = (list: MessengerEvent[]): string[] =>
+      list.flatMap((e) => (e.type === 'settings' ? [e.settings.theme] : []));
+    expect(themes(a)).toEqual(['light']);
+    expect(themes(b)).toEqual(['light', 'dark']);
+    expect(await ivy.service.getSettings()).toEqual({
+      notifications: 'sender',
+      theme: 'dark',
+      relayPort: 8787,
+    });
+  });
+
+  it('keeps no message text on disk, in the database, its WAL or the key file', async () => {
+    const gina = await user('gina');
+    const hank = await user('hank');
+    await gina.service.connect({ relayUrl: relay.url });
+    await hank.service.connect({ relayUrl: relay.url });
+    const marker = `MARKER-${randomBytes(8).toString('hex')}`;
+    await gina.service.sendDirect({ to: 'hank', text: `direct ${marker}` });
+    await hank.events.item('dm:gina', `direct ${marker}`);
+    await hank.service.sendDirect({ to: 'gina', text: `reply ${marker}` });
+    await gina.events.item('dm:hank', `reply ${marker}`);
+    await gina.service.createGroup({ group: 'secret-club' });
+    await hank.service.joinGroup({ group: 'secret-club' });
+    await gina.events.item('group:secret-club', 'hank joined the group.');
+    await gina.service.sendGroup({ group: 'secret-club', text: `group ${marker}` });
+    await hank.events.item('group:secret-club', `group ${marker}`);
+
+    const raw = (dir: string): string =>
+      readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((d) => d.isFile())
+        .map((d) => readFileSync(path.join(d.parentPath, d.name)).toString('latin1'))
+        .join('\n');
+    for (const u of [gina, hank]) {
+      expect(readdirSync(path.join(u.dataDir, 'profiles', u === gina ? 'gina' : 'hank'))).toContain(
+        'sealed.db-wal',
+      );
+      const bytes = raw(u.dataDir);
+      expect(bytes).toContain(u === gina ? 'gina' : 'hank'); // ids are plain, as documented
+      expect(bytes).not.toContain(marker);
+    }
+    // The history is all there, decrypted, for the app.
+    const page = await hank.service.getHistory({ conversationId: 'dm:gina' });
+    expect(page.items.map((i) => i.text)).toEqual([`direct ${marker}`, `reply ${marker}`]);
+  });
+
+  it('reconnects after the relay restarts and sends what was written offline, even across an app restart', async () => {
+    const t = tempDir('sealed-relay-');
+    dirs.push(t.cleanup);
+    let own = await startRelay({ host: '127.0.0.1', port: 0, dataDir: t.dir });
+    const url = own.url;
+    const kim = await user('kim', { sendWaitMs: 100 });
+    const lee = await user('lee');
+    await kim.service.connect({ relayUrl: url });
+    await lee.service.connect({ relayUrl: url });
+    await kim.service.sendDirect({ to: 'lee', text: 'before' });
+    await lee.events.item('dm:kim', 'before');
+
+    await own.close();
+    await kim.events.wait((e) => e.type === 'connection' && e.state === 'reconnecting');
+    const offline = await kim.service.sendDirect({ to: 'lee', text: 'written offline' });
+    expect(offline.status).toBe('sending');
+
+    // kim quits and starts again while the relay is still down: the message waits in the outbox.
+    await kim.service.close();
+    const kim2 = await user('kim', { dataDir: kim.dataDir });
+    expect((await kim2.service.getStatus()).connection).toBe('connecting');
+    const waiting = await kim2.service.getHistory({ conversationId: 'dm:lee' });
+    expect(waiting.items.at(-1)).toMatchObject({ id: offline.id, status: 'sending' });
+
+    own = await startRelay({ host: '127.0.0.1', port: Number(new URL(url).port), dataDir: t.dir });
+    try {
+      await kim2.events.wait(isConnected);
+      await lee.events.item('dm:kim', 'written offline');
+      await kim2.events.wait(
+        (e) => e.type === 'itemStatus' && e.id === offline.id && e.status === 'delivered',
+      );
+
+      await lee.service.disconnect();
+      expect((await lee.service.getStatus()).connection).toBe('offline');
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('stops sending to a contact whose key changed until the user accepts it', async () => {
+    const erin = await user('erin');
+    await erin.service.connect({ relayUrl: relay.url });
+    // frank's first installation: a plain client that talks to erin, then deletes its account.
+    const frank1 = new E2EEClient({ url: relay.url, userId: 'frank' });
+    frank1.on('error', () => undefined);
+    await frank1.connect();
+    await frank1.sendDirectMessage('erin', 'hi from the old phone');
+    await erin.events.item('dm:frank', 'hi from the old phone');
+    const oldNumber = (await erin.service.getSafetyNumber({ userId: 'frank' })).digits;
+    await erin.service.setVerified({ userId: 'frank', verified: true });
+    await frank1.deleteAccount();
+
+    // frank re-registers the same user id with a new identity and writes again.
+    const frank2 = new E2EEClient({ url: relay.url, userId: 'frank' });
+    frank2.on('error', () => undefined);
+    const received: string[] = [];
+    frank2.on('message', (m) => received.push(m.text));
+    await frank2.connect();
+    await frank2.sendDirectMessage('erin', 'new phone, same frank');
+
+    await erin.events.item(
+      'dm:frank',
+      "frank's security key changed. Compare safety numbers before you continue.",
+    );
+    await erin.events.item('dm:frank', 'new phone, same frank');
+    await erin.events.wait(
+      (e) =>
+        e.type === 'contact' && e.contact.userId === 'frank' && e.contact.keyChanged && !e.contact.verified,
+    );
+    const conv = (await erin.service.listConversations()).find((c) => c.id === 'dm:frank');
+    expect(conv?.keyChanged).toBe(true);
+
+    await expect(erin.service.sendDirect({ to: 'frank', text: 'is it you?' })).rejects.toMatchObject({
+      code: 'KEY_CHANGED',
+      message: "frank's security key changed. Compare safety numbers and accept the new key before you send.",
+    });
+    await expect(erin.service.setVerified({ userId: 'frank', verified: true })).rejects.toMatchObject({
+      code: 'KEY_CHANGED',
+    });
+    // The number shown is the one for the new key: it matches what frank's new installation shows.
+    const pending = await erin.service.getSafetyNumber({ userId: 'frank' });
+    expect(pending.keyChanged).toBe(true);
+    expect(pending.digits).not.toBe(oldNumber);
+    expect(pending.digits).toBe(frank2.safetyNumber('erin'));
+
+    await erin.service.acceptKeyChange({ userId: 'frank' });
+    expect(await erin.service.listContacts()).toContainEqual({
+      userId: 'frank',
+      verified: false,
+      keyChanged: false,
+    });
+    await erin.service.sendDirect({ to: 'frank', text: 'welcome back' });
+    await until(() => received.includes('welcome back'));
+    await frank2.close();
+  });
+});

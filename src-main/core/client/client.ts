@@ -176,7 +176,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private readonly sessions = new Map<string, SessionRecord>();
   private readonly groups = new Map<string, GroupState>();
   private readonly pinned = new Map<string, Uint8Array>();
-  private readonly changedIdentity = new Set<string>();
+  /** Contacts whose identity changed and is not approved yet, with the new identity (194 bytes). */
+  private readonly changedIdentity = new Map<string, Uint8Array>();
   private readonly seen = new Map<string, number>();
   /** Group messages that arrived before their sender key; not acknowledged to the relay until handled. */
   private readonly early: { frame: DeliverFrame; at: number }[] = [];
@@ -354,12 +355,9 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
    */
   async pendingSafetyNumber(userId: string): Promise<string | undefined> {
     await this.init();
-    return this.exclusive(async () => {
-      if (!this.changedIdentity.has(userId)) return undefined;
-      const current = (await this.loadSession(userId)).peerIdentity;
-      if (!current) return undefined;
-      return safetyNumber(this.userId, this.identity!.publicIdentity, userId, current);
-    });
+    const pending = this.changedIdentity.get(userId);
+    if (!pending) return undefined;
+    return safetyNumber(this.userId, this.identity!.publicIdentity, userId, decodePublicIdentity(pending));
   }
 
   /**
@@ -375,14 +373,17 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /** Accepts a contact's new identity key after a change (the user confirmed it). */
   async approveIdentity(userId: string): Promise<void> {
     await this.exclusive(async () => {
-      const record = await this.loadSession(userId);
-      const current = record.peerIdentity;
-      if (current) {
-        const bytes = encodePublicIdentity(current);
-        this.pinned.set(userId, bytes);
-        await this.stateStore.write(new Map([[`contact/${userId}`, bytes]]));
-      }
+      // The new identity as it was seen (from a bundle or a message), even if no session exists yet.
+      const bytes = this.changedIdentity.get(userId);
+      if (!bytes) return;
+      this.pinned.set(userId, bytes);
       this.changedIdentity.delete(userId);
+      await this.stateStore.write(
+        new Map<string, Uint8Array | null>([
+          [`contact/${userId}`, bytes],
+          [`changed/${userId}`, null],
+        ]),
+      );
     });
   }
 
@@ -409,7 +410,10 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         const bytes = await this.stateStore.get(key);
         if (bytes) this.pinned.set(key.slice(8), bytes);
       }
-      for (const key of await this.stateStore.keys('changed/')) this.changedIdentity.add(key.slice(8));
+      for (const key of await this.stateStore.keys('changed/')) {
+        const bytes = await this.stateStore.get(key);
+        if (bytes?.length === 194) this.changedIdentity.set(key.slice(8), bytes);
+      }
       // Stored under random ids: restore the dedup list oldest first and the outbox in queue order.
       const seen: [string, number][] = [];
       for (const key of await this.stateStore.keys('seen/')) {
@@ -464,17 +468,15 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       return [[`contact/${userId}`, identityBytes]];
     }
     if (sameIdentityKeys(decodePublicIdentity(known), decodePublicIdentity(identityBytes))) return [];
-    if (!this.changedIdentity.has(userId)) {
-      this.changedIdentity.add(userId);
-      queueMicrotask(() => this.emit('identityChanged', { userId }));
-    }
+    if (!this.changedIdentity.has(userId)) queueMicrotask(() => this.emit('identityChanged', { userId }));
+    this.changedIdentity.set(userId, identityBytes);
     if (!this.opts.requireApprovalOnIdentityChange) {
       // Without an approval step the new key is pinned at once; the event still warns the user.
       this.pinned.set(userId, identityBytes);
       this.changedIdentity.delete(userId);
       return [[`contact/${userId}`, identityBytes]];
     }
-    return [[`changed/${userId}`, new Uint8Array([1])]];
+    return [[`changed/${userId}`, identityBytes]];
   }
 
   /** A session with `peer`, fetching their prekey bundle from the relay if we have none. */
@@ -848,8 +850,17 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
 
   private emitEvent(e: RelayEvent): void {
     switch (e.type) {
-      case 'userCreated':
       case 'userDeleted':
+        // Whoever registers this id next has another identity: drop our session so the next send
+        // fetches a fresh bundle, where the key change is detected (and, by policy, must be approved).
+        void this.exclusive(async () => {
+          if (!this.sessions.has(e.userId) && !(await this.stateStore.get(`session/${e.userId}`))) return;
+          this.sessions.delete(e.userId);
+          await this.stateStore.write(new Map([[`session/${e.userId}`, null]]));
+        }).catch((err: Error) => this.fail(err));
+        this.emit(e.type, { userId: e.userId });
+        return;
+      case 'userCreated':
         this.emit(e.type, { userId: e.userId });
         return;
       default:

@@ -1,6 +1,7 @@
 /** Renderer entry: mounts the Svelte app. Runs in the sandboxed, context-isolated page. */
 import { mount } from 'svelte';
 
+import './app.css';
 import App from './App.svelte';
 
 const target = document.getElementById('app');

@@ -1,0 +1,172 @@
+/**
+ * Pure helpers of the renderer: input validation with plain-sentence errors, and display formatting.
+ * The service validates again (the renderer is untrusted); these only give early, friendly feedback.
+ */
+import type { ConversationId, HistoryItem, MessageStatus } from '../../../src-main/shared/messenger-api';
+
+/** User and group ids (the wire protocol's `Name`): 1-64 of A-Z a-z 0-9 . _ - starting alphanumeric. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Minimum passphrase length the first-run screen asks for (the key file is only as strong as it). */
+export const MIN_PASSPHRASE_LENGTH = 8;
+
+/** Checks a user id or group name; returns a sentence saying what is wrong, or null when it is fine. */
+export function validateName(value: string, what: 'user id' | 'group name'): string | null {
+  const article = what === 'user id' ? 'A user id' : 'A group name';
+  if (value.length === 0) return `Enter a ${what}.`;
+  if (value.length > 64) return `${article} can be at most 64 characters long.`;
+  if (!/^[A-Za-z0-9]/.test(value)) return `${article} must start with a letter or a digit.`;
+  if (!NAME_PATTERN.test(value)) {
+    return `${article} can only contain letters, digits, dots, underscores and hyphens (no spaces).`;
+  }
+  return null;
+}
+
+/** Checks a relay address typed by the user: a ws:// or wss:// URL. */
+export function validateRelayUrl(value: string): string | null {
+  if (value.length === 0) return 'Enter the address of a relay.';
+  if (!/^wss?:\/\//i.test(value)) {
+    return 'A relay address starts with ws:// or wss://, like wss://relay.example.org:8787.';
+  }
+  try {
+    const url = new URL(value);
+    if (!url.hostname) return 'That relay address has no host name. Check it for typos.';
+  } catch {
+    return 'That relay address is not valid. Check it for typos.';
+  }
+  return null;
+}
+
+/** Checks a new passphrase and its confirmation. */
+export function validateNewPassphrase(passphrase: string, confirmation: string): string | null {
+  if (passphrase.length < MIN_PASSPHRASE_LENGTH) {
+    return `Choose a passphrase of at least ${MIN_PASSPHRASE_LENGTH} characters.`;
+  }
+  if (passphrase !== confirmation) return 'The two passphrases do not match. Type the same one twice.';
+  return null;
+}
+
+/** Checks a relay port typed in the settings. */
+export function validatePort(value: number): string | null {
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    return 'Choose a port number between 1 and 65535.';
+  }
+  return null;
+}
+
+const FALLBACK_ERROR = 'Something went wrong. Please try again.';
+
+/**
+ * The plain sentence of a rejected call. The contract promises one in `message`; IPC layers may add a
+ * technical prefix ("Error invoking remote method ...: Error: "), which is stripped.
+ */
+export function errorMessage(error: unknown): string {
+  const raw = error instanceof Error ? error.message : typeof error === 'string' ? error : '';
+  const message = raw.replace(/^Error invoking remote method '[^']*': (?:\w*Error: )?/, '').trim();
+  return message || FALLBACK_ERROR;
+}
+
+/** The items of `items` whose id is not among `known`'s (merging pages with items from events). */
+export function withoutIds(items: readonly HistoryItem[], known: readonly HistoryItem[]): HistoryItem[] {
+  const ids = new Set(known.map((item) => item.id));
+  return items.filter((item) => !ids.has(item.id));
+}
+
+/** The other user of a direct conversation, or the group of a group conversation. */
+export function conversationTarget(id: ConversationId): { kind: 'direct' | 'group'; name: string } {
+  return id.startsWith('dm:') ? { kind: 'direct', name: id.slice(3) } : { kind: 'group', name: id.slice(6) };
+}
+
+/** Splits the 60 safety-number digits into the 12 groups of 5 people compare aloud. */
+export function safetyNumberGroups(digits: string): string[] {
+  const clean = digits.replace(/\D/g, '');
+  const groups: string[] = [];
+  for (let i = 0; i < clean.length; i += 5) groups.push(clean.slice(i, i + 5));
+  return groups;
+}
+
+/** Base64 of a UTF-8 string (for the QR code's data: URL). */
+export function utf8ToBase64(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+const weekdayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short' });
+const dateFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
+const longDateFormat = new Intl.DateTimeFormat(undefined, {
+  weekday: 'long',
+  day: 'numeric',
+  month: 'long',
+  year: 'numeric',
+});
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'short' });
+
+function startOfDay(ms: number): number {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+/** True when both times fall on the same local calendar day. */
+export function sameDay(a: number, b: number): boolean {
+  return startOfDay(a) === startOfDay(b);
+}
+
+/** Clock time of a message ("14:05"). */
+export function formatTime(at: number): string {
+  return timeFormat.format(at);
+}
+
+/** Full date and time, for tooltips and screen readers. */
+export function formatFull(at: number): string {
+  return fullFormat.format(at);
+}
+
+/** Short time for the conversation list: clock time today, weekday this week, else the date. */
+export function formatListTime(at: number, now = Date.now()): string {
+  const days = Math.round((startOfDay(now) - startOfDay(at)) / 86_400_000);
+  if (days <= 0) return timeFormat.format(at);
+  if (days === 1) return 'Yesterday';
+  if (days < 7) return weekdayFormat.format(at);
+  return dateFormat.format(at);
+}
+
+/** Heading of a day in the message list ("Today", "Yesterday", "Monday, 3 March 2025"). */
+export function formatDay(at: number, now = Date.now()): string {
+  const days = Math.round((startOfDay(now) - startOfDay(at)) / 86_400_000);
+  if (days === 0) return 'Today';
+  if (days === 1) return 'Yesterday';
+  return longDateFormat.format(at);
+}
+
+/** Words for a delivery state, used as the accessible label of its icon. */
+export const STATUS_LABEL: Record<MessageStatus, string> = {
+  sending: 'Sending',
+  sent: 'Sent',
+  delivered: 'Delivered',
+  failed: 'Not sent',
+};
+
+/** One or two letters standing for a name in an avatar. */
+export function initials(name: string): string {
+  const parts = name.split(/[._-]+/).filter(Boolean);
+  const first = parts[0] ?? name;
+  const second = parts[1];
+  const letters = second ? first.charAt(0) + second.charAt(0) : first.slice(0, 2);
+  return letters.toUpperCase();
+}
+
+/** A stable hue (0-359) for a name, so each contact keeps the same avatar colour. */
+export function nameHue(name: string): number {
+  let hash = 2166136261;
+  for (let i = 0; i < name.length; i++) {
+    hash ^= name.charCodeAt(i);
+    hash = Math.imul(hash, 16777619);
+  }
+  return (hash >>> 0) % 360;
+}

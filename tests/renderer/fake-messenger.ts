@@ -1,0 +1,545 @@
+/**
+ * An in-page fake of `window.messenger` for renderer development checks (screenshots, keyboard and
+ * paging checks in tests/renderer/screens.ts). Never part of the app bundle: the check script bundles
+ * it with esbuild and injects it with Playwright's `addInitScript`, before the app loads.
+ *
+ * It keeps a small world in memory (a profile, contacts, conversations including one of 10,000
+ * messages) chosen by a scenario name, answers calls after a short delay, and lets the check script
+ * emit events and read the calls made (`globalThis.__fake`).
+ */
+import type {
+  AppStatus,
+  Contact,
+  ConversationId,
+  ConversationSummary,
+  DiscoveredRelay,
+  GroupInfo,
+  HistoryItem,
+  MessageStatus,
+  MessengerApi,
+  MessengerEvent,
+  Settings,
+} from '../../src-main/shared/messenger-api.js';
+
+export type Scenario =
+  'first-run' | 'first-run-no-keychain' | 'locked' | 'relay-setup' | 'main' | 'main-key-changed';
+
+export interface FakeControl {
+  readonly api: MessengerApi;
+  /** Every call made, in order: method name and arguments. */
+  readonly calls: { method: string; args: unknown }[];
+  emit(event: MessengerEvent): void;
+  /** Adds an incoming message to a conversation and emits it (and the updated summary). */
+  receive(conversationId: ConversationId, from: string, text: string): HistoryItem;
+}
+
+const DAY = 86_400_000;
+const MINUTE = 60_000;
+const LATENCY_MS = 25;
+
+class UsageError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const SAMPLE_TEXT = [
+  'Did you get the notes from Thursday?',
+  'Yes, reading them now.',
+  'The section on key rotation is clearer than I expected.',
+  'Shall we meet at the library at ten?',
+  'Sounds good. I will bring the printouts.',
+  'Running five minutes late, sorry!',
+  'No rush.',
+  'Here is the summary:\n- chapter 3 done\n- chapter 4 half way\n- questions for Monday',
+  'Nice work 👍',
+  'Can you check the second figure? The axis labels look swapped.',
+];
+
+function item(
+  conversationId: ConversationId,
+  index: number,
+  at: number,
+  me: string,
+  other: string,
+  text: string,
+  direction: 'in' | 'out',
+  status?: MessageStatus,
+): HistoryItem {
+  return {
+    id: `${conversationId}#${index}`,
+    conversationId,
+    kind: 'message',
+    from: direction === 'out' ? me : other,
+    text,
+    at,
+    direction,
+    ...(direction === 'out' ? { status: status ?? 'delivered' } : {}),
+  };
+}
+
+/** A generated conversation: `count` messages, five minutes apart, ending `endAgo` ms ago. */
+function generated(
+  id: ConversationId,
+  me: string,
+  other: string,
+  count: number,
+  endAgo: number,
+  now: number,
+): HistoryItem[] {
+  const items: HistoryItem[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = now - endAgo - (count - 1 - i) * 5 * MINUTE;
+    const direction = i % 3 === 1 ? 'out' : 'in';
+    const text = `${SAMPLE_TEXT[i % SAMPLE_TEXT.length] ?? ''} (#${i + 1})`;
+    items.push(item(id, i, at, me, other, text, direction));
+  }
+  return items;
+}
+
+/** Builds the fake for a scenario. */
+export function createFake(scenario: Scenario): FakeControl {
+  const me = 'alice';
+  const now = Date.now();
+  const listeners = new Set<(event: MessengerEvent) => void>();
+  const calls: { method: string; args: unknown }[] = [];
+  let seq = 0;
+
+  const keyChangedBob = scenario === 'main-key-changed';
+  const hasProfile = scenario !== 'first-run' && scenario !== 'first-run-no-keychain';
+  let status: AppStatus = {
+    profile: hasProfile
+      ? {
+          userId: me,
+          relayUrl: scenario === 'relay-setup' ? null : 'ws://192.168.1.20:8787',
+          keyStorage: scenario === 'locked' ? 'passphrase-file' : 'keychain',
+        }
+      : null,
+    keychainAvailable: scenario !== 'first-run-no-keychain',
+    locked: scenario === 'locked',
+    connection: scenario === 'main' || scenario === 'main-key-changed' ? 'connected' : 'offline',
+    hostedRelay: null,
+  };
+  let settings: Settings = { notifications: 'sender', theme: 'system', relayPort: 8787 };
+  const relays: DiscoveredRelay[] = [
+    { name: 'bob on bob-laptop', url: 'ws://192.168.1.23:8787' },
+    { name: 'carol on studio-pc', url: 'ws://192.168.1.41:8787' },
+  ];
+
+  const contacts = new Map<string, Contact>([
+    ['bob', { userId: 'bob', verified: !keyChangedBob, keyChanged: keyChangedBob }],
+    ['carol', { userId: 'carol', verified: false, keyChanged: false }],
+    ['dave', { userId: 'dave', verified: false, keyChanged: false }],
+    ['erin', { userId: 'erin', verified: true, keyChanged: false }],
+  ]);
+
+  const groups = new Map<string, GroupInfo>([
+    ['book-club', { group: 'book-club', creator: me, members: [me, 'bob', 'carol', 'erin'] }],
+  ]);
+
+  const histories = new Map<ConversationId, HistoryItem[]>();
+  const bob: HistoryItem[] = [
+    item('dm:bob', 0, now - 2 * DAY - 40 * MINUTE, me, 'bob', 'Hey Bob, are you coming on Saturday?', 'out'),
+    item('dm:bob', 1, now - 2 * DAY - 31 * MINUTE, me, 'bob', 'Yes! What should I bring?', 'in'),
+    item('dm:bob', 2, now - 2 * DAY - 30 * MINUTE, me, 'bob', 'Maybe some snacks? We have drinks.', 'out'),
+    item('dm:bob', 3, now - 26 * MINUTE, me, 'bob', 'Got a new laptop, reinstalled everything 🙂', 'in'),
+    item('dm:bob', 4, now - 24 * MINUTE, me, 'bob', 'Nice. Which one did you get?', 'out', 'delivered'),
+    item('dm:bob', 5, now - 23 * MINUTE, me, 'bob', 'The light one with the good keyboard.', 'in'),
+    item('dm:bob', 6, now - 3 * MINUTE, me, 'bob', 'Send me a photo of the keyboard later?', 'out', 'sent'),
+    item('dm:bob', 7, now - 1 * MINUTE, me, 'bob', 'Also: see you at ten tomorrow', 'out', 'sending'),
+  ];
+  if (keyChangedBob) {
+    bob.splice(3, 0, {
+      id: 'dm:bob#kc',
+      conversationId: 'dm:bob',
+      kind: 'event',
+      from: 'bob',
+      text: "bob's security key changed",
+      at: now - 27 * MINUTE,
+      direction: 'in',
+    });
+  }
+  histories.set('dm:bob', bob);
+
+  const club: HistoryItem[] = [
+    {
+      id: 'g#e0',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: me,
+      text: 'alice created the group',
+      at: now - 3 * DAY,
+      direction: 'out',
+    },
+    {
+      id: 'g#e1',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: 'bob',
+      text: 'bob joined',
+      at: now - 3 * DAY + 5 * MINUTE,
+      direction: 'in',
+    },
+    {
+      id: 'g#e2',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: 'carol',
+      text: 'carol joined',
+      at: now - 3 * DAY + 9 * MINUTE,
+      direction: 'in',
+    },
+    item(
+      'group:book-club',
+      3,
+      now - 3 * DAY + 12 * MINUTE,
+      me,
+      'bob',
+      'Hi all! First book: "The Left Hand of Darkness"?',
+      'in',
+    ),
+    item('group:book-club', 4, now - 3 * DAY + 13 * MINUTE, me, 'carol', 'Love it. Count me in.', 'in'),
+    item('group:book-club', 5, now - 3 * DAY + 14 * MINUTE, me, 'carol', 'Two chapters a week?', 'in'),
+    item('group:book-club', 6, now - 3 * DAY + 20 * MINUTE, me, 'bob', 'Agreed', 'out'),
+    {
+      id: 'g#e7',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: 'dave',
+      text: 'dave left',
+      at: now - DAY,
+      direction: 'in',
+    },
+    {
+      id: 'g#e8',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: me,
+      text: 'Group keys rotated',
+      at: now - DAY + 1000,
+      direction: 'in',
+    },
+    {
+      id: 'g#e9',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: 'erin',
+      text: 'erin joined',
+      at: now - 50 * MINUTE,
+      direction: 'in',
+    },
+    item('group:book-club', 10, now - 48 * MINUTE, me, 'erin', 'Hello! Thanks for having me.', 'in'),
+    item('group:book-club', 11, now - 47 * MINUTE, me, 'carol', 'Welcome Erin!', 'in'),
+    item(
+      'group:book-club',
+      12,
+      now - 12 * MINUTE,
+      me,
+      'bob',
+      'Welcome 🙂 we are on chapter 5.',
+      'out',
+      'delivered',
+    ),
+    item('group:book-club', 13, now - 6 * MINUTE, me, 'erin', 'Catching up tonight.', 'in'),
+  ];
+  histories.set('group:book-club', club);
+  histories.set('dm:dave', generated('dm:dave', me, 'dave', 10_000, 4 * 60 * MINUTE, now));
+  histories.set('dm:carol', generated('dm:carol', me, 'carol', 24, 2 * 60 * MINUTE, now));
+  histories.set('dm:erin', [
+    item('dm:erin', 0, now - 5 * DAY, me, 'erin', 'Is this the right Alice?', 'in'),
+    item('dm:erin', 1, now - 5 * DAY + MINUTE, me, 'erin', 'From the conference, I mean', 'in'),
+    item('dm:erin', 2, now - 5 * DAY + 2 * MINUTE, me, 'erin', 'Yes, hi Erin!', 'out', 'failed'),
+  ]);
+
+  const unread = new Map<ConversationId, number>([
+    ['group:book-club', 2],
+    ['dm:carol', 3],
+  ]);
+
+  function summary(id: ConversationId): ConversationSummary {
+    const items = histories.get(id) ?? [];
+    const last = [...items].reverse().find((i) => i.kind === 'message');
+    const direct = id.startsWith('dm:');
+    const name = direct ? id.slice(3) : id.slice(6);
+    return {
+      id,
+      kind: direct ? 'direct' : 'group',
+      title: name,
+      unread: unread.get(id) ?? 0,
+      last: last ? { from: last.from, text: last.text, at: last.at } : null,
+      keyChanged: direct ? (contacts.get(name)?.keyChanged ?? false) : false,
+    };
+  }
+
+  const emit = (event: MessengerEvent): void => {
+    for (const listener of listeners) listener(event);
+  };
+
+  const reply = <T>(value: T, ms = LATENCY_MS): Promise<T> =>
+    new Promise((resolve) => setTimeout(() => resolve(value), ms));
+  const fail = (code: string, message: string): Promise<never> =>
+    new Promise((_, reject) => setTimeout(() => reject(new UsageError(code, message)), LATENCY_MS));
+
+  function record(method: string, args: unknown): void {
+    calls.push({ method, args });
+  }
+
+  function send(id: ConversationId, text: string): Promise<HistoryItem> {
+    const list = histories.get(id) ?? [];
+    const out: HistoryItem = {
+      id: `sent-${++seq}`,
+      conversationId: id,
+      kind: 'message',
+      from: me,
+      text,
+      at: Date.now(),
+      direction: 'out',
+      status: 'sending',
+    };
+    histories.set(id, [...list, out]);
+    const failing = text.includes('[fail]');
+    setTimeout(() => {
+      emit({ type: 'itemStatus', conversationId: id, id: out.id, status: failing ? 'failed' : 'sent' });
+      emit({ type: 'conversation', summary: summary(id) });
+    }, 250);
+    if (!failing) {
+      setTimeout(
+        () => emit({ type: 'itemStatus', conversationId: id, id: out.id, status: 'delivered' }),
+        700,
+      );
+    }
+    return reply(out);
+  }
+
+  const api: MessengerApi = {
+    getStatus: () => (record('getStatus', undefined), reply(status)),
+    createProfile(args) {
+      record('createProfile', args);
+      if (args.userId === 'taken') return fail('USER_TAKEN', 'That user id is already taken on this relay.');
+      status = {
+        ...status,
+        profile: {
+          userId: args.userId,
+          relayUrl: null,
+          keyStorage: args.passphrase ? 'passphrase-file' : 'keychain',
+        },
+      };
+      emit({ type: 'status', status });
+      return reply(status.profile!, 200);
+    },
+    unlock(args) {
+      record('unlock', { passphrase: '…' });
+      if (args.passphrase !== 'correct horse')
+        return fail('BAD_PASSPHRASE', 'That passphrase is not correct.');
+      status = { ...status, locked: false };
+      return reply(status.profile!);
+    },
+    connect(args) {
+      record('connect', args);
+      status = {
+        ...status,
+        connection: 'connecting',
+        profile: status.profile && { ...status.profile, relayUrl: args.relayUrl },
+      };
+      emit({ type: 'connection', state: 'connecting' });
+      setTimeout(() => {
+        status = { ...status, connection: 'connected' };
+        emit({ type: 'connection', state: 'connected' });
+      }, 150);
+      return reply(undefined);
+    },
+    disconnect() {
+      record('disconnect', undefined);
+      status = { ...status, connection: 'offline' };
+      emit({ type: 'connection', state: 'offline' });
+      return reply(undefined);
+    },
+    hostRelay(args) {
+      record('hostRelay', args);
+      const port = args.port ?? settings.relayPort;
+      const hostedRelay = {
+        port,
+        urls: [`ws://192.168.1.20:${port}`, `ws://10.0.0.7:${port}`, `ws://127.0.0.1:${port}`],
+      };
+      status = { ...status, hostedRelay };
+      return reply(hostedRelay, 120);
+    },
+    stopHostingRelay() {
+      record('stopHostingRelay', undefined);
+      status = { ...status, hostedRelay: null };
+      return reply(undefined);
+    },
+    listDiscoveredRelays: () => (record('listDiscoveredRelays', undefined), reply(relays)),
+    listContacts: () => (record('listContacts', undefined), reply([...contacts.values()])),
+    getSafetyNumber(args) {
+      record('getSafetyNumber', args);
+      const contact = contacts.get(args.userId);
+      let digits = '';
+      for (let i = 0; i < 60; i++)
+        digits += String((i * 7 + args.userId.length * 3 + (contact?.keyChanged ? 5 : 0)) % 10);
+      return reply({
+        userId: args.userId,
+        digits,
+        qrSvg: fakeQr(args.userId),
+        verified: contact?.verified ?? false,
+        keyChanged: contact?.keyChanged ?? false,
+      });
+    },
+    setVerified(args) {
+      record('setVerified', args);
+      const contact = {
+        ...(contacts.get(args.userId) ?? { userId: args.userId, keyChanged: false }),
+        verified: args.verified,
+      };
+      contacts.set(args.userId, contact);
+      emit({ type: 'contact', contact });
+      return reply(undefined);
+    },
+    acceptKeyChange(args) {
+      record('acceptKeyChange', args);
+      const contact = { userId: args.userId, verified: false, keyChanged: false };
+      contacts.set(args.userId, contact);
+      emit({ type: 'contact', contact });
+      emit({ type: 'conversation', summary: summary(`dm:${args.userId}`) });
+      return reply(undefined);
+    },
+    listConversations: () => (
+      record('listConversations', undefined),
+      reply([...histories.keys()].map(summary))
+    ),
+    getHistory(args) {
+      record('getHistory', args);
+      const items = histories.get(args.conversationId) ?? [];
+      const limit = args.limit ?? 50;
+      const end = args.before === undefined ? items.length : items.findIndex((i) => i.id === args.before);
+      if (end < 0) return fail('BAD_CURSOR', 'That page of history does not exist.');
+      const start = Math.max(0, end - limit);
+      const page = items.slice(start, end);
+      return reply({ items: page, nextBefore: start > 0 ? (page[0]?.id ?? null) : null }, 60);
+    },
+    markRead(args) {
+      record('markRead', args);
+      unread.delete(args.conversationId);
+      emit({ type: 'conversation', summary: summary(args.conversationId) });
+      return reply(undefined);
+    },
+    openDirect(args) {
+      record('openDirect', args);
+      if (args.userId === 'nobody')
+        return fail('UNKNOWN_USER', 'Nobody called nobody is registered on this relay.');
+      const id: ConversationId = `dm:${args.userId}`;
+      if (!histories.has(id)) histories.set(id, []);
+      return reply(summary(id));
+    },
+    sendDirect: (args) => (record('sendDirect', args), send(`dm:${args.to}`, args.text)),
+    sendGroup: (args) => (record('sendGroup', args), send(`group:${args.group}`, args.text)),
+    createGroup(args) {
+      record('createGroup', args);
+      if (groups.has(args.group))
+        return fail('GROUP_EXISTS', 'A group with that name already exists. Join it instead.');
+      const info = { group: args.group, creator: me, members: [me] };
+      groups.set(args.group, info);
+      histories.set(`group:${args.group}`, []);
+      return reply(info);
+    },
+    joinGroup(args) {
+      record('joinGroup', args);
+      const info = groups.get(args.group);
+      if (!info) return fail('NO_GROUP', 'There is no group with that name on this relay.');
+      return reply(info);
+    },
+    leaveGroup(args) {
+      record('leaveGroup', args);
+      groups.delete(args.group);
+      histories.delete(`group:${args.group}`);
+      emit({ type: 'conversationRemoved', id: `group:${args.group}` });
+      return reply(undefined);
+    },
+    deleteGroup(args) {
+      record('deleteGroup', args);
+      groups.delete(args.group);
+      histories.delete(`group:${args.group}`);
+      emit({ type: 'conversationRemoved', id: `group:${args.group}` });
+      return reply(undefined);
+    },
+    getGroup(args) {
+      record('getGroup', args);
+      const info = groups.get(args.group);
+      return info ? reply(info) : fail('NO_GROUP', 'There is no group with that name on this relay.');
+    },
+    getSettings: () => (record('getSettings', undefined), reply(settings)),
+    updateSettings(args) {
+      record('updateSettings', args);
+      settings = { ...settings, ...args };
+      emit({ type: 'settings', settings });
+      return reply(settings);
+    },
+    onEvent(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+
+  return {
+    api,
+    calls,
+    emit,
+    receive(conversationId, from, text) {
+      const list = histories.get(conversationId) ?? [];
+      const incoming: HistoryItem = {
+        id: `in-${++seq}`,
+        conversationId,
+        kind: 'message',
+        from,
+        text,
+        at: Date.now(),
+        direction: 'in',
+      };
+      histories.set(conversationId, [...list, incoming]);
+      unread.set(conversationId, (unread.get(conversationId) ?? 0) + 1);
+      emit({ type: 'item', item: incoming });
+      emit({ type: 'conversation', summary: summary(conversationId) });
+      return incoming;
+    },
+  };
+}
+
+/** A QR-looking SVG (not a real code): a deterministic grid of squares with the three finder marks. */
+function fakeQr(seed: string): string {
+  const n = 29;
+  let rects = '';
+  let h = 0;
+  for (const ch of seed) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  const finder = (x: number, y: number): boolean =>
+    (x < 7 && y < 7) || (x >= n - 7 && y < 7) || (x < 7 && y >= n - 7);
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      let on: boolean;
+      if (finder(x, y)) {
+        const fx = x >= n - 7 ? x - (n - 7) : x;
+        const fy = y >= n - 7 ? y - (n - 7) : y;
+        const ring = Math.max(Math.abs(fx - 3), Math.abs(fy - 3));
+        on = ring !== 2;
+      } else {
+        h = (Math.imul(h, 1103515245) + 12345) >>> 0;
+        on = (h >>> 16) % 2 === 0;
+      }
+      if (on) rects += `<rect x="${x}" y="${y}" width="1" height="1"/>`;
+    }
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="-2 -2 ${n + 4} ${n + 4}" shape-rendering="crispEdges"><rect x="-2" y="-2" width="${n + 4}" height="${n + 4}" fill="#fff"/><g fill="#000">${rects}</g></svg>`;
+}
+
+/** Installs the fake as `window.messenger` for the scenario in `globalThis.__SEALED_SCENARIO__`. */
+export function install(): void {
+  const g = globalThis as unknown as {
+    __SEALED_SCENARIO__?: Scenario;
+    messenger?: MessengerApi;
+    __fake?: FakeControl;
+  };
+  const fake = createFake(g.__SEALED_SCENARIO__ ?? 'main');
+  g.messenger = fake.api;
+  g.__fake = fake;
+}

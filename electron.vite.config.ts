@@ -11,7 +11,7 @@ import { defineConfig } from 'electron-vite';
 import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'vite';
 
-import { CONTENT_SECURITY_POLICY, devContentSecurityPolicy } from './src-main/security-policy.js';
+import { META_CONTENT_SECURITY_POLICY, devContentSecurityPolicy } from './src-main/security-policy.js';
 
 const fromRoot = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
 
@@ -35,9 +35,9 @@ function contentSecurityPolicyMeta(): Plugin {
       handler(html) {
         const match = CSP_META.exec(html);
         if (!match) throw new Error('src-renderer/index.html has no Content-Security-Policy meta tag');
-        if (match[2] !== CONTENT_SECURITY_POLICY) {
+        if (match[2] !== META_CONTENT_SECURITY_POLICY) {
           throw new Error(
-            'index.html CSP meta tag differs from CONTENT_SECURITY_POLICY in security-policy.ts',
+            'index.html CSP meta tag differs from META_CONTENT_SECURITY_POLICY in security-policy.ts',
           );
         }
         if (!devServerUrl) return html;

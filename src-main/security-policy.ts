@@ -17,6 +17,12 @@ export const CONTENT_SECURITY_POLICY =
   "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /**
+ * The same policy for the `<meta>` tag of `src-renderer/index.html`: browsers ignore (and log an
+ * error for) `frame-ancestors` in a meta tag, so it lives in the header only.
+ */
+export const META_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace("; frame-ancestors 'none'", '');
+
+/**
  * Policy while the renderer is served by the Vite dev server (`electron-vite dev` only): Vite injects
  * `<style>` elements and talks to its server over a WebSocket for hot reload.
  */

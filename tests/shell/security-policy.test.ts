@@ -14,6 +14,7 @@ import {
   appResponseHeaders,
   appSchemePrivileges,
   CONTENT_SECURITY_POLICY,
+  META_CONTENT_SECURITY_POLICY,
   contentTypeFor,
   devContentSecurityPolicy,
   isNavigationAllowed,
@@ -95,11 +96,13 @@ describe('content security policy', () => {
     expect(csp.get('img-src')).toEqual(["'self'", 'data:']);
   });
 
-  it('is the meta tag of src-renderer/index.html, character for character', () => {
+  it('is the meta tag of src-renderer/index.html, character for character, less frame-ancestors', () => {
     const html = readFileSync(join(ROOT, 'src-renderer/index.html'), 'utf8');
     const metas = [...html.matchAll(/<meta\s+http-equiv="Content-Security-Policy"\s+content="([^"]*)"/gi)];
     expect(metas).toHaveLength(1);
-    expect(metas[0]?.[1]).toBe(CONTENT_SECURITY_POLICY);
+    expect(metas[0]?.[1]).toBe(META_CONTENT_SECURITY_POLICY);
+    // The header keeps frame-ancestors (ignored in a meta tag); everything else is the same.
+    expect(`${META_CONTENT_SECURITY_POLICY}; frame-ancestors 'none'`).toBe(CONTENT_SECURITY_POLICY);
   });
 
   it('is sent as a header with every app:// file', () => {

@@ -151,12 +151,8 @@ export function parseFrameByType<S extends v.VariantSchema<'t', v.VariantOptions
   schema: S,
   data: string,
 ): { ok: true; value: v.InferOutput<S> } | { ok: false; error: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(data);
-  } catch {
-    return { ok: false, error: 'frame is not JSON' };
-  }
+  const json = parseJson(data);
+  if (json === NOT_JSON) return { ok: false, error: 'frame is not JSON' };
   const t = typeof json === 'object' && json !== null ? (json as { t?: unknown }).t : undefined;
   const option = typeof t === 'string' ? optionsByType(schema).get(t) : undefined;
   if (!option)
@@ -181,6 +177,15 @@ function optionsByType(schema: { options: readonly unknown[] }): Map<string, v.G
   return index;
 }
 
+const NOT_JSON = Symbol('not JSON');
+function parseJson(data: string): unknown {
+  try {
+    return JSON.parse(data) as unknown;
+  } catch {
+    return NOT_JSON;
+  }
+}
+
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
   return `${path ? `${path}: ` : ''}${issue.message}`;
@@ -191,12 +196,8 @@ export function parseFrame<S extends v.GenericSchema>(
   schema: S,
   data: string,
 ): { ok: true; value: v.InferOutput<S> } | { ok: false; error: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(data);
-  } catch {
-    return { ok: false, error: 'frame is not JSON' };
-  }
+  const json = parseJson(data);
+  if (json === NOT_JSON) return { ok: false, error: 'frame is not JSON' };
   const r = v.safeParse(schema, json);
   if (r.success) return { ok: true, value: r.output };
   return { ok: false, error: describeIssue(r.issues[0]) };

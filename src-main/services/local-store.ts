@@ -300,8 +300,11 @@ export class LocalStore {
   private summary(id: ConversationId, unread: number): ConversationSummary {
     const direct = id.startsWith('dm:');
     const title = id.slice(direct ? 3 : 6);
+    // The preview is the last message: event lines (joined, left, keys rotated...) are not one.
     const lastRow = this.db
-      .prepare('SELECT * FROM items WHERE conversation = ? ORDER BY at DESC, seq DESC LIMIT 1')
+      .prepare(
+        "SELECT * FROM items WHERE conversation = ? AND kind = 'message' ORDER BY at DESC, seq DESC LIMIT 1",
+      )
       .get(id) as ItemRow | undefined;
     const last = lastRow && this.toItem(lastRow);
     return {

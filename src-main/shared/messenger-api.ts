@@ -67,6 +67,7 @@ export interface ConversationSummary {
   /** The other user's id, or the group name. */
   readonly title: string;
   readonly unread: number;
+  /** The last message (event lines are not previewed), or null when there is none yet. */
   readonly last: { readonly from: string; readonly text: string; readonly at: number } | null;
   /** Direct only: the contact's key changed and the user has not confirmed it yet. */
   readonly keyChanged: boolean;

@@ -100,6 +100,27 @@ describe('LocalStore history', () => {
     expect(store.setItemStatus('dm:bob', 'm0', 'failed')).toBe(false);
     expect(store.getItem('dm:bob', 'm0')!.status).toBe('delivered');
   });
+
+  it('previews the last message of a conversation, never an event line', () => {
+    const { store } = open();
+    const event = (n: number, at: number, from: string, text: string): HistoryItem => ({
+      id: `e${n}`,
+      conversationId: 'group:team',
+      kind: 'event',
+      from,
+      text,
+      at,
+      direction: from === 'alice' ? 'out' : 'in',
+    });
+    store.addItems([event(1, 1000, 'alice', 'You created the group.')]);
+    expect(store.conversation('group:team')!.last).toBeNull();
+    store.addItems([
+      msg('group:team', 1, 1001, 'hello team'),
+      event(2, 1002, 'carol', 'carol left the group.'),
+    ]);
+    expect(store.conversation('group:team')!.last).toEqual({ from: 'bob', text: 'hello team', at: 1001 });
+    expect(store.listConversations()[0]!.last).toEqual({ from: 'bob', text: 'hello team', at: 1001 });
+  });
 });
 
 describe('LocalStore encryption at rest', () => {

@@ -1,0 +1,433 @@
+/**
+ * End to end in a browser: the real renderer (out/renderer, built here) in Debian's Chromium, with
+ * `window.messenger` from the preload's own builder over a loopback WebSocket (bridge-client.ts) to
+ * the real MessengerService (bridge-server.ts, the same IPC dispatcher as the Electron shell), real
+ * keychain (keytar against the Secret Service `npm test` provides), real SQLite history and a real
+ * relay. Two pages (alice, bob, each in its own browser context like two computers) and a headless
+ * E2EEClient (carol) chat directly and in a group; then trust (safety numbers, a key change), a
+ * restart of alice's service, and dark mode. No page may log an error or a CSP violation.
+ *
+ * Screenshots: test-results/screenshots/browser/.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+
+import { startRelay, type Relay } from '../../src-main/relay/index.js';
+import { isAppUrl } from '../../src-main/services/ipc.js';
+import { API_METHODS } from '../../src-main/shared/messenger-api.js';
+import { connectClient, type Recorder } from '../e2e/helpers.js';
+import { startService, tempDir, testKeychain } from '../services/helpers.js';
+import type { E2EEClient } from '../../src-main/core/index.js';
+import { startBridgeServer, type BridgeServer } from './bridge-server.js';
+import {
+  PageProblems,
+  ROOT,
+  buildRenderer,
+  bundleBridgeClient,
+  launchChromium,
+  openApp,
+  serveRenderer,
+  until,
+} from './harness.js';
+
+const SHOTS = join(ROOT, 'test-results/screenshots/browser');
+const MAIN_HEADING = 'Your messages stay between you and them';
+
+const keychain = testKeychain();
+const problems = new PageProblems();
+const internalErrors: string[] = [];
+const cleanups: (() => void | Promise<void>)[] = [];
+/** Each profile's data directory; a profile without one gets a fresh directory when it starts. */
+const dataDirs = new Map<string, string>();
+
+let relay: Relay;
+let bridge: BridgeServer;
+let web: { url: string; close(): Promise<void> } | undefined;
+let browser: Browser;
+let bundle: string;
+let carol: { client: E2EEClient; rec: Recorder };
+
+/** Open pages by label, so their CSP records are collected before they close. */
+const pages = new Map<string, Page>();
+
+async function newContext(): Promise<BrowserContext> {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 }, colorScheme: 'light' });
+  context.setDefaultTimeout(15_000);
+  return context;
+}
+
+async function open(
+  context: BrowserContext,
+  profile: string,
+  label = profile,
+  afterBridge = '',
+): Promise<Page> {
+  const page = await openApp(context, web!.url, bridge.urlFor(profile), bundle, problems, label, afterBridge);
+  pages.set(label, page);
+  return page;
+}
+
+async function closePage(label: string): Promise<void> {
+  const page = pages.get(label);
+  if (!page) return;
+  pages.delete(label);
+  await problems.collectCsp(page, label);
+  await page.close();
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.waitForTimeout(300); // entry animations
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+const log = (page: Page, title: string): Locator => page.getByRole('log', { name: `Messages with ${title}` });
+const conversationButton = (page: Page, id: string): Locator =>
+  page.getByRole('navigation', { name: 'Conversations' }).locator(`button[data-id="${id}"]`);
+/** The bubble (or event line) of the open conversation holding `text`. */
+const row = (page: Page, title: string, text: string): Locator =>
+  log(page, title).locator('[data-id]', { hasText: text });
+
+/** The first-run and relay screens, through the UI only; optional screenshots of both. */
+async function setUp(page: Page, userId: string, shots?: { firstRun: string; relay: string }): Promise<void> {
+  const userField = page.getByLabel('Choose a user id');
+  await userField.waitFor();
+  if (shots) await shot(page, shots.firstRun);
+  await userField.fill(userId);
+  await userField.press('Enter');
+  await page.getByRole('heading', { name: 'Connect to a relay' }).waitFor();
+  const address = page.getByLabel('Relay address');
+  await address.fill(relay.url);
+  if (shots) await shot(page, shots.relay);
+  await address.press('Enter'); // submits the "Connect by address" form
+  await page.getByRole('heading', { name: MAIN_HEADING }).waitFor();
+  await connectedBadge(page).waitFor();
+}
+
+const connectedBadge = (page: Page): Locator =>
+  page.getByRole('complementary', { name: 'Chats' }).getByRole('button', { name: 'Connected', exact: true });
+
+async function send(page: Page, to: string, text: string): Promise<void> {
+  const composer = page.getByLabel(`Message ${to}`);
+  await composer.fill(text);
+  await composer.press('Enter');
+  expect(await composer.inputValue()).toBe('');
+}
+
+/** The 60 digits shown in the open contact panel (12 groups of 5). */
+async function shownSafetyNumber(page: Page, contact: string): Promise<string> {
+  const panel = page.getByRole('dialog', { name: contact });
+  const groups = panel.locator('.digits span');
+  await until(page, `document.querySelectorAll('[role=dialog] .digits span').length === 12`);
+  const texts = await groups.allTextContents();
+  expect(texts).toHaveLength(12);
+  for (const group of texts) expect(group).toMatch(/^\d{5}$/);
+  return texts.join('');
+}
+
+beforeAll(async () => {
+  rmSync(SHOTS, { recursive: true, force: true });
+  mkdirSync(SHOTS, { recursive: true });
+  [, bundle] = await Promise.all([buildRenderer(), bundleBridgeClient()]);
+  relay = await startRelay({ port: 0 });
+  bridge = await startBridgeServer({
+    async startService(profile) {
+      let dataDir = dataDirs.get(profile);
+      if (!dataDir) {
+        const dir = tempDir('sealed-browser-');
+        cleanups.push(dir.cleanup);
+        dataDir = dir.dir;
+        dataDirs.set(profile, dataDir);
+      }
+      // As the shell builds it, minus LAN discovery (no mDNS from a test) and with quick reconnects.
+      return startService({ dataDir, secrets: keychain.secrets() });
+    },
+    // The shell accepts only its own app:// page; here, only pages of the test server.
+    // (`web` is set below, before any page exists.)
+    isTrustedSender: (url) => web !== undefined && isAppUrl(url, web.url),
+    onInternalError: (method, error) => internalErrors.push(`${method}: ${String(error)}`),
+  });
+  web = await serveRenderer(bridge.port);
+  browser = await launchChromium();
+}, 90_000);
+
+afterAll(async () => {
+  for (const label of [...pages.keys()]) await closePage(label).catch(() => undefined);
+  await browser?.close();
+  await bridge?.close();
+  await web?.close();
+  await carol?.client.close();
+  await relay?.close();
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  await keychain.cleanup();
+});
+
+/** The steps build on each other: after a failure the rest are skipped, except the final page check. */
+let broken = false;
+const FINAL_CHECK = 'logged no console error, page error or CSP violation, and the service no internal error';
+beforeEach((ctx) => {
+  if (broken && ctx.task.name !== FINAL_CHECK) ctx.skip();
+  ctx.onTestFailed(() => {
+    broken = true;
+  });
+});
+
+describe('Sealed in a browser, over the test bridge, with a real service and relay', () => {
+  let alice: Page;
+  let bob: Page;
+  const hello = 'Hi bob, this is alice.';
+  const reply = 'Hello alice! Bob here.';
+
+  it('sets up two users through the first-run and relay screens', async () => {
+    alice = await open(await newContext(), 'alice');
+    await setUp(alice, 'alice', { firstRun: '01-first-run', relay: '01b-relay-setup' });
+    bob = await open(await newContext(), 'bob');
+    await setUp(bob, 'bob');
+
+    // The service behind each page holds a keychain profile connected to the relay.
+    for (const [page, userId] of [
+      [alice, 'alice'],
+      [bob, 'bob'],
+    ] as const) {
+      const status = await bridge.service(userId)!.getStatus();
+      expect(status).toMatchObject({
+        profile: { userId, relayUrl: relay.url, keyStorage: 'keychain' },
+        connection: 'connected',
+      });
+      await page.getByText('Keys in system keychain').waitFor();
+    }
+  });
+
+  it("gives the page the preload's window.messenger, behind the shell's checks", async () => {
+    const shape = await alice.evaluate<{ frozen: boolean; writable: boolean; keys: string[] }>(`(() => {
+      const own = Object.getOwnPropertyDescriptor(window, 'messenger');
+      return { frozen: Object.isFrozen(own.value), writable: own.writable, keys: Object.keys(own.value).sort() };
+    })()`);
+    expect(shape).toEqual({ frozen: true, writable: false, keys: [...API_METHODS, 'onEvent'].sort() });
+    // The dispatcher's schemas answer a bad argument with their sentence, as in the app.
+    const refused = await alice.evaluate<string>(
+      `window.messenger.openDirect({ userId: '../bob' }).then(() => 'accepted', (e) => e.message)`,
+    );
+    expect(refused).toBe(
+      'The user id must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.',
+    );
+    // A call made before the socket opens (here in the same task that creates it) waits for it.
+    const early = await open(
+      alice.context(),
+      'alice',
+      'alice (second page)',
+      `globalThis.__early = window.messenger.getStatus().then((s) => s.profile.userId, (e) => e.message);`,
+    );
+    expect(await early.evaluate<string>('globalThis.__early')).toBe('alice');
+    await closePage('alice (second page)');
+    // A page of any other origin cannot even connect.
+    const answer = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(bridge.urlFor('alice'), { origin: 'http://127.0.0.1:9' });
+      socket.on('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        socket.terminate();
+      });
+      socket.on('open', () => {
+        resolve(101);
+        socket.close();
+      });
+      socket.on('error', () => undefined);
+    });
+    expect(answer).toBe(403);
+  });
+
+  it('chats directly: Enter sends, the other page shows it, the reply comes back, "Delivered"', async () => {
+    await alice.getByRole('button', { name: 'New chat' }).first().click();
+    const dialog = alice.getByRole('dialog', { name: 'New chat' });
+    await dialog.getByLabel('User id').fill('bob');
+    await dialog.getByLabel('User id').press('Enter');
+    await alice.getByRole('heading', { name: 'bob', exact: true }).waitFor();
+    await send(alice, 'bob', hello);
+
+    await conversationButton(bob, 'dm:alice').click();
+    await log(bob, 'alice').getByText(hello).waitFor();
+    await send(bob, 'alice', reply);
+    await log(alice, 'bob').getByText(reply).waitFor();
+
+    const mine = row(alice, 'bob', hello);
+    await mine.getByRole('img', { name: 'Delivered' }).waitFor();
+    expect(await mine.getAttribute('class')).toContain('out');
+    expect(await row(alice, 'bob', reply).getAttribute('class')).toContain('in');
+    await shot(alice, '02-conversation');
+  });
+
+  it('Shift+Enter adds a line and sends nothing; Enter then sends both lines', async () => {
+    const composer = alice.getByLabel('Message bob');
+    await composer.click();
+    await composer.pressSequentially('First line');
+    await alice.keyboard.press('Shift+Enter');
+    await composer.pressSequentially('second line');
+    expect(await composer.inputValue()).toBe('First line\nsecond line');
+    const history = await bridge.service('alice')!.getHistory({ conversationId: 'dm:bob' });
+    expect(history.items.map((item) => item.text)).toEqual([hello, reply]);
+    expect(await log(alice, 'bob').getByText('First line').count()).toBe(0);
+
+    await alice.keyboard.press('Enter');
+    expect(await composer.inputValue()).toBe('');
+    await log(bob, 'alice').getByText('second line').waitFor();
+    const bobHistory = await bridge.service('bob')!.getHistory({ conversationId: 'dm:alice' });
+    expect(bobHistory.items.at(-1)).toMatchObject({ text: 'First line\nsecond line', direction: 'in' });
+  });
+
+  it('chats in a group: created and joined in the UI, a headless member, event lines, the panel', async () => {
+    await alice.getByRole('button', { name: 'New group', exact: true }).click();
+    const create = alice.getByRole('dialog', { name: 'New or join group' });
+    await create.getByLabel('Group name').fill('book-club');
+    await create.getByRole('button', { name: 'Create group' }).click();
+    await alice.getByRole('heading', { name: 'book-club', exact: true }).waitFor();
+
+    await bob.getByRole('button', { name: 'New group', exact: true }).click();
+    const join = bob.getByRole('dialog', { name: 'New or join group' });
+    await join.getByLabel('Group name').fill('book-club');
+    await join.getByRole('button', { name: 'Join group' }).click();
+    await bob.getByRole('heading', { name: 'book-club', exact: true }).waitFor();
+
+    carol = await connectClient(relay.url, 'carol');
+    await carol.client.joinGroup('book-club');
+
+    await row(alice, 'book-club', 'bob joined the group.').waitFor();
+    await row(alice, 'book-club', 'carol joined the group.').waitFor();
+    await row(bob, 'book-club', 'You joined the group.').waitFor();
+    await row(bob, 'book-club', 'carol joined the group.').waitFor();
+
+    const welcome = 'Welcome to the book club!';
+    await send(alice, 'book-club', welcome);
+    await log(bob, 'book-club').getByText(welcome).waitFor();
+    const got = await carol.rec.wait('groupMessage', (m) => m.text === welcome, 15_000);
+    expect(got).toMatchObject({ group: 'book-club', from: 'alice' });
+
+    const fromCarol = 'Hi both, carol here (headless).';
+    await carol.client.sendGroupMessage('book-club', fromCarol);
+    await row(alice, 'book-club', fromCarol).waitFor();
+    await row(bob, 'book-club', fromCarol).waitFor();
+    // Group bubbles name their sender.
+    expect(await row(bob, 'book-club', fromCarol).locator('.sender').textContent()).toBe('carol');
+
+    await alice.getByRole('button', { name: 'Group info' }).click();
+    const panel = alice.getByRole('dialog', { name: 'book-club' });
+    await panel.getByText('3 members').waitFor();
+    const members = await panel.locator('.members li .member').allTextContents();
+    expect(members).toEqual(['alice (you)', 'bob', 'carol']);
+    expect(await panel.locator('.members li', { hasText: 'alice' }).getByText('Creator').count()).toBe(1);
+    await shot(alice, '03-group-panel');
+    await alice.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
+  });
+
+  it('shows the same safety number on both pages, with a QR code, and marks bob verified', async () => {
+    await conversationButton(alice, 'dm:bob').click();
+    await alice.getByRole('button', { name: 'Safety number' }).click();
+    const aliceDigits = await shownSafetyNumber(alice, 'bob');
+    const qr = alice.getByRole('img', { name: 'QR code of your safety number with bob' });
+    await qr.waitFor();
+    await until(alice, `(document.querySelector('[role=dialog] img.qr')?.naturalWidth ?? 0) > 0`);
+
+    await bob.locator('button[data-id="dm:alice"]').click();
+    await bob.getByRole('button', { name: 'Safety number' }).click();
+    const bobDigits = await shownSafetyNumber(bob, 'alice');
+    expect(aliceDigits).toMatch(/^\d{60}$/);
+    expect(bobDigits).toBe(aliceDigits);
+    expect((await bridge.service('alice')!.getSafetyNumber({ userId: 'bob' })).digits).toBe(aliceDigits);
+    await bob.keyboard.press('Escape');
+
+    const dialog = alice.getByRole('dialog', { name: 'bob' });
+    await dialog.getByRole('switch', { name: 'Mark as verified' }).click();
+    await dialog.getByRole('switch', { name: 'Mark as verified', checked: true }).waitFor();
+    await dialog.getByText('Verified', { exact: true }).waitFor();
+    await shot(alice, '04-safety-number');
+    await alice.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    await alice.locator('.conversation .subtitle', { hasText: 'Verified' }).waitFor();
+    expect(await bridge.service('alice')!.listContacts()).toContainEqual({
+      userId: 'bob',
+      verified: true,
+      keyChanged: false,
+    });
+  });
+
+  it("pauses sending after bob's key changes, until alice accepts the new key", async () => {
+    // bob reinstalls: his old installation deletes the account on the relay, then goes away...
+    const oldBob = bridge.service('bob')!;
+    await oldBob['session']!.requireClient().deleteAccount();
+    await closePage('bob');
+    await bridge.stop('bob');
+    dataDirs.delete('bob'); // ...and the new one starts from nothing: new keys, empty history.
+
+    bob = await open(await newContext(), 'bob', 'new bob');
+    await setUp(bob, 'bob');
+    expect(bridge.service('bob')).not.toBe(oldBob);
+    await bob.getByRole('button', { name: 'New chat' }).first().click();
+    await bob.getByRole('dialog', { name: 'New chat' }).getByLabel('User id').fill('alice');
+    await bob.getByRole('dialog', { name: 'New chat' }).getByLabel('User id').press('Enter');
+    const back = 'New computer, same bob.';
+    await send(bob, 'alice', back);
+
+    // alice (still in the bob conversation) sees the warning and cannot send.
+    const banner = alice.getByRole('alert').filter({ hasText: "bob's security key changed" });
+    await banner.waitFor();
+    await log(alice, 'bob').getByText(back).waitFor();
+    await row(
+      alice,
+      'bob',
+      "bob's security key changed. Compare safety numbers before you continue.",
+    ).waitFor();
+    const composer = alice.getByLabel('Message bob');
+    expect(await composer.isDisabled()).toBe(true);
+    const reason = "Sending is paused until you review and accept bob's new key.";
+    await alice.getByText(reason).waitFor();
+    expect(await composer.getAttribute('aria-describedby')).toBe(
+      await alice.locator('.composer .reason').getAttribute('id'),
+    );
+    await alice.locator('.conversation .subtitle', { hasText: 'Not verified' }).waitFor();
+    await shot(alice, '05-key-change');
+
+    await banner.getByRole('button', { name: 'Accept new key' }).click();
+    await banner.waitFor({ state: 'detached' });
+    expect(await composer.isEnabled()).toBe(true);
+    await row(alice, 'bob', "You accepted bob's new security key.").waitFor();
+    const welcome = 'Welcome back, bob.';
+    await send(alice, 'bob', welcome);
+    await log(bob, 'alice').getByText(welcome).waitFor();
+    await row(alice, 'bob', welcome).getByRole('img', { name: 'Delivered' }).waitFor();
+  });
+
+  it("keeps the history when alice's service restarts", async () => {
+    const before = bridge.service('alice')!;
+    const context = alice.context();
+    await closePage('alice');
+    await bridge.stop('alice');
+
+    alice = await open(context, 'alice', 'alice after restart');
+    await alice.getByRole('heading', { name: MAIN_HEADING }).waitFor();
+    expect(bridge.service('alice')).not.toBe(before);
+    await connectedBadge(alice).waitFor();
+    // The list (from the new service) previews each conversation's last message, not an event line.
+    await conversationButton(alice, 'group:book-club')
+      .getByText('carol: Hi both, carol here (headless).')
+      .waitFor({ timeout: 5000 });
+    await conversationButton(alice, 'dm:bob').click();
+    for (const text of [hello, reply, 'second line', 'New computer, same bob.', 'Welcome back, bob.']) {
+      await log(alice, 'bob').getByText(text).waitFor();
+    }
+    await row(alice, 'bob', hello).getByRole('img', { name: 'Delivered' }).waitFor();
+  });
+
+  it('follows the system dark mode', async () => {
+    await alice.emulateMedia({ colorScheme: 'dark' });
+    await until(alice, `getComputedStyle(document.documentElement).backgroundColor === 'rgb(14, 19, 24)'`);
+    await shot(alice, '06-dark-mode');
+  });
+
+  it(FINAL_CHECK, async () => {
+    for (const label of [...pages.keys()]) await closePage(label);
+    expect(problems.all).toEqual([]);
+    expect(internalErrors).toEqual([]);
+  });
+});

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startRelay } from '../../src-main/relay/index.js';
-import { MemoryKeyStore, MemoryStateStore } from '../../src-main/core/index.js';
+import { MemoryKeyStore, MemoryStateStore, type StateStore } from '../../src-main/core/index.js';
 import { SqliteStore } from '../../src-main/storage/sqlite-store.js';
 import { connectClient, until } from './helpers.js';
 import { startProxy } from './proxy.js';
@@ -180,5 +180,40 @@ describe('client robustness', () => {
     const got = await bob2.rec.waitCount('message', 20);
     expect(got.map((m) => m.text)).toEqual(Array.from({ length: 20 }, (_, i) => `queued ${i}`));
     expect(bob2.rec.all('e2eeError')).toEqual([]);
+  });
+
+  it('a crash right after the client saves a received message never loses it', async () => {
+    const relay = await startRelay({ port: 0 });
+    cleanup.push(() => relay.close());
+    const inner = new MemoryStateStore();
+    let crashed = false;
+    // A store that "dies" right after committing the write that marks a message as seen: the write is
+    // durable, but nothing after it runs (the promise never settles), as if the process was killed.
+    const dying: StateStore = {
+      get: (k) => inner.get(k),
+      keys: (p) => inner.keys(p),
+      write: async (changes) => {
+        if (crashed) return new Promise<void>(() => undefined);
+        await inner.write(changes);
+        if ([...changes.keys()].some((k) => k.startsWith('seen/'))) {
+          crashed = true;
+          return new Promise<void>(() => undefined);
+        }
+      },
+    };
+    const bobKeys = new MemoryKeyStore();
+    const alice = await connectClient(relay.url, 'alice');
+    cleanup.push(() => alice.client.close());
+    const bob1 = await connectClient(relay.url, 'bob', { keyStore: bobKeys, stateStore: dying });
+    const id = await alice.client.sendDirectMessage('bob', 'do not lose me');
+    await until(() => crashed, 5000, 'the crash');
+    await new Promise((r) => setTimeout(r, 100));
+    void bob1.client.close();
+    // What the app saw before the crash, plus what a restarted client delivers: the message is there.
+    const bob2 = await connectClient(relay.url, 'bob', { keyStore: bobKeys, stateStore: inner });
+    cleanup.push(() => bob2.client.close());
+    await new Promise((r) => setTimeout(r, 300));
+    const seen = [...bob1.rec.all('message'), ...bob2.rec.all('message')].map((m) => m.id);
+    expect(seen).toContain(id);
   });
 });

@@ -165,10 +165,13 @@ export class Inbox {
       await this.retryEarly(group, from);
       return;
     }
-    await this.c.store.write(changes);
+    // Shown first, then remembered: a crash in between brings the message again (the relay still has
+    // it and our saved ratchet state can decrypt it again), and the app keeps one copy per id. The
+    // other order could lose it: remembered as seen, never shown.
     if (content.type === ContentType.TEXT)
       this.c.events.emit('message', { id, from, text: utf8Decode(content.data) });
     else this.c.events.emit('binaryMessage', { id, from, data: content.data });
+    await this.c.store.write(changes);
     if (this.c.opts.ack?.rcvDirectMessage) this.c.send({ t: 'receipt', to: from, id });
   }
 
@@ -198,16 +201,23 @@ export class Inbox {
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'sender does not match envelope');
     const changes: Changes = new Map([this.c.groups.entry(group, g)]);
     this.markSeen(from, id, changes);
-    await this.c.store.write(changes);
-    const content = decodeContent(result.plaintext);
-    if (content.id !== id || content.type === ContentType.SENDER_KEY) {
-      throw new ProtocolError(ErrorCode.MALFORMED, 'group message content does not match its envelope');
+    let content;
+    try {
+      content = decodeContent(result.plaintext);
+      if (content.id !== id || content.type === ContentType.SENDER_KEY) {
+        throw new ProtocolError(ErrorCode.MALFORMED, 'group message content does not match its envelope');
+      }
+    } catch (e) {
+      await this.c.store.write(changes);
+      throw e;
     }
+    // Shown first, then remembered (see onDirect): a crash in between repeats it, never loses it.
     if (content.type === ContentType.TEXT) {
       this.c.events.emit('groupMessage', { id, group, from, text: utf8Decode(content.data) });
     } else {
       this.c.events.emit('groupBinaryMessage', { id, group, from, data: content.data });
     }
+    await this.c.store.write(changes);
     if (this.c.opts.ack?.rcvGroupMessage) this.c.send({ t: 'receipt', to: from, id, group });
     return true;
   }

@@ -271,24 +271,18 @@ export class AppState {
   async createProfile(userId: string, passphrase?: string): Promise<string | null> {
     const invalid = validateName(userId, 'user id');
     if (invalid) return invalid;
-    try {
+    return this.#answer(async () => {
       await this.#api.createProfile(passphrase === undefined ? { userId } : { userId, passphrase });
       this.#setStatus(await this.#api.getStatus());
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    }
+    });
   }
 
   async unlock(passphrase: string): Promise<string | null> {
     if (!passphrase) return 'Enter your passphrase.';
-    try {
+    return this.#answer(async () => {
       await this.#api.unlock({ passphrase });
       this.#setStatus(await this.#api.getStatus());
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    }
+    });
   }
 
   /** Connects to a relay by address (typed or discovered). */
@@ -296,18 +290,12 @@ export class AppState {
     const url = relayUrl.trim();
     const invalid = validateRelayUrl(url);
     if (invalid) return invalid;
-    this.relayBusy = true;
-    try {
+    return this.#relayCall(async () => {
       await this.#api.connect({ relayUrl: url });
       this.relaySetup = false;
       this.connectionError = null;
       await this.#refreshStatus();
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    } finally {
-      this.relayBusy = false;
-    }
+    });
   }
 
   async disconnect(): Promise<void> {
@@ -320,31 +308,29 @@ export class AppState {
    * connected (the contract does not say whether `hostRelay` connects this client).
    */
   async hostRelay(): Promise<string | null> {
-    this.relayBusy = true;
-    try {
+    return this.#relayCall(async () => {
       const hosted = await this.#api.hostRelay({ port: this.settings.relayPort });
       if (this.status) this.status = { ...this.status, hostedRelay: hosted };
       await this.#refreshStatus();
       const loopback = hosted.urls.at(-1);
       if (this.connection === 'offline' && loopback) await this.#api.connect({ relayUrl: loopback });
       await this.#refreshStatus();
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    } finally {
-      this.relayBusy = false;
-    }
+    });
   }
 
   async stopHostingRelay(): Promise<string | null> {
-    this.relayBusy = true;
-    try {
+    return this.#relayCall(async () => {
       await this.#api.stopHostingRelay();
       if (this.status) this.status = { ...this.status, hostedRelay: null };
       await this.#refreshStatus();
-      return null;
-    } catch (error) {
-      return errorMessage(error);
+    });
+  }
+
+  /** A form action of the relay screen: `relayBusy` while it runs. */
+  async #relayCall(call: () => Promise<void>): Promise<string | null> {
+    this.relayBusy = true;
+    try {
+      return await this.#answer(call);
     } finally {
       this.relayBusy = false;
     }
@@ -448,16 +434,13 @@ export class AppState {
     const invalid = validateName(id, 'user id');
     if (invalid) return invalid;
     if (id === this.me) return 'That is your own user id. Enter the user id of the person to write to.';
-    try {
+    return this.#answer(async () => {
       const summary = await this.#api.openDirect({ userId: id });
       if (!this.#touched.has(summary.id)) this.#touched.set(summary.id, Date.now());
       this.#upsertConversation(summary);
       this.closePanel();
       this.openConversation(summary.id);
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    }
+    });
   }
 
   /** Creates or joins a group and shows its conversation. */
@@ -465,7 +448,7 @@ export class AppState {
     const group = name.trim();
     const invalid = validateName(group, 'group name');
     if (invalid) return invalid;
-    try {
+    return this.#answer(async () => {
       const info =
         mode === 'create' ? await this.#api.createGroup({ group }) : await this.#api.joinGroup({ group });
       this.#setGroup(info);
@@ -474,10 +457,7 @@ export class AppState {
       this.#setConversations(await this.#api.listConversations());
       this.closePanel();
       this.openConversation(id);
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    }
+    });
   }
 
   async loadGroup(group: string): Promise<void> {
@@ -494,7 +474,7 @@ export class AppState {
 
   /** Leaves or deletes (creator only) a group; its conversation goes away. */
   async exitGroup(mode: 'leave' | 'delete', group: string): Promise<string | null> {
-    try {
+    return this.#answer(async () => {
       if (mode === 'leave') await this.#api.leaveGroup({ group });
       else await this.#api.deleteGroup({ group });
       this.groups.delete(group);
@@ -504,10 +484,7 @@ export class AppState {
         this.#removeConversation(`group:${group}`);
       }
       this.closePanel();
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    }
+    });
   }
 
   // ---- Trust --------------------------------------------------------------------------------
@@ -546,12 +523,9 @@ export class AppState {
   // ---- Settings and panels ------------------------------------------------------------------
 
   async updateSettings(change: Partial<Settings>): Promise<string | null> {
-    try {
+    return this.#answer(async () => {
       this.settings = await this.#api.updateSettings(change);
-      return null;
-    } catch (error) {
-      return errorMessage(error);
-    }
+    });
   }
 
   openPanel(panel: Panel): void {
@@ -572,6 +546,16 @@ export class AppState {
 
   closePanel(): void {
     this.panel = null;
+  }
+
+  /** Runs a form's call: null when it succeeded, else the sentence the form shows inline. */
+  async #answer(call: () => Promise<void>): Promise<string | null> {
+    try {
+      await call();
+      return null;
+    } catch (error) {
+      return errorMessage(error);
+    }
   }
 
   /** Runs a call, shows its failure as a notice; true when it succeeded. */

@@ -2,10 +2,20 @@
  * Pure helpers of the renderer: input validation with plain-sentence errors, and display formatting.
  * The service validates again (the renderer is untrusted); these only give early, friendly feedback.
  */
+import type { HTMLInputAttributes } from 'svelte/elements';
+
 import type { ConversationId, HistoryItem, MessageStatus } from '../../../src-main/shared/messenger-api';
 
 /** User and group ids (the wire protocol's `Name`): 1-64 of A-Z a-z 0-9 . _ - starting alphanumeric. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** The longest user id or group name (NAME_PATTERN's limit). */
+export const MAX_NAME_LENGTH = 64;
+/** Attributes of a field that takes a user id or group name: typed as is, at most MAX_NAME_LENGTH long. */
+export const NAME_INPUT = {
+  spellcheck: 'false',
+  autocapitalize: 'off',
+  maxlength: MAX_NAME_LENGTH,
+} as const satisfies HTMLInputAttributes;
 
 /** Minimum passphrase length the first-run screen asks for (the key file is only as strong as it). */
 export const MIN_PASSPHRASE_LENGTH = 8;
@@ -14,7 +24,7 @@ export const MIN_PASSPHRASE_LENGTH = 8;
 export function validateName(value: string, what: 'user id' | 'group name'): string | null {
   const article = what === 'user id' ? 'A user id' : 'A group name';
   if (value.length === 0) return `Enter a ${what}.`;
-  if (value.length > 64) return `${article} can be at most 64 characters long.`;
+  if (value.length > MAX_NAME_LENGTH) return `${article} can be at most ${MAX_NAME_LENGTH} characters long.`;
   if (!/^[A-Za-z0-9]/.test(value)) return `${article} must start with a letter or a digit.`;
   if (!NAME_PATTERN.test(value)) {
     return `${article} can only contain letters, digits, dots, underscores and hyphens (no spaces).`;

@@ -1,18 +1,18 @@
 /**
- * Renderer development check (not part of `npm test`): serves the built renderer (out/renderer, from
- * `npx electron-vite build`) on 127.0.0.1:0, injects the fake `window.messenger`
+ * Renderer screen checks (run by tests/renderer/screens.test.ts): serves the built renderer
+ * (out/renderer) on 127.0.0.1:0, injects the fake `window.messenger`
  * (tests/renderer/fake-messenger.ts, bundled here with esbuild), drives Debian's Chromium with
  * playwright-core, saves screenshots of each screen to test-results/screenshots/ and checks keyboard
  * use, paging of a 10,000-message conversation, and that the page logs no error and no CSP violation.
- *
- *   npx electron-vite build && npx tsx tests/renderer/screens.ts
  */
 import { build } from 'esbuild';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+
+import { launchChromium, until as pollUntil } from '../browser/harness.js';
 
 import { CONTENT_SECURITY_POLICY } from '../../src-main/security-policy.js';
 import type { Scenario } from './fake-messenger.js';
@@ -128,14 +128,7 @@ async function open(
   };
 }
 
-/** Polls a page expression (page.waitForFunction with a string would need 'unsafe-eval' under the CSP). */
-async function until(page: Page, expression: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await page.evaluate<boolean>(expression))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${expression}`);
-    await page.waitForTimeout(10);
-  }
-}
+const until = (page: Page, expression: string): Promise<void> => pollUntil(page, expression, 5000);
 
 async function shot(page: Page, name: string): Promise<void> {
   await page.waitForTimeout(250); // let entry animations finish
@@ -513,26 +506,16 @@ async function smallWindow(browser: Browser, url: string, bundle: string): Promi
   await close();
 }
 
-async function main(): Promise<void> {
-  rmSync(SHOTS, { recursive: true, force: true });
+/** Runs every screen check against the built renderer (out/renderer); returns the failed checks. */
+export async function runScreenChecks(): Promise<string[]> {
+  failures.length = 0;
+  pageProblems.length = 0;
+  // Not wiped: the browser end-to-end test writes its own screenshots beside these, maybe meanwhile.
   mkdirSync(SHOTS, { recursive: true });
   statSync(join(RENDERER, 'index.html')); // built?
   const bundle = await fakeBundle();
   const { server, url } = await serve();
-  // Playwright's launch() always starts from a fresh temporary profile (it refuses --user-data-dir).
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  });
+  const browser = await launchChromium();
   try {
     await firstRun(browser, url, bundle);
     await mainScreen(browser, url, bundle, 'light');
@@ -550,10 +533,5 @@ async function main(): Promise<void> {
   for (const problem of pageProblems) console.log(`PAGE ${problem}`);
   check(pageProblems.length === 0, 'no console errors, page errors or CSP violations');
   console.log(`\nScreenshots in ${SHOTS}`);
-  if (failures.length > 0) {
-    console.log(`\n${failures.length} check(s) failed`);
-    process.exitCode = 1;
-  }
+  return [...failures];
 }
-
-await main();

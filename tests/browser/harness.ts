@@ -29,23 +29,26 @@ export async function buildRenderer(): Promise<void> {
   statSync(join(RENDERER, 'index.html'));
 }
 
-/** bridge-client.ts as one classic script (with src-preload/bridge.ts and the contract in it). */
-export async function bundleBridgeClient(): Promise<string> {
+/** Bundles an in-page entry (TypeScript source importing files beside `dir`) into one classic script. */
+export async function bundleForPage(contents: string, dir: URL): Promise<string> {
   const result = await build({
-    stdin: {
-      contents:
-        "import { installBridge } from './bridge-client.ts'; globalThis.__sealedInstallBridge = installBridge;",
-      resolveDir: fileURLToPath(new URL('.', import.meta.url)),
-      loader: 'ts',
-    },
+    stdin: { contents, resolveDir: fileURLToPath(dir), loader: 'ts' },
     bundle: true,
     format: 'iife',
     target: 'es2022',
     write: false,
   });
   const text = result.outputFiles[0]?.text;
-  if (!text) throw new Error('esbuild produced no bridge bundle');
+  if (!text) throw new Error('esbuild produced no bundle');
   return text;
+}
+
+/** bridge-client.ts as one classic script (with src-preload/bridge.ts and the contract in it). */
+export function bundleBridgeClient(): Promise<string> {
+  return bundleForPage(
+    "import { installBridge } from './bridge-client.ts'; globalThis.__sealedInstallBridge = installBridge;",
+    new URL('.', import.meta.url),
+  );
 }
 
 const CONNECT_NONE = "connect-src 'none'";
@@ -138,7 +141,7 @@ export function launchChromium(): Promise<Browser> {
 }
 
 /** Collects CSP violations inside the page (they are not always console messages). */
-const CSP_LISTENER = `document.addEventListener('securitypolicyviolation', (e) => {
+export const CSP_LISTENER = `document.addEventListener('securitypolicyviolation', (e) => {
   (globalThis.__csp ||= []).push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
 });`;
 

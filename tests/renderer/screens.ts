@@ -5,14 +5,13 @@
  * playwright-core, saves screenshots of each screen to test-results/screenshots/ and checks keyboard
  * use, paging of a 10,000-message conversation, and that the page logs no error and no CSP violation.
  */
-import { build } from 'esbuild';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 
-import { launchChromium, until as pollUntil } from '../browser/harness.js';
+import { CSP_LISTENER, bundleForPage, launchChromium, until as pollUntil } from '../browser/harness.js';
 
 import { CONTENT_SECURITY_POLICY } from '../../src-main/security-policy.js';
 import type { Scenario } from './fake-messenger.js';
@@ -71,25 +70,12 @@ function serve(): Promise<{ server: Server; url: string }> {
   });
 }
 
-async function fakeBundle(): Promise<string> {
-  const result = await build({
-    stdin: {
-      contents: "import { install } from './fake-messenger.ts'; install();",
-      resolveDir: fileURLToPath(new URL('.', import.meta.url)),
-      loader: 'ts',
-    },
-    bundle: true,
-    format: 'iife',
-    target: 'es2022',
-    write: false,
-  });
-  return result.outputFiles[0]?.text ?? '';
+function fakeBundle(): Promise<string> {
+  return bundleForPage(
+    "import { install } from './fake-messenger.ts'; install();",
+    new URL('.', import.meta.url),
+  );
 }
-
-/** Collects CSP violations inside the page (they are not always console errors). */
-const CSP_LISTENER = `document.addEventListener('securitypolicyviolation', (e) => {
-  (globalThis.__csp ||= []).push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
-});`;
 
 interface Session {
   page: Page;

@@ -1,7 +1,8 @@
 /**
  * Build of the three Electron runtimes (see docs at https://electron-vite.org/config/):
- * - main: `src-main/index.ts` -> `out/main/index.js` (ESM, since package.json has "type": "module");
- *   every package in `dependencies` stays external, which keeps the native modules loadable.
+ * - main: `src-main/index.ts` -> `out/main/index.js` (ESM, since package.json has "type": "module"),
+ *   and the relay queue's worker thread -> `out/main/relay-queue-worker.js`; every package in
+ *   `dependencies` stays external, which keeps the native modules loadable.
  * - preload: `src-preload/index.ts` -> `out/preload/index.cjs`, ONE CommonJS file with its dependencies
  *   bundled in, because a sandboxed preload cannot load ES modules or node_modules.
  * - renderer: root `src-renderer` -> `out/renderer`.
@@ -53,7 +54,12 @@ export default defineConfig({
       // better-sqlite3 and keytar are native: never bundle them (they are in `dependencies` anyway).
       externalizeDeps: { include: ['better-sqlite3', 'keytar'] },
       rolldownOptions: {
-        input: { index: fromRoot('src-main/index.ts') },
+        // The relay's delivery queue writes SQLite in a worker thread, which loads its own file:
+        // out/main/relay-queue-worker.js, found beside the bundle by src-main/relay/queue/sqlite.ts.
+        input: {
+          index: fromRoot('src-main/index.ts'),
+          'relay-queue-worker': fromRoot('src-main/relay/queue/sqlite-worker.ts'),
+        },
       },
     },
   },

@@ -19,9 +19,8 @@ import {
   unb64,
   type RelayFrame,
 } from '../core/protocol/wire.js';
-import { RelayError, type RelayContext } from './context.js';
+import { RelayError, afterDurable, type RelayContext } from './context.js';
 import { handleRequest, type Client } from './handlers.js';
-import type { InFlight } from './router.js';
 
 /** Schema or JSON failures tolerated per connection before it is closed. */
 const MAX_BAD_FRAMES = 50;
@@ -30,7 +29,7 @@ const MAX_UNAUTHENTICATED_FRAMES = 3;
 /** Error messages echo parts of the offending frame; keep them short. */
 const MAX_MESSAGE_CHARS = 200;
 
-type State = 'hello' | 'challenged' | 'ready' | 'closing';
+type State = 'hello' | 'challenged' | 'registering' | 'ready' | 'closing';
 type HelloFrame = Extract<ClientFrame, { t: 'hello' }>;
 type AuthFrame = Extract<ClientFrame, { t: 'auth' }>;
 
@@ -38,7 +37,6 @@ type AuthFrame = Extract<ClientFrame, { t: 'auth' }>;
 export class Connection implements Client {
   userId = '';
   mode: 'draining' | 'live' = 'draining';
-  readonly inflight = new Map<number, InFlight>();
   private state: State = 'hello';
   private ended = false;
   private alive = true;
@@ -48,7 +46,9 @@ export class Connection implements Client {
   private unauthenticatedFrames = 0;
   private tokens: number;
   private refilledAt: number;
-  private limitedInARow = 0;
+  private resumeTimer: NodeJS.Timeout | undefined;
+  /** Frames read while the rate limit had no token for them, in arrival order. */
+  private backlog: [RawData, boolean][] = [];
   private handshakeTimer: NodeJS.Timeout | undefined;
   private corked = false;
 
@@ -111,12 +111,13 @@ export class Connection implements Client {
     return this.ws.bufferedAmount;
   }
 
-  /** Closes the connection; its in-flight items go to the queue. Safe to call twice. */
+  /** Closes the connection (what it did not acknowledge stays queued). Safe to call twice. */
   close(code: number, reason: string): void {
     if (this.ended) return;
     this.ended = true;
     this.state = 'closing';
     clearTimeout(this.handshakeTimer);
+    clearTimeout(this.resumeTimer);
     if (this.userId) this.ctx.router.detach(this);
     this.ws.close(code, reason);
   }
@@ -125,6 +126,7 @@ export class Connection implements Client {
   terminate(): void {
     this.ended = true;
     clearTimeout(this.handshakeTimer);
+    clearTimeout(this.resumeTimer);
     this.ws.terminate();
   }
 
@@ -133,7 +135,7 @@ export class Connection implements Client {
   }
 
   respond(rid: number | undefined, reply: () => RelayFrame | undefined): void {
-    this.ctx.store.afterCommit((err) => {
+    afterDurable(this.ctx, (err) => {
       if (err) {
         this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
         return;
@@ -167,15 +169,22 @@ export class Connection implements Client {
     this.ended = true;
     this.state = 'closing';
     clearTimeout(this.handshakeTimer);
-    try {
-      if (this.userId) this.ctx.router.detach(this);
-    } catch (err) {
-      this.ctx.log(`${this.label} could not queue its in-flight items: ${String(err)}`);
-    }
+    clearTimeout(this.resumeTimer);
+    if (this.userId) this.ctx.router.detach(this);
     this.ctx.log(`close ${this.label}${this.userId ? ` ${this.userId}` : ''} code=${code}`);
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {
+    if (this.closed) return;
+    if (this.backlog.length > 0 || !this.takeToken()) {
+      this.backlog.push([data, isBinary]);
+      this.waitForTokens();
+      return;
+    }
+    this.process(data, isBinary);
+  }
+
+  private process(data: RawData, isBinary: boolean): void {
     try {
       this.handleMessage(data, isBinary);
     } catch (err) {
@@ -185,7 +194,7 @@ export class Connection implements Client {
   }
 
   private handleMessage(data: RawData, isBinary: boolean): void {
-    if (this.closed || !this.takeToken(data)) return;
+    if (this.closed) return;
     if (isBinary) {
       this.badFrame('Binary frames are not accepted: send JSON text frames.');
       return;
@@ -220,6 +229,9 @@ export class Connection implements Client {
       case 'challenged':
         if (frame.t === 'auth') this.onAuth(frame);
         else this.unauthenticated(frame);
+        return;
+      case 'registering':
+        this.unauthenticated(frame);
         return;
       case 'ready':
         if (frame.t === 'hello' || frame.t === 'auth')
@@ -267,20 +279,28 @@ export class Connection implements Client {
       this.authFailed(`The user id "${userId}" is registered with another identity.`);
       return;
     }
-    if (!known) {
-      // Registered durably (committed now) before the user or anyone else is told.
-      let failure: unknown;
-      this.ctx.store.insertUser(userId, identityBytes, this.ctx.options.now());
-      this.ctx.store.afterCommit((err) => (failure = err));
-      this.ctx.store.flush();
-      if (failure) {
+    if (known) {
+      this.authenticated(userId, false);
+      return;
+    }
+    // Registered durably (committed and synced) before the user or anyone else is told.
+    this.state = 'registering';
+    this.ctx.store.insertUser(userId, identityBytes, this.ctx.options.now());
+    this.ctx.store.afterCommit((err) => {
+      if (this.closed) return;
+      if (err) {
         this.error(RelayErrorCode.INTERNAL, 'The relay could not register this user; try again later.');
         this.close(1011, 'internal error');
         return;
       }
       this.ctx.users.add(userId);
       this.ctx.log(`registered ${userId}`);
-    }
+      this.authenticated(userId, true);
+    });
+  }
+
+  /** The user is known (or now registered): this connection becomes theirs and starts receiving. */
+  private authenticated(userId: string, registered: boolean): void {
     clearTimeout(this.handshakeTimer);
     this.nonce = undefined;
     this.userId = userId;
@@ -290,11 +310,11 @@ export class Connection implements Client {
     this.sendFrame({
       t: 'ready',
       userId,
-      registered: !known,
+      registered,
       oneTimePreKeyCount: this.ctx.store.preKeyCount(userId),
       groups: this.ctx.groups.of(userId),
     });
-    if (!known) {
+    if (registered) {
       const event: RelayFrame = { t: 'event', event: { type: 'userCreated', userId } };
       this.ctx.router.broadcast(JSON.stringify(event), this);
     }
@@ -322,28 +342,43 @@ export class Connection implements Client {
     if (++this.badFrames > MAX_BAD_FRAMES) this.close(1008, 'too many bad frames');
   }
 
-  /** Token bucket: refills framesPerSecond per second up to burst; a frame without a token is dropped. */
-  private takeToken(data: RawData): boolean {
+  /**
+   * Token bucket, enforced by backpressure: a frame without a token waits in `backlog` and the socket
+   * stops being read until the bucket has refilled, so TCP slows the client down. Nothing is dropped:
+   * dropping one frame and accepting the next would reorder a sender's messages (a retried send arrives
+   * after later ones), and order per sender is part of the delivery guarantee (issue 13). The backlog
+   * holds at most what ws had already read from the socket when it was paused.
+   */
+  private takeToken(): boolean {
     const { framesPerSecond, burst } = this.ctx.options.rateLimit;
     if (framesPerSecond === Infinity) return true;
     const now = this.ctx.options.now();
-    const elapsed = Math.max(0, now - this.refilledAt) / 1000;
-    this.tokens = Math.min(burst, this.tokens + elapsed * framesPerSecond);
+    this.tokens = Math.min(
+      burst,
+      this.tokens + (Math.max(0, now - this.refilledAt) / 1000) * framesPerSecond,
+    );
     this.refilledAt = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      this.limitedInARow = 0;
-      return true;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  private waitForTokens(): void {
+    if (this.resumeTimer) return;
+    this.ws.pause();
+    const ms = Math.ceil(((1 - this.tokens) / this.ctx.options.rateLimit.framesPerSecond) * 1000);
+    this.resumeTimer = setTimeout(() => this.drainBacklog(), Math.max(1, ms));
+  }
+
+  private drainBacklog(): void {
+    this.resumeTimer = undefined;
+    while (this.backlog.length > 0 && !this.closed && this.takeToken()) {
+      const [data, isBinary] = this.backlog.shift()!;
+      this.process(data, isBinary);
     }
-    // A client that keeps sending for a whole burst's worth of refusals is not slowing down.
-    if (++this.limitedInARow > Math.max(100, burst)) {
-      this.ctx.log(`${this.label} rate limit exceeded`);
-      this.close(1008, 'rate limit exceeded');
-      return false;
-    }
-    const rid = Buffer.isBuffer(data) ? ridOf(data.toString('latin1', 0, 256), true) : undefined;
-    this.error(RelayErrorCode.RATE_LIMITED, 'Too many frames: this one was dropped. Slow down.', rid);
-    return false;
+    if (this.closed) this.backlog = [];
+    else if (this.backlog.length > 0) this.waitForTokens();
+    else this.ws.resume();
   }
 }
 
@@ -353,22 +388,14 @@ function rawText(data: RawData): string {
   return Buffer.from(data).toString('utf8');
 }
 
-const RID_RE = /"rid"\s*:\s*(\d{1,16})\s*[,}]/;
-
-/**
- * The rid of a frame that failed validation, so the client can fail that request; `peek` only looks
- * at the start of the text (a dropped frame is not worth parsing).
- */
-function ridOf(text: string, peek = false): number | undefined {
+/** The rid of a frame that failed validation, so the client can fail that request. */
+function ridOf(text: string): number | undefined {
   let rid: unknown;
-  if (peek) rid = Number(RID_RE.exec(text)?.[1]);
-  else {
-    try {
-      const json: unknown = JSON.parse(text);
-      if (typeof json === 'object' && json !== null && 'rid' in json) rid = json.rid;
-    } catch {
-      return undefined;
-    }
+  try {
+    const json: unknown = JSON.parse(text);
+    if (typeof json === 'object' && json !== null && 'rid' in json) rid = json.rid;
+  } catch {
+    return undefined;
   }
   return Number.isSafeInteger(rid) && (rid as number) >= 1 ? (rid as number) : undefined;
 }

@@ -2,6 +2,7 @@
 import type { RelayErrorCode } from '../core/protocol/wire.js';
 import type { Groups } from './groups.js';
 import type { ResolvedOptions } from './options.js';
+import type { DeliveryQueue } from './queue/index.js';
 import type { Router } from './router.js';
 import type { Store } from './store.js';
 
@@ -9,11 +10,28 @@ import type { Store } from './store.js';
 export interface RelayContext {
   readonly options: ResolvedOptions;
   readonly store: Store;
+  readonly queue: DeliveryQueue;
   readonly router: Router;
   readonly groups: Groups;
   /** Every registered user id (the identities stay in SQLite; this answers "exists?" per message). */
   readonly users: Set<string>;
   readonly log: (line: string) => void;
+}
+
+/**
+ * Runs `done` once every write made so far, in the store and in the delivery queue, is durable (with the
+ * first error if a commit failed). Calls complete in the order they were made: each part runs its
+ * callbacks in order, so the later of the two for an earlier call never comes after a later call's.
+ */
+export function afterDurable(ctx: RelayContext, done: (err?: unknown) => void): void {
+  let pending = 2;
+  let failure: unknown;
+  const one = (err?: unknown): void => {
+    failure ??= err;
+    if (--pending === 0) done(failure);
+  };
+  ctx.store.afterCommit(one);
+  ctx.queue.afterDurable(one);
 }
 
 /** A refused request: becomes an `error` frame with this code and message (a plain sentence). */

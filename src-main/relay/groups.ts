@@ -128,7 +128,7 @@ export class Groups {
 
   /** Group events are durable deliveries, ordered with the messages around them. */
   private event(recipient: string, event: RelayEvent): void {
-    this.router.route(recipient, { kind: 'event', event }, this.now());
+    this.router.route(recipient, { kind: 'event', event: JSON.stringify(event) }, this.now());
   }
 }
 

@@ -2,7 +2,7 @@
  * Requests of an authenticated connection. The sender is always the connection's user, never a
  * field of the frame. A handler throws RelayError to refuse; replies are released after the commit
  * of the batch holding the request's writes, so every `ok` and `ack` describes committed state (a
- * live-forwarded message is 'sent' once forwarded; see docs/PROTOCOL.md).
+ * message is 'sent' once stored, whether its recipient is online or not; see docs/PROTOCOL.md).
  */
 import { equalBytes } from '../core/encoding.js';
 import { encodePublicIdentity } from '../core/crypto/identity.js';
@@ -16,7 +16,7 @@ import {
   type ClientFrame,
   type RelayFrame,
 } from '../core/protocol/wire.js';
-import { RelayError, type RelayContext } from './context.js';
+import { RelayError, afterDurable, type RelayContext } from './context.js';
 import type { Peer } from './router.js';
 import type { StoredPreKey } from './store.js';
 
@@ -169,13 +169,14 @@ function deleteAccount(ctx: RelayContext, client: Client, rid: number): void {
   client.retire();
   ctx.groups.removeUser(me);
   ctx.users.delete(me);
-  ctx.store.deleteUser(me); // after the group events above, so nothing queued for `me` survives
-  ctx.router.detach(client, false); // its in-flight items were for the deleted account
+  ctx.store.deleteUser(me);
+  ctx.queue.deleteRecipient(me); // after the group events above, so nothing queued for `me` survives
+  ctx.router.detach(client);
   ctx.router.broadcast(
     JSON.stringify({ t: 'event', event: { type: 'userDeleted', userId: me } } satisfies RelayFrame),
     client,
   );
   ctx.log(`deleted account ${me}`);
   client.respond(rid, () => ({ t: 'ok', rid }));
-  ctx.store.afterCommit(() => client.close(1000, 'account deleted')); // runs after the reply above
+  afterDurable(ctx, () => client.close(1000, 'account deleted')); // runs after the reply above
 }

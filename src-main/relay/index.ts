@@ -10,8 +10,12 @@ import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
 import { Groups } from './groups.js';
 import { resolveOptions, type RelayOptions } from './options.js';
+import { MemoryDeliveryQueue } from './queue/memory.js';
+import { SqliteDeliveryQueue } from './queue/sqlite.js';
+import type { DeliveryQueue } from './queue/index.js';
 import { Router } from './router.js';
-import { Store } from './store.js';
+import { QUEUE_FILE, Store } from './store.js';
+import { join } from 'node:path';
 
 export type { RateLimitOptions, RelayOptions } from './options.js';
 
@@ -31,11 +35,24 @@ const SHUTDOWN_GRACE_MS = 1000;
 export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const opts = resolveOptions(options);
   const log = opts.log;
-  const store = Store.open(opts.dataDir, (err) => log(`database error: ${String(err)}`));
-  const router = new Router(store, opts);
+  const onStorageError = (err: unknown): void => log(`database error: ${String(err)}`);
+  const store = Store.open(opts.dataDir, onStorageError);
+  let queue: DeliveryQueue;
+  try {
+    queue =
+      opts.dataDir === undefined
+        ? new MemoryDeliveryQueue()
+        : await SqliteDeliveryQueue.open(join(opts.dataDir, QUEUE_FILE), onStorageError);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  store.seqsAbove(queue.maxSeq);
+  const router = new Router(store, queue, opts);
   const ctx: RelayContext = {
     options: opts,
     store,
+    queue,
     router,
     groups: new Groups(store, router, opts.now),
     users: new Set(store.userIds()),
@@ -71,6 +88,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     });
   } catch (err) {
     wss.close();
+    await queue.close();
     store.close();
     throw err;
   }
@@ -79,10 +97,6 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const heartbeat = setInterval(() => {
     for (const c of connections) c.heartbeat();
   }, opts.heartbeatIntervalMs);
-  const sweep = setInterval(
-    () => router.sweep(),
-    Math.max(5, Math.min(1000, Math.floor(opts.liveAckTimeoutMs / 4))),
-  );
 
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
@@ -93,7 +107,6 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   let closing: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
     clearInterval(heartbeat);
-    clearInterval(sweep);
     wss.close(); // no new connections; does not close the server we own
     for (const c of connections) c.close(1001, 'relay shutting down');
     await untilClosed(connections, SHUTDOWN_GRACE_MS);
@@ -103,6 +116,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       server.close(() => resolve());
       server.closeAllConnections();
     });
+    await queue.close();
     store.close();
     log('relay closed');
   };

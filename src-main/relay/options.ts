@@ -26,8 +26,6 @@ export interface RelayOptions {
   maxBufferedBytes?: number;
   /** Incoming frame rate limit per connection. */
   rateLimit?: RateLimitOptions;
-  /** A forwarded item not acknowledged with `received` within this is queued durably (default 5 s). */
-  liveAckTimeoutMs?: number;
   /** A connection that has not authenticated within this is closed (default 10 s). */
   handshakeTimeoutMs?: number;
   /** Receives one line per connection event; never message content (default: no-op). */
@@ -44,7 +42,6 @@ export interface ResolvedOptions {
   readonly heartbeatIntervalMs: number;
   readonly maxBufferedBytes: number;
   readonly rateLimit: { readonly framesPerSecond: number; readonly burst: number };
-  readonly liveAckTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly log: (line: string) => void;
   readonly now: () => number;
@@ -58,7 +55,6 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   heartbeatIntervalMs: 30_000,
   maxBufferedBytes: 4 * 1024 * 1024,
   rateLimit: Object.freeze({ framesPerSecond: 300, burst: 600 }),
-  liveAckTimeoutMs: 5_000,
   handshakeTimeoutMs: 10_000,
   log: () => {},
   now: Date.now,
@@ -119,7 +115,6 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
       Number.MAX_SAFE_INTEGER,
     ),
     rateLimit: Object.freeze({ framesPerSecond, burst }),
-    liveAckTimeoutMs: integer('liveAckTimeoutMs', o.liveAckTimeoutMs, 1, MAX_TIMER_MS),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMER_MS),
     log: fn<(line: string) => void>('log', o.log),
     now: fn<() => number>('now', o.now),

@@ -2,27 +2,24 @@
  * Delivery: every routed item reaches its recipient as a `deliver` frame, in the order it reached
  * the relay, and leaves the relay only when the recipient answers `received {seq}`.
  *
- * A recipient is either offline, "draining" (just authenticated; its queue is replayed page by page
- * and anything new is queued behind it so order holds) or "live" (items are forwarded at once and kept
- * in memory until acknowledged). Un-acknowledged live items go to the durable queue when the
- * recipient disconnects, is too slow, or does not acknowledge in time; the recipient gets them again
- * on its next connection and drops duplicates by message id.
+ * Every item is written to the durable queue, in the same group commit whether its recipient is online
+ * or not, and the sender's ack waits for that commit: 'sent' always means stored (issue 13: an item
+ * that lived only in memory was lost when the relay crashed before the recipient's `received`). A
+ * recipient is either offline, "draining" (just authenticated; its queue is replayed page by page and
+ * anything new is queued behind it so order holds) or "live" (items are also forwarded at once, before
+ * their commit, which costs nothing in safety: the sender learns 'sent' only after it). An item the
+ * recipient has not acknowledged stays queued and comes again on its next connection; recipients drop
+ * duplicates by message id.
  */
-import type { QueueItem, Store } from './store.js';
-
-/** A forwarded item waiting for `received`. */
-export interface InFlight {
-  readonly item: QueueItem;
-  readonly sentAt: number;
-}
+import { failpoint } from './failpoints.js';
+import type { DeliveryQueue, QueueItem } from './queue/index.js';
+import type { Store } from './store.js';
 
 /** An authenticated connection, as the router sees it. */
 export interface Peer {
   readonly userId: string;
   mode: 'draining' | 'live';
   readonly closed: boolean;
-  /** Forwarded, unacknowledged items by seq, oldest first. */
-  readonly inflight: Map<number, InFlight>;
   /** Sends a frame; `done` runs once it is handed to the OS (or the socket failed). */
   send(frame: string, done?: (err?: Error) => void): void;
   /** Writes out frames held back to be coalesced. */
@@ -37,11 +34,6 @@ export type Routed = Omit<QueueItem, 'seq' | 'recipient' | 'ts'>;
 
 /** Queue rows read per drain step. */
 const DRAIN_PAGE = 256;
-/**
- * At most this many live items wait for `received` per connection; beyond it the oldest is moved to
- * the durable queue so a client that never acknowledges cannot grow the relay's memory.
- */
-const MAX_IN_FLIGHT = 4096;
 
 /**
  * The `deliver` frame for an item, serialised by hand: every field was validated on the way in (ids
@@ -54,23 +46,27 @@ export function deliverFrame(item: QueueItem): string {
   if (item.id !== undefined) out += `,"id":"${item.id}"`;
   if (item.group !== undefined) out += `,"group":"${item.group}"`;
   if (item.body !== undefined) out += `,"body":"${item.body}"`;
-  if (item.event !== undefined) out += `,"event":${JSON.stringify(item.event)}`;
+  if (item.event !== undefined) out += `,"event":${item.event}`; // JSON of a validated RelayEvent
   return `${out},"ts":${item.ts}}`;
 }
 
 export interface RouterOptions {
   readonly maxBufferedBytes: number;
-  readonly liveAckTimeoutMs: number;
-  readonly now: () => number;
   readonly log: (line: string) => void;
 }
 
 /** Routes items to online peers or the queue; owns the online map. */
 export class Router {
   private readonly online = new Map<string, Peer>();
+  /**
+   * Per draining peer, the items routed to it since its last page read was asked for: that read cannot
+   * see them (the queue answers in call order), so when it comes back empty they are sent from here.
+   */
+  private readonly late = new Map<Peer, QueueItem[]>();
 
   constructor(
     private readonly store: Store,
+    private readonly queue: DeliveryQueue,
     private readonly opts: RouterOptions,
   ) {}
 
@@ -79,31 +75,42 @@ export class Router {
     return this.online.get(userId);
   }
 
-  /** Routes one item: forwarded now to a live recipient, else queued (durable at the next commit). */
+  /**
+   * Routes one item: queued (durable at the next commit, which every reply waits for) and, to a live
+   * recipient, forwarded at once.
+   */
   route(recipient: string, routed: Routed, ts: number): void {
-    const item: QueueItem = { ...routed, seq: this.store.nextSeq(), recipient, ts };
+    const item: QueueItem = {
+      seq: this.store.nextSeq(),
+      recipient,
+      kind: routed.kind,
+      from: routed.from,
+      id: routed.id,
+      group: routed.group,
+      body: routed.body,
+      event: routed.event,
+      ts,
+    };
+    this.queue.enqueue(item);
     const peer = this.online.get(recipient);
-    if (peer?.mode === 'live') this.forward(peer, item);
-    else this.store.enqueue(item);
+    if (!peer) return;
+    failpoint('route.before-forward');
+    if (peer.mode === 'live') this.forward(peer, item);
+    else this.late.get(peer)?.push(item);
   }
 
   private forward(peer: Peer, item: QueueItem): void {
-    peer.inflight.set(item.seq, { item, sentAt: this.opts.now() });
     peer.send(deliverFrame(item));
     if (peer.bufferedAmount() > this.opts.maxBufferedBytes) peer.flush(); // held back is not slow
     if (peer.bufferedAmount() > this.opts.maxBufferedBytes) {
       this.opts.log(`slow consumer ${peer.userId}: closing`);
-      peer.close(1008, 'slow consumer'); // detaches, which queues everything in flight
-    } else if (peer.inflight.size > MAX_IN_FLIGHT) {
-      const [seq, oldest] = peer.inflight.entries().next().value!;
-      peer.inflight.delete(seq);
-      this.store.enqueue(oldest.item);
+      peer.close(1008, 'slow consumer'); // its items stay queued for its next connection
     }
   }
 
   /**
    * Makes `peer` its user's connection, in draining mode; a previous connection of the same user is
-   * closed (its in-flight items are queued first, so the new drain sees them).
+   * closed (what it did not acknowledge is still queued, so the new drain sends it again).
    */
   attach(peer: Peer): void {
     const old = this.online.get(peer.userId);
@@ -124,10 +131,15 @@ export class Router {
     const highWater = this.opts.maxBufferedBytes / 2;
     let cursor = 0;
     while (!peer.closed) {
-      const rows = this.store.page(peer.userId, cursor, DRAIN_PAGE);
+      this.late.set(peer, []);
+      const rows = await this.queue.page(peer.userId, cursor, DRAIN_PAGE);
+      if (peer.closed) return;
       if (rows.length === 0) {
-        // Synchronous with the empty read: nothing can be queued for this user in between.
+        // The read saw everything routed before it was asked for; what came after is in `late`.
+        const late = this.late.get(peer)!;
+        this.late.delete(peer);
         peer.mode = 'live';
+        for (const item of late) this.forward(peer, item);
         return;
       }
       let written: Promise<unknown> = Promise.resolve();
@@ -141,28 +153,15 @@ export class Router {
     }
   }
 
-  /** Removes `peer` from the online map; its in-flight items are queued unless `persist` is false. */
-  detach(peer: Peer, persist = true): void {
+  /** Removes `peer` from the online map (its unacknowledged items stay queued). */
+  detach(peer: Peer): void {
     if (this.online.get(peer.userId) === peer) this.online.delete(peer.userId);
-    if (persist) for (const f of peer.inflight.values()) this.store.enqueue(f.item);
-    peer.inflight.clear();
+    this.late.delete(peer);
   }
 
-  /** `received {seq}` from a peer: forgets the in-flight item or deletes the peer's own queue row. */
+  /** `received {seq}` from a peer: deletes the peer's own queue row (unknown seqs change nothing). */
   received(peer: Peer, seq: number): void {
-    if (!peer.inflight.delete(seq)) this.store.dequeue(peer.userId, seq);
-  }
-
-  /** Queues live items not acknowledged within liveAckTimeoutMs. Called periodically. */
-  sweep(): void {
-    const deadline = this.opts.now() - this.opts.liveAckTimeoutMs;
-    for (const peer of this.online.values()) {
-      for (const [seq, f] of peer.inflight) {
-        if (f.sentAt > deadline) break; // oldest first
-        peer.inflight.delete(seq);
-        this.store.enqueue(f.item);
-      }
-    }
+    this.queue.dequeue(peer.userId, seq);
   }
 
   /** Sends a live (not queued) frame to every authenticated connection except `except`. */

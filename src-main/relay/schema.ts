@@ -1,8 +1,7 @@
 /** The relay's SQLite schema and the statements the store runs (prepared once, at open). */
 import type Database from 'better-sqlite3';
-import type { DeliverKind } from './store.js';
 
-/** Tables; `queue.body` keeps the sender's base64 as TEXT (the relay never decodes ciphertext). */
+/** Tables of `<dataDir>/relay.sqlite`: users, prekeys, groups (deliveries live in queue/). */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, identity BLOB NOT NULL, created INTEGER NOT NULL);
@@ -13,37 +12,7 @@ CREATE TABLE IF NOT EXISTS chat_groups (id TEXT PRIMARY KEY, creator TEXT NOT NU
 CREATE TABLE IF NOT EXISTS group_members (
   group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id));
 CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members (user_id);
-CREATE TABLE IF NOT EXISTS queue (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  recipient TEXT NOT NULL, kind TEXT NOT NULL, sender TEXT, grp TEXT, msg_id TEXT,
-  body TEXT, event TEXT, ts INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq);
 `;
-
-/** A row of the queue table. */
-export interface QueueRow {
-  seq: number;
-  recipient: string;
-  kind: DeliverKind;
-  sender: string | null;
-  grp: string | null;
-  msg_id: string | null;
-  body: string | null;
-  event: string | null;
-  ts: number;
-}
-
-type QueueRowValues = [
-  seq: number,
-  recipient: string,
-  kind: string,
-  sender: string | null,
-  grp: string | null,
-  msgId: string | null,
-  body: string | null,
-  event: string | null,
-  ts: number,
-];
 
 /** Every statement the store runs, prepared once. */
 export function prepare(db: Database.Database) {
@@ -52,21 +21,12 @@ export function prepare(db: Database.Database) {
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     ),
     getMeta: db.prepare<[string], { value: number }>('SELECT value FROM meta WHERE key = ?'),
-    insertQueue: db.prepare<QueueRowValues>(
-      `INSERT INTO queue (seq, recipient, kind, sender, grp, msg_id, body, event, ts)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    deleteQueued: db.prepare<[number, string]>('DELETE FROM queue WHERE seq = ? AND recipient = ?'),
-    page: db.prepare<[string, number, number], QueueRow>(
-      'SELECT * FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?',
-    ),
     insertUser: db.prepare<[string, Uint8Array, number]>(
       'INSERT INTO users (id, identity, created) VALUES (?, ?, ?)',
     ),
     identity: db.prepare<[string], { identity: Buffer }>('SELECT identity FROM users WHERE id = ?'),
     userIds: db.prepare<[], { id: string }>('SELECT id FROM users'),
     deleteUser: db.prepare<[string]>('DELETE FROM users WHERE id = ?'),
-    deleteUserQueue: db.prepare<[string]>('DELETE FROM queue WHERE recipient = ?'),
     deleteUserBundle: db.prepare<[string]>('DELETE FROM bundles WHERE user_id = ?'),
     deleteUserPreKeys: db.prepare<[string]>('DELETE FROM prekeys WHERE user_id = ?'),
     putBundle: db.prepare<[string, Uint8Array]>(

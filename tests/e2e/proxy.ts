@@ -77,7 +77,10 @@ export async function startProxy(relayUrl: string, hooks: ProxyHooks = {}): Prom
     });
     client.on('close', () => upstream.close());
     upstream.on('close', (code, reason) => {
-      if (client.readyState === WebSocket.OPEN) client.close(code === 1005 ? 1000 : code, reason);
+      if (client.readyState !== WebSocket.OPEN) return;
+      // 1005 (no code) and 1006 (the relay vanished) cannot be sent: pass a vanished relay on as a drop.
+      if (code === 1006) client.terminate();
+      else client.close(code === 1005 ? 1000 : code, reason);
     });
     client.on('error', () => upstream.terminate());
     upstream.on('error', () => client.terminate());

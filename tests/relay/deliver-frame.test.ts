@@ -3,10 +3,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { deliverFrame } from '../../src-main/relay/router.js';
 import { RelayFrame, parseFrameByType } from '../../src-main/core/protocol/wire.js';
-import type { QueueItem } from '../../src-main/relay/store.js';
+import type { QueueItem } from '../../src-main/relay/queue/index.js';
+import type { RelayEvent } from '../../src-main/core/protocol/wire.js';
 
 const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/);
-const item: fc.Arbitrary<QueueItem> = fc.record(
+const item: fc.Arbitrary<Omit<QueueItem, 'event'> & { event?: RelayEvent }> = fc.record(
   {
     seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
     recipient: name,
@@ -33,7 +34,7 @@ describe('deliverFrame', () => {
   it('equals JSON.stringify of the same fields and passes the client schema', () => {
     fc.assert(
       fc.property(item, (it) => {
-        const text = deliverFrame(it);
+        const text = deliverFrame({ ...it, event: it.event && JSON.stringify(it.event) });
         const { recipient: _recipient, ...fields } = it;
         expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify({ t: 'deliver', ...fields })));
         expect(parseFrameByType(RelayFrame, text).ok).toBe(true);

@@ -11,7 +11,6 @@ const bob = Identity.generate();
 beforeEach(async () => {
   relay = await startRelay({
     port: 0,
-    liveAckTimeoutMs: 200,
     rateLimit: { framesPerSecond: 100_000, burst: 100_000 },
   });
 });
@@ -91,21 +90,31 @@ describe('direct routing', () => {
     expect(got.map((d) => d.id)).toEqual(ids);
   });
 
-  it('queues live items that are not acknowledged in time, and on disconnect', async () => {
+  it('sends live items the recipient did not acknowledge again on its next connection, once', async () => {
     const a = await connect('alice', alice);
     const b1 = await connect('bob', bob, false);
-    const id1 = msgId();
-    await a.request({ t: 'send', to: 'bob', id: id1, body: body('one') });
-    await b1.next((f) => f.t === 'deliver');
-    await new Promise((r) => setTimeout(r, 600)); // > liveAckTimeoutMs: now durable
-    const id2 = msgId();
-    await a.request({ t: 'send', to: 'bob', id: id2, body: body('two') });
-    await b1.next((f) => f.t === 'deliver');
-    await b1.close(); // id2 still in flight: queued on disconnect
+    const [id1, id2, id3] = [msgId(), msgId(), msgId()];
+    for (const [id, text] of [
+      [id1, 'one'],
+      [id2, 'two'],
+      [id3, 'three'],
+    ] as const)
+      await a.request({ t: 'send', to: 'bob', id, body: body(text) });
+    const live = await b1.delivers(3);
+    expect(live.map((d) => d.id)).toEqual([id1, id2, id3]);
+    b1.send({ t: 'received', seq: live[1]!.seq }); // only the second one
+    await b1.request({ t: 'members', group: 'sync-point' }); // replies after the delete commits
+    // Nothing is forwarded twice on the same connection.
+    await expect(b1.next((f) => f.t === 'deliver', 300)).rejects.toThrow(/no matching frame/);
+    await b1.close();
 
     const b2 = await connect('bob', bob);
-    const got = await b2.delivers(2);
-    expect(got.map((d) => d.id)).toEqual([id1, id2]);
+    const again = await b2.delivers(2);
+    expect(again.map((d) => [d.id, d.seq])).toEqual([
+      [id1, live[0]!.seq],
+      [id3, live[2]!.seq],
+    ]);
+    await expect(b2.next((f) => f.t === 'deliver', 300)).rejects.toThrow(/no matching frame/);
   });
 
   it('closes a slow consumer (1008) and queues what it had not acknowledged', async () => {

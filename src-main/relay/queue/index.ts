@@ -1,0 +1,47 @@
+/**
+ * The delivery queue: every routed item (message, receipt, group event) for one recipient, kept until
+ * the recipient acknowledges it. Behind this interface so that backends can stand side by side: SQLite
+ * in a worker thread (sqlite.ts, the relay with a data directory), memory (memory.ts, an in-memory
+ * relay), and later a shared store for a multi-node relay. Every backend passes tests/relay/queue.test.ts.
+ *
+ * The contract:
+ * - Operations take effect in call order: a `page` sees every `enqueue`/`dequeue` called before it.
+ * - Writes are durable at a later commit; `afterDurable` runs its callback once every write called
+ *   before it is durable (with the error if its commit failed), callbacks in registration order.
+ * - Nothing blocks the event loop on the disk.
+ */
+
+export type DeliverKind = 'direct' | 'group' | 'receipt' | 'event';
+
+/** One routed item for one recipient; becomes a `deliver` frame. */
+export interface QueueItem {
+  readonly seq: number;
+  readonly recipient: string;
+  readonly kind: DeliverKind;
+  readonly from?: string | undefined;
+  readonly id?: string | undefined;
+  readonly group?: string | undefined;
+  /** Ciphertext exactly as the sender's base64 (the relay never decodes it). */
+  readonly body?: string | undefined;
+  /** A group event as its JSON text (RelayEvent). */
+  readonly event?: string | undefined;
+  readonly ts: number;
+}
+
+/** Durable per-recipient queues of routed items. */
+export interface DeliveryQueue {
+  /** The highest seq stored when the queue was opened (0 if none). */
+  readonly maxSeq: number;
+  /** Stores an item (seqs increase across calls). */
+  enqueue(item: QueueItem): void;
+  /** Deletes one of `recipient`'s items; another recipient's seq or an unknown one changes nothing. */
+  dequeue(recipient: string, seq: number): void;
+  /** Deletes every item of `recipient` (an account deleted). */
+  deleteRecipient(recipient: string): void;
+  /** Up to `limit` of `recipient`'s items with seq > `after`, in seq order. */
+  page(recipient: string, after: number, limit: number): Promise<QueueItem[]>;
+  /** Runs `done` once every write called so far is durable (or failed: `done(err)`). */
+  afterDurable(done: (err?: unknown) => void): void;
+  /** Makes everything durable, runs every waiting callback, and releases the backend; idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,72 @@
+/**
+ * Messages between the SQLite delivery queue (sqlite.ts, on the relay's event loop) and its worker
+ * thread (sqlite-worker.ts). Operations travel as arrays in call order, in one message per event-loop
+ * turn; a body shared by several items (a group message fanned out) travels once.
+ */
+
+/** The queue database's tables (`<dataDir>/queue.sqlite`); `body` keeps the sender's base64 as TEXT. */
+export const QUEUE_SCHEMA = `
+CREATE TABLE IF NOT EXISTS queue (
+  seq INTEGER PRIMARY KEY,
+  recipient TEXT NOT NULL, kind TEXT NOT NULL, sender TEXT, grp TEXT, msg_id TEXT,
+  body TEXT, event TEXT, ts INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq);
+`;
+
+/** `['e', seq, recipient, kind, from, group, id, bodyIndex (-1: none), event, ts]`: enqueue. */
+export type EnqueueOp = [
+  'e',
+  number,
+  string,
+  string,
+  string | null,
+  string | null,
+  string | null,
+  number,
+  string | null,
+  number,
+];
+/** `['d', recipient, seq]`: dequeue one item. */
+export type DequeueOp = ['d', string, number];
+/** `['x', recipient]`: delete every item of a recipient. */
+export type DeleteRecipientOp = ['x', string];
+/** `['p', requestId, recipient, after, limit]`: read a page. */
+export type PageOp = ['p', number, string, number, number];
+export type QueueOp = EnqueueOp | DequeueOp | DeleteRecipientOp | PageOp;
+
+/** Main → worker: a numbered batch of operations. */
+export interface BatchMessage {
+  readonly batch: number;
+  readonly bodies: string[];
+  readonly ops: QueueOp[];
+}
+
+/** A stored row as the worker reads it. */
+export interface QueueRow {
+  seq: number;
+  recipient: string;
+  kind: string;
+  sender: string | null;
+  grp: string | null;
+  msg_id: string | null;
+  body: string | null;
+  event: string | null;
+  ts: number;
+}
+
+/** Worker → main. */
+export type WorkerMessage =
+  /** Opened: the highest stored seq. */
+  | { readonly t: 'ready'; readonly maxSeq: number }
+  /** The database could not be opened. */
+  | { readonly t: 'fatal'; readonly message: string; readonly code?: string | undefined }
+  /**
+   * Batches up to `upTo` were committed durably (`error` unset) or rolled back (`error` set); the pages
+   * they asked for, read inside that transaction.
+   */
+  | {
+      readonly t: 'done';
+      readonly upTo: number;
+      readonly error?: { readonly message: string; readonly code?: string | undefined } | undefined;
+      readonly pages: [number, QueueRow[]][];
+    };

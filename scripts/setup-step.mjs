@@ -50,7 +50,8 @@ export function runLogged(command, args, { cwd, env = process.env, logFile }) {
       cwd,
       env,
       stdio: ['ignore', fd, fd],
-      shell: process.platform === 'win32',
+      // Windows runs npm.cmd only through a shell; node.exe (whose path may hold spaces) without one.
+      shell: process.platform === 'win32' && command.endsWith('.cmd'),
     });
   } finally {
     closeSync(fd);

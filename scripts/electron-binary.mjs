@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { StepError, explainFailure, runLogged, shown } from './setup-step.mjs';
+import { StepError, explainFailure, runLogged, shown, stoppedError } from './setup-step.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const ELECTRON_DIR = join(ROOT, 'node_modules', 'electron');
@@ -91,11 +91,20 @@ export async function ensureElectronBinary({
     `downloading Electron ${version} for ${process.platform}-${process.arch} with Electron's installer ` +
       `(node_modules/electron/install.js, once; output in ${shown(logFile)})`,
   );
-  const { status, output } = runLogged(process.execPath, [join(ELECTRON_DIR, 'install.js')], {
+  const { status, signal, output } = await runLogged(process.execPath, [join(ELECTRON_DIR, 'install.js')], {
     cwd: ROOT,
     env,
     logFile,
   });
+  if (signal) {
+    throw stoppedError({
+      what: `the download of Electron ${version}`,
+      signal,
+      left: 'The native modules and the rest of node_modules were not touched',
+      log: shown(logFile),
+      retry,
+    });
+  }
   if (status === 0 && isElectronInstalled(env)) return 'installed';
   const { why, kind } = await explainFailure({ output, url: downloadUrl(env), compiles: false });
   const fixes = {

@@ -17,7 +17,10 @@
  *
  * A rebuild that fails half-way leaves a module with no `build/` (node-gyp removes it first). So each
  * module's `build/` is moved aside before the rebuild and put back if the result does not load; an
- * interrupted run (Ctrl-C) leaves the copy behind, and the next run puts it back before anything else.
+ * interrupted run (Ctrl-C) leaves it aside, and the next run puts it back before anything else.
+ * After a switch, the build replaced is kept beside the new one as `build.sealed-abi-<ABI>`: switching
+ * back (`npm test` after `npm start`, and again) is then two renames, offline, checked by the same probe.
+ * npm ci or an upgrade of the module replaces its folder, and the kept builds with it.
  * The rebuild's output goes to `node_modules/.cache/sealed/native-<runtime>.log`; a failure throws a
  * `StepError` saying why (network, build tools, libsecret) and what to run.
  * `node_modules/.sealed-native-abi` records the runtime last built for (`npm ci` removes it).
@@ -26,7 +29,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { StepError, buildToolsFix, explainFailure, runLogged, shown } from './setup-step.mjs';
+import { StepError, buildToolsFix, explainFailure, runLogged, shown, stoppedError } from './setup-step.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const fromRoot = (path) => fileURLToPath(new URL(`../${path}`, import.meta.url));
@@ -111,10 +114,18 @@ function describe(found) {
 
 const buildDir = (name) => fromRoot(`node_modules/${name}/build`);
 const backupDir = (name) => `${buildDir(name)}${BACKUP_SUFFIX}`;
+/** Where a module's build for another ABI is kept once replaced. */
+const keptDir = (name, abi) => `${buildDir(name)}.sealed-abi-${abi}`;
 
-/** Moves each module's `build/` aside (a rename: instant, and nothing is copied). */
-function setBuildsAside() {
-  for (const name of NATIVE_MODULES) {
+/** The ABI a probed module is built for, when it loads somewhere (see `probe`). */
+function abiOf(found) {
+  if (found === 'node') return process.versions.modules;
+  return 'abi' in found ? found.abi : undefined;
+}
+
+/** Moves the `build/` of each of `names` aside (a rename: instant, and nothing is copied). */
+function setBuildsAside(names = NATIVE_MODULES) {
+  for (const name of names) {
     rmSync(backupDir(name), { recursive: true, force: true });
     if (existsSync(buildDir(name))) renameSync(buildDir(name), backupDir(name));
   }
@@ -132,9 +143,38 @@ export function restoreBuilds() {
   return restored;
 }
 
-/** Drops the builds set aside once the new ones load. */
-function dropSetAside() {
+/**
+ * Once the new builds load: keeps each replaced build of `switched` (the modules that did not load,
+ * with what they were) under its ABI for a later switch back, and drops the other builds set aside.
+ */
+function keepReplacedBuilds(switched) {
+  for (const { name, found } of switched) {
+    const abi = abiOf(found);
+    if (!abi || !existsSync(backupDir(name))) continue;
+    rmSync(keptDir(name, abi), { recursive: true, force: true });
+    renameSync(backupDir(name), keptDir(name, abi));
+  }
   for (const name of NATIVE_MODULES) rmSync(backupDir(name), { recursive: true, force: true });
+}
+
+/**
+ * Switches the modules in `before` (those not loadable by `target`) to builds kept from an earlier
+ * switch, if every one of them has one and they load; otherwise leaves everything as it was.
+ * Returns true when switched.
+ */
+function switchToKeptBuilds(target, before) {
+  if (!before.every(({ name }) => existsSync(keptDir(name, target.abi)))) return false;
+  const names = before.map(({ name }) => name);
+  setBuildsAside(names);
+  for (const name of names) renameSync(keptDir(name, target.abi), buildDir(name));
+  if (mismatches(target).length === 0) {
+    keepReplacedBuilds(before);
+    return true;
+  }
+  // A kept build that does not load (a module upgraded in place…) is dropped, never retried.
+  for (const name of names) rmSync(buildDir(name), { recursive: true, force: true });
+  restoreBuilds();
+  return false;
 }
 
 /** The rebuild command for `runtime`, run from the project root. */
@@ -191,7 +231,8 @@ async function rebuildFailure({ target, output, logFile, retry, restored }) {
 }
 
 /**
- * Makes the native modules loadable by `runtime`; returns 'kept' or 'rebuilt', throws a StepError
+ * Makes the native modules loadable by `runtime`; returns 'kept' (nothing to do), 'switched' (to builds
+ * kept from an earlier switch) or 'rebuilt'; throws a StepError
  * (node_modules put back as it was) when it cannot. `retry` is the command the error tells the user to
  * run again once fixed; `log` receives one line per thing it does.
  */
@@ -214,6 +255,14 @@ export async function ensureNativeAbi(runtime, { log = console.error, retry = th
     writeFileSync(MARKER, `${JSON.stringify(target)}\n`);
     return 'kept';
   }
+  if (switchToKeptBuilds(target, before)) {
+    log(
+      `switched ${before.map(({ name }) => name).join(', ')} to the build for ${label} (ABI ${target.abi}) ` +
+        'kept from an earlier switch',
+    );
+    writeFileSync(MARKER, `${JSON.stringify(target)}\n`);
+    return 'switched';
+  }
   const logFile = fromRoot(`node_modules/.cache/sealed/native-${runtime}.log`);
   log(
     `rebuilding ${NATIVE_MODULES.join(', ')} for ${label} (ABI ${target.abi}): ` +
@@ -223,7 +272,21 @@ export async function ensureNativeAbi(runtime, { log = console.error, retry = th
   rmSync(MARKER, { force: true });
   setBuildsAside();
   const { command, args } = rebuildCommand(runtime);
-  const { status, output } = runLogged(command, args, { cwd: ROOT, env: rebuildEnv(runtime), logFile });
+  const { status, signal, output } = await runLogged(command, args, {
+    cwd: ROOT,
+    env: rebuildEnv(runtime),
+    logFile,
+  });
+  if (signal) {
+    const restored = restoreBuilds();
+    throw stoppedError({
+      what: `the rebuild of ${NATIVE_MODULES.join(' and ')} for ${label}`,
+      signal,
+      left: `The previous build of ${restored.join(' and ')} was put back`,
+      log: shown(logFile),
+      retry,
+    });
+  }
   const after = status === 0 ? mismatches(target) : before;
   if (status !== 0 || after.length > 0) {
     const restored = restoreBuilds();
@@ -233,7 +296,7 @@ export async function ensureNativeAbi(runtime, { log = console.error, retry = th
         : output;
     throw await rebuildFailure({ target, output: details, logFile, retry, restored });
   }
-  dropSetAside();
+  keepReplacedBuilds(before);
   writeFileSync(MARKER, `${JSON.stringify(target)}\n`);
   return 'rebuilt';
 }
@@ -243,7 +306,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   try {
     const outcome = await ensureNativeAbi(runtime, { log: (line) => console.error(`native-abi: ${line}`) });
     console.error(
-      `native-abi: ${NATIVE_MODULES.join(', ')} ${outcome === 'kept' ? 'already' : 'now'} loadable by ${runtime}`,
+      `native-abi: ${NATIVE_MODULES.join(', ')} ${outcome === 'kept' ? 'already' : 'now'} load in ${runtime}`,
     );
   } catch (error) {
     console.error(

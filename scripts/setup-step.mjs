@@ -8,7 +8,7 @@
  * tool's output (which is often a bare "fetch failed" or a node-gyp stack): can the download host be
  * reached, are the build tools and the libsecret headers there.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 
@@ -36,28 +36,54 @@ export class StepError extends Error {
   }
 }
 
+/** Signals that stop a tool from the terminal; while one runs, they stop the tool, not this script. */
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 /**
  * Runs a tool with its output (stdout and stderr) written to `logFile` rather than the terminal, so a
- * step prints one line while it works. Returns { status, output }; a tool that cannot start at all
- * (ENOENT…) has status null and the reason as its output.
+ * step prints one line while it works. Resolves to { status, signal, output }: a tool that cannot start
+ * at all (ENOENT…) has status null and the reason as its output. Ctrl-C reaches the tool (same process
+ * group) while this script lives on to clean up: `signal` then names what stopped it.
  */
-export function runLogged(command, args, { cwd, env = process.env, logFile }) {
-  mkdirSync(dirname(logFile), { recursive: true });
-  const fd = openSync(logFile, 'w');
-  let result;
+export async function runLogged(command, args, { cwd, env = process.env, logFile }) {
+  let received = null;
+  const survive = (signal) => {
+    received = signal;
+  };
+  for (const signal of INTERRUPTS) process.on(signal, survive);
+  let fd;
   try {
-    result = spawnSync(command, args, {
+    mkdirSync(dirname(logFile), { recursive: true });
+    fd = openSync(logFile, 'w');
+    const child = spawn(command, args, {
       cwd,
       env,
       stdio: ['ignore', fd, fd],
       // Windows runs npm.cmd only through a shell; node.exe (whose path may hold spaces) without one.
       shell: process.platform === 'win32' && command.endsWith('.cmd'),
     });
+    const { status, signal } = await new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code, killedBy) => resolve({ status: code, signal: killedBy }));
+    });
+    return { status: status ?? 1, signal: received ?? signal, output: readFileSync(logFile, 'utf8') };
+  } catch (error) {
+    return { status: null, signal: received, output: error instanceof Error ? error.message : String(error) };
   } finally {
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
+    for (const signal of INTERRUPTS) process.off(signal, survive);
   }
-  if (result.error) return { status: null, output: result.error.message };
-  return { status: result.status ?? 1, output: readFileSync(logFile, 'utf8') };
+}
+
+/** The StepError for a step stopped by a signal (Ctrl-C…): what it left, and the command to start over. */
+export function stoppedError({ what, signal, left, log, retry }) {
+  return new StepError({
+    what: `${what} was stopped`,
+    why: `it received ${signal}`,
+    left,
+    log,
+    fix: `To try again, run: ${retry}`,
+  });
 }
 
 /** `path` relative to the current directory when inside it (shorter in a message), else absolute. */

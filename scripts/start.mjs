@@ -17,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { electronExecutable, electronVersion, ensureElectronBinary } from './electron-binary.mjs';
 import { NATIVE_MODULES, ensureNativeAbi, labelOf, targetFor } from './native-abi.mjs';
-import { StepError, lastErrorLine, runLogged, shown } from './setup-step.mjs';
+import { StepError, lastErrorLine, runLogged, shown, stoppedError } from './setup-step.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const RETRY = 'npm start';
@@ -73,10 +73,17 @@ async function stepNativeModules() {
 }
 
 /** Step 3: electron-vite build into out/. */
-function stepBuild() {
+async function stepBuild() {
   const logFile = join(ROOT, 'node_modules/.cache/sealed/build.log');
   say(`3/4 building the app into out/ with electron-vite (output in ${shown(logFile)})`);
-  const { status, output } = runLogged(process.execPath, [electronVite(), 'build'], { cwd: ROOT, logFile });
+  const { status, signal, output } = await runLogged(process.execPath, [electronVite(), 'build'], {
+    cwd: ROOT,
+    logFile,
+  });
+  if (signal) {
+    const left = 'node_modules is ready for Electron; only out/ may be incomplete';
+    throw stoppedError({ what: 'the build of the app', signal, left, log: shown(logFile), retry: RETRY });
+  }
   if (status !== 0) {
     throw new StepError({
       what: 'the app could not be built (electron-vite build)',
@@ -107,7 +114,7 @@ export async function start(env = process.env) {
   try {
     const executable = await stepElectron(env);
     await stepNativeModules();
-    stepBuild();
+    await stepBuild();
     return stepLaunch(executable, env);
   } catch (error) {
     if (!(error instanceof StepError)) throw error;

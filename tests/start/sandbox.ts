@@ -8,7 +8,7 @@
  * project from their own location, so the copy is a project of its own. With `sources`, the app's sources
  * and build configuration are copied too, so electron-vite can build it into the copy's out/.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   cpSync,
@@ -57,6 +57,8 @@ export interface Sandbox {
   home: string;
   /** Runs a command in the copy with a clean cache; resolves when it exits (killed after `timeoutMs`). */
   run(command: string, args: string[], env?: Record<string, string>, timeoutMs?: number): Promise<RunResult>;
+  /** Starts a command in the copy in a process group of its own (to signal it with everything it started); stderr piped. */
+  start(command: string, args: string[], env?: Record<string, string>): ChildProcess;
   /** Whether the copy's native modules load in this Node (exit status 0 and the probe's line). */
   nodeBuildLoads(): RunResult;
   /** SHA-256 of each native module's compiled addon, to show a build is the very one that was there. */
@@ -80,10 +82,11 @@ function linkNodeModules(root: string, electronAbi: string | undefined): void {
       symlinkSync(join(source, name), join(target, name));
       continue;
     }
-    // An Electron already downloaded on this machine must not make the copy look installed.
+    // As after `npm ci`: no Electron downloaded, no build set aside or kept by an earlier switch here.
     cpSync(join(source, name), join(target, name), {
       recursive: true,
-      filter: (path) => !/[\\/]electron[\\/](dist|path\.txt)$/.test(path),
+      filter: (path) =>
+        !/[\\/]electron[\\/](dist|path\.txt)$/.test(path) && !/[\\/]build\.sealed-[^\\/]+$/.test(path),
     });
   }
   if (electronAbi) writeFileSync(join(target, 'electron', 'abi_version'), electronAbi);
@@ -129,6 +132,14 @@ export function createSandbox({
           clearTimeout(timer);
           resolve({ status, stdout, stderr });
         });
+      });
+    },
+    start(command, args, env = {}) {
+      return spawn(command, args, {
+        cwd: root,
+        env: { ...cleanEnv(), ...env },
+        detached: true,
+        stdio: ['ignore', 'ignore', 'pipe'],
       });
     },
     nodeBuildLoads() {

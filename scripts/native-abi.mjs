@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `node scripts/native-abi.mjs <node|electron>`: makes the native modules (better-sqlite3, keytar) loadable
+ * `node scripts/native-abi.mjs <node|electron> [--quiet]`: makes the native modules (better-sqlite3, keytar) loadable
  * by that runtime, rebuilding them only when switching, and never leaving them worse than they were.
  *
  * One node_modules serves two runtimes: the tests and the terminal tools run under Node, the app under
@@ -302,16 +302,19 @@ export async function ensureNativeAbi(runtime, { log = console.error, retry = th
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const runtime = process.argv[2];
+  // `--quiet` (npm run chat, npm run relay): a line only when something is done or fails.
+  const [runtime, ...flags] = process.argv.slice(2);
+  const quiet = flags.includes('--quiet');
   try {
     const outcome = await ensureNativeAbi(runtime, { log: (line) => console.error(`native-abi: ${line}`) });
-    console.error(
-      `native-abi: ${NATIVE_MODULES.join(', ')} ${outcome === 'kept' ? 'already' : 'now'} load in ${runtime}`,
-    );
+    if (!quiet || outcome !== 'kept') {
+      console.error(
+        `native-abi: ${NATIVE_MODULES.join(', ')} ${outcome === 'kept' ? 'already' : 'now'} load in ${runtime}`,
+      );
+    }
   } catch (error) {
-    console.error(
-      `native-abi: ${error instanceof StepError ? error.toParagraph() : error instanceof Error ? error.message : String(error)}`,
-    );
+    const message = error instanceof StepError ? error.toParagraph() : String(error);
+    console.error(`native-abi: ${message}`);
     process.exit(1);
   }
 }

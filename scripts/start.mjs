@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm start`: from a fresh `npm ci` to the app's window, in four steps, each announced in one line:
+ * `npm start`: from a fresh `npm ci` to the app's window, in four steps, each announced in one line
+ * (`npm run dev`, `--dev`: the first two, then electron-vite's dev server instead of 3 and 4):
  * 1. Electron's executable: installed by Electron's own installer when missing (a download, once);
  * 2. the native modules made loadable by that Electron (`native-abi.mjs`; a rebuild needs network once);
  * 3. the app built into `out/` (electron-vite build);
@@ -20,7 +21,6 @@ import { NATIVE_MODULES, ensureNativeAbi, labelOf, targetFor } from './native-ab
 import { StepError, lastErrorLine, runLogged, shown, stoppedError } from './setup-step.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const RETRY = 'npm start';
 /** The Node version Electron 45's installer and rebuild tools declare (@electron/get, @electron/rebuild). */
 const TOOLING_NODE = [22, 12];
 
@@ -39,7 +39,7 @@ export function olderThanTooling(version = process.versions.node) {
 }
 
 /** Notes printed before the steps: things that may make a step fail, said before rather than after. */
-function notes() {
+function notes(command) {
   if (olderThanTooling()) {
     say(
       `note: Node ${process.version} is older than ${TOOLING_NODE.join('.')}, which Electron's installer ` +
@@ -49,73 +49,90 @@ function notes() {
   if (process.getuid?.() === 0 && !process.env['NO_SANDBOX']) {
     say(
       "note: running as root, where Chromium's sandbox cannot start; run as a normal user (or " +
-        'NO_SANDBOX=1 npm start, which turns the sandbox off)',
+        `NO_SANDBOX=1 ${command}, which turns the sandbox off)`,
     );
   }
 }
 
 /** Step 1: Electron's executable, downloaded by Electron's installer when missing. */
-async function stepElectron(env) {
-  const outcome = await ensureElectronBinary({ env, retry: RETRY, log: (line) => say(`1/4 ${line}`) });
+async function stepElectron(env, say, retry) {
+  const outcome = await ensureElectronBinary({ env, retry, log: say });
   const { path, overridden } = electronExecutable(env);
   const where = overridden ? 'from ELECTRON_OVERRIDE_DIST_PATH' : 'is installed';
-  if (outcome === 'present') say(`1/4 Electron ${electronVersion()} ${where} (${shown(path)})`);
+  if (outcome === 'present') say(`Electron ${electronVersion()} ${where} (${shown(path)})`);
   return path;
 }
 
 /** Step 2: the native modules, rebuilt for Electron only when they do not load there yet. */
-async function stepNativeModules() {
+async function stepNativeModules(say, retry) {
   const target = targetFor('electron');
-  const outcome = await ensureNativeAbi('electron', { retry: RETRY, log: (line) => say(`2/4 ${line}`) });
+  const outcome = await ensureNativeAbi('electron', { retry, log: say });
   if (outcome === 'kept') {
-    say(`2/4 ${NATIVE_MODULES.join(' and ')} already load in ${labelOf(target)} (ABI ${target.abi})`);
+    say(`${NATIVE_MODULES.join(' and ')} already load in ${labelOf(target)} (ABI ${target.abi})`);
   }
 }
 
 /** Step 3: electron-vite build into out/. */
-async function stepBuild() {
+async function stepBuild(say, retry) {
   const logFile = join(ROOT, 'node_modules/.cache/sealed/build.log');
-  say(`3/4 building the app into out/ with electron-vite (output in ${shown(logFile)})`);
+  say(`building the app into out/ with electron-vite (output in ${shown(logFile)})`);
   const { status, signal, output } = await runLogged(process.execPath, [electronVite(), 'build'], {
     cwd: ROOT,
     logFile,
   });
+  const left = 'node_modules is ready for Electron; only out/ may be incomplete';
   if (signal) {
-    const left = 'node_modules is ready for Electron; only out/ may be incomplete';
-    throw stoppedError({ what: 'the build of the app', signal, left, log: shown(logFile), retry: RETRY });
+    throw stoppedError({ what: 'the build of the app', signal, left, log: shown(logFile), retry });
   }
   if (status !== 0) {
     throw new StepError({
       what: 'the app could not be built (electron-vite build)',
       why: `it stopped with: ${lastErrorLine(output)}`,
-      left: 'node_modules is ready for Electron; only out/ may be incomplete',
+      left,
       log: shown(logFile),
-      fix: `Fix that error, then run: ${RETRY}`,
+      fix: `Fix that error, then run: ${retry}`,
     });
   }
 }
 
-/** Step 4: opens the app; returns Electron's exit status. */
-function stepLaunch(executable, env) {
-  say(`4/4 opening the app: ${shown(executable)} with out/main/index.js`);
-  const result = spawnSync(process.execPath, [electronVite(), 'preview', '--skipBuild'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    // electron-vite reads this before node_modules/electron/path.txt (its getElectronPath).
-    env: { ...env, ELECTRON_EXEC_PATH: executable },
-  });
+/**
+ * The last step: electron-vite `preview` (the build just made) or `dev` (a dev server, reloading on
+ * change), told where Electron is; returns Electron's exit status. The app's output reaches the terminal.
+ */
+function stepOpen(executable, env, dev) {
+  const result = spawnSync(
+    process.execPath,
+    [electronVite(), ...(dev ? ['dev'] : ['preview', '--skipBuild'])],
+    {
+      cwd: ROOT,
+      stdio: 'inherit',
+      // electron-vite reads this before node_modules/electron/path.txt (its getElectronPath).
+      env: { ...env, ELECTRON_EXEC_PATH: executable },
+    },
+  );
   if (result.error) throw result.error;
   return result.status ?? 1;
 }
 
-/** The whole of `npm start`; returns the exit status. */
-export async function start(env = process.env) {
-  notes();
+/**
+ * The whole of `npm start` (or, with `dev`, of `npm run dev`: the same first two steps, then electron-vite's
+ * dev server instead of a build); returns the exit status.
+ */
+export async function start(env = process.env, { dev = false } = {}) {
+  const retry = dev ? 'npm run dev' : 'npm start';
+  const total = dev ? 3 : 4;
+  const step = (n) => (line) => say(`${n}/${total} ${line}`);
+  notes(retry);
   try {
-    const executable = await stepElectron(env);
-    await stepNativeModules();
-    await stepBuild();
-    return stepLaunch(executable, env);
+    const executable = await stepElectron(env, step(1), retry);
+    await stepNativeModules(step(2), retry);
+    if (dev) {
+      step(3)(`starting the dev server and ${shown(executable)} (electron-vite dev, reloads on change)`);
+      return stepOpen(executable, env, true);
+    }
+    await stepBuild(step(3), retry);
+    step(4)(`opening the app: ${shown(executable)} with out/main/index.js`);
+    return stepOpen(executable, env, false);
   } catch (error) {
     if (!(error instanceof StepError)) throw error;
     console.error(`\nstart failed: ${error.toParagraph()}\n`);
@@ -124,5 +141,5 @@ export async function start(env = process.env) {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  process.exit(await start());
+  process.exit(await start(process.env, { dev: process.argv.includes('--dev') }));
 }

@@ -190,6 +190,7 @@ const main = path.resolve(process.argv[2] ?? '.', pkg.main);
 fs.writeFileSync(${JSON.stringify(record)}, JSON.stringify({
   argv: process.argv.slice(2),
   cwd: process.cwd(),
+  rendererUrl: process.env.ELECTRON_RENDERER_URL ?? null,
   main,
   mainExists: fs.existsSync(main),
 }));

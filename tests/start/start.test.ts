@@ -70,7 +70,7 @@ describe('npm start without network', () => {
   });
 
   it('with Electron present, fails the native rebuild for lack of headers and puts the Node build back', async () => {
-    sandbox = createSandbox();
+    sandbox = createSandbox({ sources: true });
     const electron = fakeElectronDist(sandbox.root);
     const before = sandbox.addonDigests();
 
@@ -104,6 +104,9 @@ describe('npm start without network', () => {
     expect(log).toMatch(/failed to rebuild .*better-sqlite3/);
 
     expect(sandbox.addonDigests(), 'the very same Node build').toEqual(before);
+    const chat = await sandbox.run('npm', ['run', '--silent', 'chat', '--', '--help']);
+    expect(chat.stderr, 'nothing to repair first').not.toContain('native-abi');
+    expect(chat).toMatchObject({ status: 0, stdout: expect.stringMatching(/^usage: npm run chat/) });
     expect(sandbox.nodeBuildLoads()).toMatchObject({ status: 0, stdout: 'node build loads\n' });
     expect(existsSync(join(sandbox.root, 'node_modules/better-sqlite3/build.sealed-previous'))).toBe(false);
     expect(electron.record && existsSync(electron.record), 'Electron is never started').toBe(false);
@@ -130,11 +133,35 @@ describe('npm start with Electron installed', () => {
     expect(launch).toEqual({
       argv: ['.'],
       cwd: sandbox.root,
+      rendererUrl: null,
       main: join(sandbox.root, 'out/main/index.js'),
       mainExists: true,
     });
     for (const built of ['out/main/index.js', 'out/preload/index.cjs', 'out/renderer/index.html']) {
       expect(existsSync(join(sandbox.root, built)), built).toBe(true);
     }
+  });
+
+  it('npm run dev: the same first steps, then the dev server and Electron on it', async () => {
+    sandbox = createSandbox({ electronAbi: process.versions.modules, sources: true });
+    const electron = fakeElectronDist(sandbox.root);
+
+    const { status, stderr } = await sandbox.run(process.execPath, ['scripts/start.mjs', '--dev'], {
+      ELECTRON_OVERRIDE_DIST_PATH: electron.dir,
+    });
+
+    expect(status, stderr).toBe(0);
+    expect(linesOf(stderr, 'start: ').filter((line) => !line.startsWith('start: note: '))).toEqual([
+      `start: 1/3 Electron ${ELECTRON_VERSION} from ELECTRON_OVERRIDE_DIST_PATH (fake-electron-dist/electron)`,
+      `start: 2/3 better-sqlite3 and keytar already load in Electron ${ELECTRON_VERSION} (ABI ${process.versions.modules})`,
+      'start: 3/3 starting the dev server and fake-electron-dist/electron (electron-vite dev, reloads on change)',
+    ]);
+    const launch = JSON.parse(readFileSync(electron.record, 'utf8'));
+    expect(launch).toMatchObject({
+      argv: ['.'],
+      cwd: sandbox.root,
+      rendererUrl: expect.stringMatching(/^http:\/\/localhost:\d+\/?$/),
+      mainExists: true,
+    });
   });
 });

@@ -54,7 +54,7 @@ describe('npm start without network', () => {
     const paragraph = failureParagraph(stderr);
     expect(paragraph).toMatch(
       new RegExp(
-        `^Electron ${ELECTRON_VERSION.replaceAll('.', '\\.')} is not installed yet and could not be downloaded, because the network is unreachable: github\\.com cannot be resolved \\(EAI_AGAIN\\)\\.`,
+        `^Electron ${ELECTRON_VERSION.replaceAll('.', '\\.')} is not installed yet and could not be downloaded, because the network is unreachable: github\\.com cannot be resolved \\((EAI_AGAIN|ENOTFOUND)\\)\\.`,
       ),
     );
     expect(paragraph).toContain('The native modules and the rest of node_modules were not touched.');
@@ -92,7 +92,7 @@ describe('npm start without network', () => {
     expect(linesOf(stderr, 'start: 3/4'), 'the build does not start').toEqual([]);
     const paragraph = failureParagraph(stderr);
     expect(paragraph).toMatch(
-      /^better-sqlite3 and keytar could not be rebuilt for Electron [\d.]+, because the network is unreachable: www\.electronjs\.org cannot be resolved \(EAI_AGAIN\)/,
+      /^better-sqlite3 and keytar could not be rebuilt for Electron [\d.]+, because the network is unreachable: www\.electronjs\.org cannot be resolved \((EAI_AGAIN|ENOTFOUND)\)/,
     );
     expect(paragraph).toContain(
       'The previous build of better-sqlite3 and keytar was put back, so npm test, npm run chat and npm run relay still work.',
@@ -100,7 +100,7 @@ describe('npm start without network', () => {
     expect(paragraph).toMatch(/Connect to the internet, then run: npm start$/);
     // The rebuild really ran (and removed what it was rebuilding) before failing.
     const log = readFileSync(join(sandbox.root, 'node_modules/.cache/sealed/native-electron.log'), 'utf8');
-    expect(log).toMatch(/EAI_AGAIN www\.electronjs\.org/);
+    expect(log).toMatch(/(EAI_AGAIN|ENOTFOUND) www\.electronjs\.org/);
     expect(log).toMatch(/failed to rebuild .*better-sqlite3/);
 
     expect(sandbox.addonDigests(), 'the very same Node build').toEqual(before);

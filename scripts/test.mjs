@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm test` [-- vitest arguments]: native modules built for Node, then `npm run check`, then vitest with a
+ * `npm test` [-- vitest arguments]: the system packages checked (`prerequisites.mjs`: the exact install
+ * command for what is missing), native modules built for Node, then `npm run check`, then vitest with a
  * real Secret Service for the keychain (keytar) tests.
  *
  * The keychain: when the current D-Bus session already has a Secret Service that answers (a desktop
@@ -17,6 +18,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ensureNativeAbi } from './native-abi.mjs';
+import { describeMissing, missingPrerequisites } from './prerequisites.mjs';
+import { StepError } from './setup-step.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const isWindows = process.platform === 'win32';
@@ -83,12 +86,17 @@ function vitestInPrivateKeyring(vitestArgs) {
   }
 }
 
-function main() {
+async function main() {
   const vitestArgs = process.argv.slice(2);
+  const missing = missingPrerequisites();
+  if (missing.length > 0) fail(describeMissing(missing));
   try {
-    ensureNativeAbi('node');
+    await ensureNativeAbi('node', {
+      retry: 'npm test',
+      log: (line) => console.error(`test: native modules: ${line}`),
+    });
   } catch (error) {
-    fail(`native modules: ${error instanceof Error ? error.message : String(error)}`);
+    fail(`native modules: ${error instanceof StepError ? error.toParagraph() : String(error)}`);
   }
 
   const checked = run(npm, ['run', 'check']);
@@ -108,4 +116,4 @@ function main() {
   process.exit(status);
 }
 
-main();
+await main();

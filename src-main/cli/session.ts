@@ -85,9 +85,8 @@ export class ChatSession implements ChatActions {
   start(): void {
     this.term = this.options.terminal();
     this.wireEvents();
-    this.info(`Connecting to ${this.url} as ${this.client.userId}. Type /help for commands, /quit to leave.`);
     this.term.setStatus('connecting');
-    this.term.start();
+    this.info(`Connecting to ${this.url} as ${this.client.userId}. Type /help for commands, /quit to leave.`);
     this.client.connect().catch((e: unknown) => {
       if (this.quitting) return;
       // Only a final refusal (another identity holds this user id, another protocol version) ends here.

@@ -75,11 +75,6 @@ export class Terminal {
     this.rl.on('SIGINT', () => on.interrupt());
   }
 
-  /** Shows the prompt (interactive only). */
-  start(): void {
-    if (this.interactive) this.rl.prompt();
-  }
-
   /** Sets the connection state shown in the prompt, e.g. "connecting"; undefined when connected. */
   setStatus(status: string | undefined): void {
     if (status === this.status) return;

@@ -18,9 +18,9 @@ export class CliFixture {
     return relay;
   }
 
-  /** `npm run chat -- --relay URL --user USER --state <this fixture's folder>` in a terminal. */
-  chat(url: string, user: string, extra: string[] = []): TtySession {
-    const session = npmRun('chat', ['--relay', url, '--user', user, '--state', this.stateDir, ...extra]);
+  /** `npm run chat -- --relay URL --user USER --state DIR` in a terminal (the fixture's folder by default). */
+  chat(url: string, user: string, state = this.stateDir): TtySession {
+    const session = npmRun('chat', ['--relay', url, '--user', user, '--state', state]);
     this.sessions.push(session);
     return session;
   }

@@ -3,9 +3,10 @@
  * each of them sees when they paste a long line, send an empty one, follow receipts, compare safety
  * numbers, use groups and quit.
  */
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliFixture } from './helpers.js';
-import type { TtySession } from './tty.js';
+import { ROOT, type TtySession } from './tty.js';
 
 const fx = new CliFixture();
 let url: string;
@@ -136,6 +137,23 @@ describe('npm run chat between two terminals', () => {
       const strays = lines.filter((l) => !/^(\* |! |< |> | {2}|(\([^)]*\) )?(alice|bob)>( |$))/.test(l));
       expect(strays).toEqual([]);
     }
+  });
+
+  it('from a pipe (a bot): the commands run once connected, and the last message is sent before it exits', async () => {
+    const b = bob.mark;
+    const bot = spawn('npm', ['run', 'chat', '--', '--relay', url, '--user', 'bot', '--state', fx.stateDir], {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    bot.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    bot.stdin.end('/dm bob beep  from a bot\n/dm bob second beep\n');
+    const code = await new Promise((resolve) => bot.once('exit', resolve));
+    expect(code).toBe(0);
+    expect(out).toContain('> #1 to bob: beep from a bot\n');
+    expect(out).toContain('> #2 to bob: second beep\n');
+    await bob.waitFor('< bot: beep  from a bot\n', { from: b });
+    await bob.waitFor('< bot: second beep\n', { from: b });
   });
 
   it('/quit leaves at once and quietly: no "reconnecting", exit code 0', async () => {

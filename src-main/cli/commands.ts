@@ -1,6 +1,6 @@
 /**
- * The chat's commands as one table: name, parameters, help, whether the relay is needed, and what
- * runs. Parsing, usage errors and /help are derived from it, so a new command (group invitations,
+ * The chat's commands as one table: name, parameters, help, when it runs (at once, or once the relay
+ * answers) and what it does. Parsing, usage errors and /help are derived from it, so a new command (group invitations,
  * say) is one more row and one more action.
  *
  * Message text is taken verbatim after the separating blanks: inner spaces, tabs and trailing
@@ -38,8 +38,11 @@ export interface CommandSpec {
   /** In order; a `text` parameter can only be last. */
   readonly params: readonly ParamSpec[];
   readonly help: string;
-  /** Waits for the relay connection before it runs (local commands run at once, connected or not). */
-  readonly needsRelay: boolean;
+  /**
+   * When it runs: `relay` once connected, in order with the other relay commands; `local` at once,
+   * connected or not, in order with the other local commands; `now` at once, ahead of anything queued.
+   */
+  readonly runs: 'relay' | 'local' | 'now';
   readonly run: (chat: ChatActions, args: readonly string[]) => Promise<void> | void;
 }
 
@@ -53,65 +56,65 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: '/dm',
     params: [USER, TEXT],
     help: 'send an encrypted direct message',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [to, text]) => c.sendDirect(to!, text!),
   },
   {
     name: '/send',
     params: [GROUP, TEXT],
     help: 'send an encrypted message to group G',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [group, text]) => c.sendGroup(group!, text!),
   },
   {
     name: '/create',
     params: [GROUP],
     help: 'create group G (you are its first member)',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [group]) => c.createGroup(group!),
   },
   {
     name: '/join',
     params: [GROUP],
     help: 'join group G',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [g]) => c.joinGroup(g!),
   },
   {
     name: '/leave',
     params: [GROUP],
     help: 'leave group G',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [g]) => c.leaveGroup(g!),
   },
   {
     name: '/delete',
     params: [GROUP],
     help: 'delete group G (its creator only)',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [g]) => c.deleteGroup(g!),
   },
   {
     name: '/members',
     params: [GROUP],
     help: 'list the members of group G',
-    needsRelay: true,
+    runs: 'relay',
     run: (c, [g]) => c.members(g!),
   },
-  { name: '/groups', params: [], help: 'list your groups', needsRelay: false, run: (c) => c.listGroups() },
+  { name: '/groups', params: [], help: 'list your groups', runs: 'local', run: (c) => c.listGroups() },
   {
     name: '/safety',
     params: [USER],
     help: 'show the safety number to compare with USER',
-    needsRelay: false,
+    runs: 'local',
     run: (c, [u]) => c.safety(u!),
   },
-  { name: '/help', params: [], help: 'list the commands', needsRelay: false, run: (c) => c.help() },
+  { name: '/help', params: [], help: 'list the commands', runs: 'local', run: (c) => c.help() },
   {
     name: '/quit',
     params: [],
     help: 'leave (also Ctrl-D or Ctrl-C)',
-    needsRelay: false,
+    runs: 'now',
     run: (c) => c.quit(),
   },
 ];

@@ -107,12 +107,12 @@ export class ChatSession implements ChatActions {
     }
     if (!parsed) return;
     const { spec, args } = parsed;
-    if (spec.name === '/quit') {
-      void this.quit();
+    if (spec.runs === 'now') {
+      void Promise.resolve(spec.run(this, args));
       return;
     }
     // Two queues, each in the order typed: local commands never wait behind the relay.
-    if (!spec.needsRelay) {
+    if (spec.runs === 'local') {
       this.enqueue('local', () => spec.run(this, args));
       return;
     }

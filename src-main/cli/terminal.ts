@@ -27,14 +27,17 @@ export interface TerminalHandlers {
   interrupt(): void;
 }
 
-// C0 and C1 controls but tab and newline: text from others must not drive our terminal
-// (ESC sequences can rewrite the screen, set the title, or fake lines from someone else).
+// C0 and C1 controls but tab and newline: text from others must not drive our terminal (ESC
+// sequences can rewrite the screen, set the title, or fake lines from someone else); and the
+// bidirectional overrides and isolates, which can make a line read in another order than it is.
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 
 /** Shows control characters as `\u001b` instead of passing them to the terminal. */
 export function neutralize(text: string): string {
-  return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text
+    .replace(/\r\n/g, '\n')
+    .replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Reads commands from `input` and prints chat lines to `output`. */

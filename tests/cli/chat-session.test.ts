@@ -139,7 +139,7 @@ describe('npm run chat between two terminals', () => {
     }
   });
 
-  it('from a pipe (a bot): the commands run once connected, and the last message is sent before it exits', async () => {
+  it('from a pipe (a bot): commands run once connected, the last is sent before exit, escapes are shown not obeyed', async () => {
     const b = bob.mark;
     const bot = spawn('npm', ['run', 'chat', '--', '--relay', url, '--user', 'bot', '--state', fx.stateDir], {
       cwd: ROOT,
@@ -147,13 +147,18 @@ describe('npm run chat between two terminals', () => {
     });
     let out = '';
     bot.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    bot.stdin.end('/dm bob beep  from a bot\n/dm bob second beep\n');
+    // The third carries a terminal escape (clear the screen) and a right-to-left override.
+    bot.stdin.end('/dm bob beep  from a bot\n/dm bob second beep\n/dm bob \x1b[2J\u202egotcha\n');
     const code = await new Promise((resolve) => bot.once('exit', resolve));
     expect(code).toBe(0);
     expect(out).toContain('> #1 to bob: beep from a bot\n');
     expect(out).toContain('> #2 to bob: second beep\n');
     await bob.waitFor('< bot: beep  from a bot\n', { from: b });
     await bob.waitFor('< bot: second beep\n', { from: b });
+    // Shown, not obeyed: the terminal receives no escape from someone else's message.
+    await bob.waitFor('< bot: \\u001b[2J\\u202egotcha\n', { from: b });
+    expect(bob.rawSince(b)).not.toContain('\x1b[2J');
+    expect(bob.rawSince(b)).not.toContain('\u202e');
   });
 
   it('/quit leaves at once and quietly: no "reconnecting", exit code 0', async () => {

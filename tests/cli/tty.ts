@@ -121,6 +121,11 @@ export class TtySession {
     return asText(this.raw.slice(mark));
   }
 
+  /** The bytes the terminal received after a `mark`, control sequences included. */
+  rawSince(mark: number): string {
+    return this.raw.slice(mark);
+  }
+
   /** Ends the program if it still runs (SIGTERM, which `script` passes on) and waits for it. */
   async stop(): Promise<number> {
     if (this.exitCode === undefined) this.child.kill('SIGTERM');

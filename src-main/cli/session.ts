@@ -31,14 +31,14 @@ const STILL_TRYING_EVERY = 10;
 /** At most this many characters of a message are repeated in the lines about it. */
 const PREVIEW_CHARS = 40;
 
-/** A message's first words, on one line, for the lines that refer to it. */
+/** A message's first words, on one line (its spaces as typed), for the lines that refer to it. */
 export function preview(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
+  const flat = text.replace(/[\t\n\r\v\f]+/g, ' ').trim();
   if (flat.length <= PREVIEW_CHARS) return flat;
   const cut = flat.slice(0, PREVIEW_CHARS - 1);
   const lastSpace = cut.lastIndexOf(' ');
   // Whole words when the first ones fit; a single long word is cut.
-  return `${lastSpace > PREVIEW_CHARS / 2 ? cut.slice(0, lastSpace) : cut}…`;
+  return `${(lastSpace > PREVIEW_CHARS / 2 ? cut.slice(0, lastSpace) : cut).trimEnd()}…`;
 }
 
 /** Splits 60 safety-number digits into 12 groups of 5, four groups a row, as the app shows them. */

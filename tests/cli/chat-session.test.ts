@@ -40,8 +40,8 @@ describe('npm run chat between two terminals', () => {
     const b = bob.mark;
     alice.type(`/dm bob ${text}`);
     await bob.waitFor(`< alice: ${text}\n`, { from: b });
-    const n = await sentNumber(alice, a, 'to bob', 'été is here — été is here — été is…');
-    await alice.waitFor(`* #${n} delivered to bob: été is here — été is here — été is…`, { from: a });
+    const n = await sentNumber(alice, a, 'to bob', 'été  is here   — été  is here   — été…');
+    await alice.waitFor(`* #${n} delivered to bob: été  is here   — été  is here   — été…`, { from: a });
   });
 
   it('an empty message is refused with the usage, and nothing is sent', async () => {
@@ -116,8 +116,8 @@ describe('npm run chat between two terminals', () => {
     a = alice.mark;
     alice.type('/send team hello  team');
     await bob.waitFor('< alice in team: hello  team', { from: b });
-    const n = await sentNumber(alice, a, 'to team', 'hello team');
-    await alice.waitFor(`* #${n} delivered to bob in team: hello team`, { from: a });
+    const n = await sentNumber(alice, a, 'to team', 'hello  team');
+    await alice.waitFor(`* #${n} delivered to bob in team: hello  team`, { from: a });
     alice.type('/groups');
     await alice.waitFor('* Your groups:\n  team (created by alice): alice, bob', { from: a });
     alice.type('/members team');
@@ -151,7 +151,7 @@ describe('npm run chat between two terminals', () => {
     bot.stdin.end('/dm bob beep  from a bot\n/dm bob second beep\n/dm bob \x1b[2J\u202egotcha\n');
     const code = await new Promise((resolve) => bot.once('exit', resolve));
     expect(code).toBe(0);
-    expect(out).toContain('> #1 to bob: beep from a bot\n');
+    expect(out).toContain('> #1 to bob: beep  from a bot\n');
     expect(out).toContain('> #2 to bob: second beep\n');
     await bob.waitFor('< bot: beep  from a bot\n', { from: b });
     await bob.waitFor('< bot: second beep\n', { from: b });

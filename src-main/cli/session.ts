@@ -17,6 +17,8 @@ import type { LineKind, Terminal } from './terminal.js';
 interface SentMessage {
   readonly n: number;
   readonly preview: string;
+  /** Receipts that came before the relay's own acceptance was shown; printed right after it. */
+  early: string[] | undefined;
 }
 
 /** The quit that ends waits for the relay: commands still waiting do not run. */
@@ -276,7 +278,7 @@ export class ChatSession implements ChatActions {
     send: (id: string) => Promise<string>,
   ): Promise<void> {
     const id = randomUUID();
-    const message = { n: ++this.sentCount, preview: preview(text) };
+    const message: SentMessage = { n: ++this.sentCount, preview: preview(text), early: [] };
     this.sent.set(id, message);
     try {
       await send(id);
@@ -285,6 +287,8 @@ export class ChatSession implements ChatActions {
       throw e;
     }
     this.line('outgoing', `#${message.n} ${where}: ${message.preview}`);
+    for (const receipt of message.early ?? []) this.info(receipt);
+    message.early = undefined;
   }
 
   /** Runs a group command whose own event the command confirms; the event then prints nothing. */
@@ -380,11 +384,14 @@ export class ChatSession implements ChatActions {
       if (a.state !== 'delivered') return;
       const m = this.sent.get(a.id);
       const to = a.group ? `${a.to} in ${a.group}` : a.to;
-      this.info(
-        m
-          ? `#${m.n} delivered to ${to}: ${m.preview}`
-          : `A message sent before this session was delivered to ${to}.`,
-      );
+      if (!m) {
+        this.info(`A message sent before this session was delivered to ${to}.`);
+        return;
+      }
+      const receipt = `#${m.n} delivered to ${to}: ${m.preview}`;
+      // A recipient can confirm before our client has resolved the send: keep "sent" first.
+      if (m.early) m.early.push(receipt);
+      else this.info(receipt);
     });
     c.on('userCreated', (e) => this.info(`${e.userId} joined this relay.`));
     c.on('userDeleted', (e) => this.info(`${e.userId} deleted their account.`));

@@ -63,6 +63,11 @@ describe('npm run chat between two terminals', () => {
     expect(Number(second)).toBe(Number(first) + 1);
     await alice.waitFor(`* #${first} delivered to bob: first of two`, { from: a });
     await alice.waitFor(`* #${second} delivered to bob: second of two`, { from: a });
+    // Sent before delivered, even when the recipient's receipt overtakes the relay's acceptance.
+    const seen = alice.since(a);
+    for (const n of [first, second]) {
+      expect(seen.indexOf(`> #${n} to bob`)).toBeLessThan(seen.indexOf(`* #${n} delivered to bob`));
+    }
   });
 
   it('a message arriving while someone types goes above the prompt and keeps what they typed', async () => {

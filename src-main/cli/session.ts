@@ -21,7 +21,7 @@ interface SentMessage {
   early: string[] | undefined;
 }
 
-/** The quit that ends waits for the relay: commands still waiting do not run. */
+/** Ends the wait of commands still waiting for the relay when the chat quits: they do not run. */
 class Quitting extends Error {}
 
 /** Relay refusals of the handshake after which the client stops trying. */

@@ -2,136 +2,153 @@
  * Line-based headless client: how a person tries the protocol without the desktop app, and how a bot
  * uses it.  npm run chat -- --relay ws://HOST:8787 --user alice [--state DIR]
  *
- * Commands: /dm USER TEXT, /create G, /join G, /send G TEXT, /leave G, /delete G, /members G, /groups,
- * /safety USER, /help, /quit. Identity and sessions persist in DIR (default ~/.sealed-chat).
+ * The options are checked before anything is created: a wrong --relay or --user prints one sentence
+ * and the usage and exits with 2. Identity and sessions persist in DIR/USER@HOST_PORT.db, held under
+ * an exclusive lock while the chat runs, so a second chat with the same identity is refused instead
+ * of corrupting the first (issue 7). The commands are in commands.ts, the chat itself in session.ts.
  */
-import { createInterface } from 'node:readline';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { E2EEClient } from '../core/index.js';
-import { SqliteStore } from '../storage/sqlite-store.js';
+import * as v from 'valibot';
+import { E2EEClient, UsageError } from '../core/index.js';
+import { Name } from '../core/protocol/wire.js';
+import { SqliteStore, StoreLockedError } from '../storage/sqlite-store.js';
+import { commandHelp } from './commands.js';
+import { type CommandLine, helpText, parseCommandLine, usageLine } from './options.js';
+import { ChatSession } from './session.js';
+import { Terminal } from './terminal.js';
 
-const HELP = `commands:
-  /dm USER TEXT     send a direct message
-  /create G         create group G        /join G     join group G
-  /send G TEXT      send to group G       /leave G    leave group G
-  /delete G         delete group G        /members G  list members
-  /groups           list your groups      /safety USER  show the safety number
-  /quit`;
+/** What the command line sets. */
+interface ChatSettings {
+  relay: string;
+  user: string;
+  state: string;
+}
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      relay: { type: 'string', default: 'ws://127.0.0.1:8787' },
-      user: { type: 'string' },
-      state: { type: 'string', default: path.join(homedir(), '.sealed-chat') },
-      help: { type: 'boolean', default: false },
+const DEFAULT_STATE = path.join(homedir(), '.sealed-chat');
+
+/** The chat's options; --help and the usage line are derived from this table. */
+const CHAT: CommandLine<Partial<ChatSettings>> = {
+  invocation: 'npm run chat --',
+  summary:
+    'An end-to-end encrypted chat in the terminal: direct messages and groups through a Sealed relay (npm run relay).',
+  options: [
+    {
+      name: 'user',
+      kind: 'value',
+      placeholder: 'NAME',
+      required: true,
+      help: 'your user id: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit',
+      apply: (s, value) => {
+        if (!v.is(Name, value))
+          throw new UsageError(
+            `--user "${value}" is not a valid user id: use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+          );
+        s.user = value;
+      },
     },
-  });
-  if (values.help || !values.user) {
-    console.log('usage: npm run chat -- --relay ws://HOST:8787 --user NAME [--state DIR]\n' + HELP);
-    process.exit(values.help ? 0 : 2);
+    {
+      name: 'relay',
+      kind: 'value',
+      placeholder: 'URL',
+      default: 'ws://127.0.0.1:8787',
+      help: 'the relay to connect to, ws:// or wss://',
+      apply: (s, value) => {
+        let url: URL;
+        try {
+          url = new URL(value);
+        } catch {
+          throw new UsageError(`--relay "${value}" is not a URL: write it like ws://192.168.1.20:8787`);
+        }
+        if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
+          throw new UsageError(`--relay must start with ws:// or wss://, not ${url.protocol}//`);
+        if (!url.hostname) throw new UsageError(`--relay "${value}" names no host`);
+        s.relay = value;
+      },
+    },
+    {
+      name: 'state',
+      kind: 'value',
+      placeholder: 'DIR',
+      default: DEFAULT_STATE,
+      defaultText: '~/.sealed-chat',
+      help: 'folder of your identity and sessions, one file per user and relay',
+      apply: (s, value) => {
+        if (value.trim() === '') throw new UsageError('--state needs a folder');
+        s.state = path.resolve(value);
+      },
+    },
+    { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },
+  ],
+  epilogue: `commands, once running:\n${commandHelp()
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n')}`,
+};
+
+/** The state file of `user` on the relay at `url`, inside `state` (user ids cannot contain a slash). */
+function stateFile(settings: ChatSettings): string {
+  const host = new URL(settings.relay).host.replace(/[^A-Za-z0-9.-]/g, '_');
+  const file = path.join(settings.state, `${settings.user}@${host}.db`);
+  if (path.dirname(file) !== settings.state) throw new UsageError('--user would leave the state folder');
+  return file;
+}
+
+function main(): void {
+  let settings: ChatSettings;
+  try {
+    const parsed = parseCommandLine(CHAT, process.argv.slice(2), {});
+    if (parsed.help) {
+      process.stdout.write(`${helpText(CHAT)}\n`);
+      process.exit(0);
+    }
+    settings = parsed.values as ChatSettings;
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    const sentence = `${e.message.charAt(0).toUpperCase()}${e.message.slice(1)}.`;
+    process.stderr.write(`! ${sentence}\n${usageLine(CHAT)}\n(--help explains every option)\n`);
+    process.exit(2);
   }
-  const host = new URL(values.relay).host.replace(/[^A-Za-z0-9.-]/g, '_');
-  const store = new SqliteStore(path.join(values.state, `${values.user}@${host}.db`));
+
+  const file = stateFile(settings);
+  let store: SqliteStore;
+  try {
+    store = new SqliteStore(file, '', { exclusive: true });
+  } catch (e) {
+    if (e instanceof StoreLockedError) {
+      process.stderr.write(
+        `! Another chat is already running as ${settings.user} on this relay with ${settings.state}: use that one, or quit it first (${file} is locked).\n`,
+      );
+    } else {
+      process.stderr.write(`! Cannot open ${file}: ${(e as Error).message}.\n`);
+    }
+    process.exit(1);
+  }
+
   const client = new E2EEClient({
-    url: values.relay,
-    userId: values.user,
+    url: settings.relay,
+    userId: settings.user,
     keyStore: store.asKeyStore(),
     stateStore: store,
     ack: { rcvDirectMessage: true, rcvGroupMessage: true },
   });
-  const print = (line: string): void => console.log(line);
-  client.on('connect', () => print(`* connected to ${values.relay} as ${values.user}`));
-  client.on('disconnect', ({ code }) => print(`* disconnected (${code}); reconnecting`));
-  client.on('error', (e) => print(`! ${e.message}`));
-  client.on('e2eeError', (e) =>
-    print(`! could not decrypt${e.from ? ` from ${e.from}` : ''}: ${e.message} [${e.code}]`),
-  );
-  client.on('message', (m) => print(`[${m.from}] ${m.text}`));
-  client.on('binaryMessage', (m) => print(`[${m.from}] <${m.data.length} bytes>`));
-  client.on('groupMessage', (m) => print(`[${m.group}] ${m.from}: ${m.text}`));
-  client.on('groupBinaryMessage', (m) => print(`[${m.group}] ${m.from}: <${m.data.length} bytes>`));
-  client.on('ack', (a) => {
-    if (a.state === 'delivered') print(`* delivered to ${a.to}${a.group ? ` in ${a.group}` : ''}`);
+  const session: ChatSession = new ChatSession({
+    client,
+    url: settings.relay,
+    terminal: () =>
+      new Terminal(process.stdin, process.stdout, settings.user, {
+        line: (text) => session.onLine(text),
+        end: () => void session.onEnd(),
+        interrupt: () => void session.quit(),
+      }),
+    exit: (code) => {
+      store.close();
+      process.exit(code);
+    },
   });
-  client.on('userCreated', (e) => print(`* new user ${e.userId}`));
-  client.on('userDeleted', (e) => print(`* user ${e.userId} deleted`));
-  client.on('groupCreated', (e) => print(`* created group ${e.group}`));
-  client.on('groupDeleted', (e) => print(`* group ${e.group} deleted`));
-  client.on('groupJoin', (e) => print(`* joined ${e.group}: ${e.members.join(', ')}`));
-  client.on('groupLeave', (e) => print(`* left ${e.group}`));
-  client.on('groupMemberJoin', (e) => print(`* ${e.userId} joined ${e.group}`));
-  client.on('groupMemberLeave', (e) => print(`* ${e.userId} left ${e.group}`));
-  client.on('identityChanged', (e) =>
-    print(`! ${e.userId}'s security key changed: compare /safety ${e.userId}`),
-  );
-
-  try {
-    await client.connect();
-  } catch (e) {
-    print(`! cannot connect: ${(e as Error).message}`);
-    store.close();
-    process.exit(1);
-  }
-  print('type /help for commands');
-
-  const rl = createInterface({ input: process.stdin, terminal: false });
-  const quit = async (): Promise<void> => {
-    rl.close();
-    await client.close();
-    store.close();
-    process.exit(0);
-  };
-  for await (const raw of rl) {
-    const line = raw.trim();
-    if (!line) continue;
-    const [cmd, arg = '', ...rest] = line.split(/\s+/);
-    const text = line.split(/\s+/).slice(2).join(' ') || rest.join(' ');
-    try {
-      switch (cmd) {
-        case '/dm':
-          print(`* sent ${await client.sendDirectMessage(arg, text)}`);
-          break;
-        case '/send':
-          print(`* sent ${await client.sendGroupMessage(arg, text)}`);
-          break;
-        case '/create':
-          await client.createGroup(arg);
-          break;
-        case '/join':
-          await client.joinGroup(arg);
-          break;
-        case '/leave':
-          await client.leaveGroup(arg);
-          break;
-        case '/delete':
-          await client.deleteGroup(arg);
-          break;
-        case '/members':
-          print(`* ${arg}: ${(await client.groupMembers(arg)).join(', ')}`);
-          break;
-        case '/groups':
-          for (const g of client.listGroups()) print(`* ${g.group}: ${g.members.join(', ')}`);
-          break;
-        case '/safety':
-          print(`* safety number with ${arg}: ${client.safetyNumber(arg) ?? 'no session yet'}`);
-          break;
-        case '/help':
-          print(HELP);
-          break;
-        case '/quit':
-          await quit();
-          return;
-        default:
-          print('! unknown command; /help lists them');
-      }
-    } catch (e) {
-      print(`! ${(e as Error).message}`);
-    }
-  }
-  await quit();
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.once(signal, () => void session.quit());
+  session.start();
 }
 
-void main();
+main();

@@ -4,11 +4,30 @@
  *
  * Values are stored as given; the desktop app wraps this store with encryption at rest
  * (see src-main/services), the command-line chat keeps the file private (mode 0600).
+ *
+ * With `exclusive`, the store holds SQLite's exclusive lock from opening to close(): two processes
+ * driving one identity would each advance the ratchets from their own copy and lose messages as
+ * replays (issue 7). The lock is the operating system's file lock, so it ends with the process
+ * however that ends; there is no stale lock file to clean up.
  */
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { KeyStore, StateStore } from '../core/client/stores.js';
+import { ErrorCode, StorageError } from '../core/errors.js';
+
+/** Options of a store that owns its file. */
+export interface SqliteStoreOptions {
+  /** Hold an exclusive lock on the file until close(); a second holder fails with StoreLockedError (default false). */
+  exclusive?: boolean | undefined;
+}
+
+/** Another process holds the exclusive lock on the store's file. */
+export class StoreLockedError extends StorageError {
+  constructor(readonly file: string) {
+    super(ErrorCode.BAD_STATE, `${file} is in use by another process`);
+  }
+}
 
 /**
  * Key-value state in SQLite; `namespace` separates several users in one file. Given a file it owns
@@ -26,6 +45,7 @@ export class SqliteStore implements StateStore {
   constructor(
     file: string | Database.Database,
     private readonly namespace = '',
+    options: SqliteStoreOptions = {},
   ) {
     this.owned = typeof file === 'string';
     if (typeof file !== 'string') {
@@ -34,7 +54,9 @@ export class SqliteStore implements StateStore {
       if (file !== ':memory:') {
         mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
       }
-      this.db = new Database(file);
+      // Locked: fail at once rather than wait out better-sqlite3's default 5 s busy timeout.
+      this.db = new Database(file, options.exclusive ? { timeout: 0 } : {});
+      if (options.exclusive) this.lock(file);
       if (file !== ':memory:') chmodSync(file, 0o600);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
@@ -83,5 +105,21 @@ export class SqliteStore implements StateStore {
 
   close(): void {
     if (this.owned) this.db.close();
+  }
+
+  /**
+   * Takes the exclusive lock and keeps it: in EXCLUSIVE locking mode SQLite releases no lock after a
+   * transaction (https://sqlite.org/pragma.html#pragma_locking_mode), and with WAL it then keeps the
+   * WAL index in process memory instead of a shared -shm file.
+   */
+  private lock(file: string): void {
+    try {
+      this.db.pragma('locking_mode = EXCLUSIVE');
+      this.db.exec('BEGIN EXCLUSIVE; COMMIT');
+    } catch (e) {
+      this.db.close();
+      if ((e as { code?: unknown }).code === 'SQLITE_BUSY') throw new StoreLockedError(file);
+      throw e;
+    }
   }
 }

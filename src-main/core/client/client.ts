@@ -66,6 +66,11 @@ export interface SendOptions {
 export interface E2EEClientEvents {
   connect: [];
   disconnect: [{ code: number; reason: string }];
+  /**
+   * The connection (or an attempt to open it) ended and the next attempt starts in `delayMs`;
+   * `attempt` counts the attempts since the last successful connection.
+   */
+  reconnecting: [{ attempt: number; delayMs: number }];
   error: [Error];
   e2eeError: [{ code: string; message: string; from?: string | undefined; group?: string | undefined }];
   message: [{ id: string; from: string; text: string }];
@@ -128,6 +133,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         this.emit('e2eeError', { code: ErrorCode.MALFORMED, message: `bad frame from relay: ${problem}` }),
       disconnect: (code, reason) => this.emit('disconnect', { code, reason }),
       error: (e) => this.fail(e),
+      retry: (attempt, delayMs) => this.emit('reconnecting', { attempt, delayMs }),
     });
     this.trust = new ContactTrust(options, (userId) => this.emit('identityChanged', { userId }));
     this.sessions = new Sessions(

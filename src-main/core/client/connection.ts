@@ -38,6 +38,8 @@ export interface RelayConnectionHandlers {
   disconnect(code: number, reason: string): void;
   /** A socket error, a relay error without rid, or a final refusal of the handshake. */
   error(e: Error): void;
+  /** A connection attempt or an authenticated connection ended; the next attempt starts after `delayMs`. */
+  retry(attempt: number, delayMs: number): void;
 }
 
 interface Pending {
@@ -186,13 +188,12 @@ export class RelayConnection {
     const { min, max } = this.opts.reconnectDelayMs ?? { min: 250, max: 15_000 };
     const base = Math.min(max, min * 2 ** Math.min(this.attempts++, 16));
     const jitter = new DataView(randomBytes(4).buffer).getUint32(0) / 2 ** 32;
-    this.reconnectTimer = setTimeout(
-      () => {
-        this.reconnectTimer = undefined;
-        if (!this.closedByUser) this.open();
-      },
-      base * (0.5 + jitter / 2),
-    );
+    const delayMs = base * (0.5 + jitter / 2);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.closedByUser) this.open();
+    }, delayMs);
+    this.on.retry(this.attempts, delayMs);
   }
 
   private onMessage(data: string): void {

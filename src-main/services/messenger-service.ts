@@ -485,7 +485,7 @@ export class MessengerService
       locked: profile?.keyStorage === 'passphrase-file' && !this.session,
       connection: this.session?.connection ?? 'offline',
       hostedRelay: this.hosted?.info ?? null,
-      discoveryProblem: this.discoveryProblem,
+      ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
     };
   }
 

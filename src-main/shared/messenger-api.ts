@@ -32,7 +32,7 @@ export interface AppStatus {
   readonly hostedRelay: HostedRelay | null;
   /**
    * Why relays on the network cannot be found (multicast cannot be sent or received here), as a
-   * sentence for the "Relays on your network" section; null or absent while discovery works.
+   * sentence for the "Relays on your network" section; absent (or null) while discovery works.
    */
   readonly discoveryProblem?: string | null;
 }

@@ -75,7 +75,7 @@ describe('LAN relay', () => {
     });
     expect(relay.urls?.[0]).toBe(relay.url);
     expect(await bob.service.listDiscoveredRelays()).toContainEqual(relay);
-    expect((await bob.service.getStatus()).discoveryProblem).toBeNull();
+    expect((await bob.service.getStatus()).discoveryProblem).toBeUndefined();
 
     // bob uses exactly what discovery gave him; alice uses her loopback URL.
     await bob.service.connect({ relayUrl: relay.url });

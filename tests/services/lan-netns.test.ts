@@ -8,7 +8,8 @@
  *   dave (eth0 198.18.3.2, multicast blocked) ── L3 ── eth2 │
  *   erin (eth0 198.18.4.2, multicast never received) ── L4 ── eth3 ┘
  *
- * Each link also has IPv6 (fd5e:a1ed:<link>::/64). Needs root (CI runs as root) for namespaces; where the
+ * Each link also has IPv6 (fd5e:a1ed:<link>::/64), which connect() falls back to when a firewall drops
+ * the IPv4 address discovery chose, and which dave uses by hand. Needs root (CI runs as root) for namespaces; where the
  * kernel refuses them the suite is skipped with the reason printed.
  */
 import path from 'node:path';
@@ -48,9 +49,10 @@ describe.skipIf(refusal !== null).sequential('LAN on simulated networks', () => 
   const captures: Capture[] = [];
   const texts: string[] = [];
   let hosted: HostedRelay;
+  let ns: Record<keyof typeof peers, string>;
 
   beforeAll(async () => {
-    const ns = {
+    ns = {
       alice: await lab.host('alice'),
       bob: await lab.host('bob'),
       carol: await lab.host('carol'),
@@ -135,7 +137,37 @@ describe.skipIf(refusal !== null).sequential('LAN on simulated networks', () => 
     });
     expect(relay.urls).toEqual([`ws://198.18.1.1:${port}`, `ws://[fd5e:a1ed:1::1]:${port}`]);
 
+    // The relay's IPv4 port is firewalled on alice's side: connect() goes on to her next address.
+    await lab.exec(ns.alice, 'nft', 'add', 'table', 'inet', 'block');
+    await lab.exec(
+      ns.alice,
+      'nft',
+      'add',
+      'chain',
+      'inet',
+      'block',
+      'in',
+      '{ type filter hook input priority 0; }',
+    );
+    await lab.exec(
+      ns.alice,
+      'nft',
+      'add',
+      'rule',
+      'inet',
+      'block',
+      'in',
+      'ip',
+      'daddr',
+      '198.18.1.1',
+      'tcp',
+      'dport',
+      String(port),
+      'drop',
+    );
     await bob.call('connect', { relayUrl: relay.url });
+    await lab.exec(ns.alice, 'nft', 'delete', 'table', 'inet', 'block');
+    expect((await bob.call<AppStatus>('getStatus')).profile?.relayUrl).toBe(`ws://[fd5e:a1ed:1::1]:${port}`);
     await alice.call('connect', { relayUrl: hosted.localUrl });
     await say(bob, alice, 'found you on the LAN, alice');
     await say(alice, bob, 'hello bob, this stays between us');

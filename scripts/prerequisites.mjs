@@ -59,6 +59,26 @@ export const REQUIREMENTS = [
     why: 'keytar is built against libsecret',
     present: (env) => hasLibsecretHeaders(env),
   },
+  {
+    pkg: 'util-linux',
+    why: 'terminal tests run the CLIs under `script`; start tests run `npm start` offline with `unshare`',
+    present: (env) => hasCommand('script', env) && hasCommand('unshare', env),
+  },
+  {
+    pkg: 'iproute2',
+    why: 'the LAN tests build simulated computers with `ip netns` and veth links',
+    present: (env) => hasCommand('ip', env),
+  },
+  {
+    pkg: 'tcpdump',
+    why: 'the LAN tests capture what crosses the simulated network',
+    present: (env) => hasCommand('tcpdump', env),
+  },
+  {
+    pkg: 'nftables',
+    why: 'the LAN tests block multicast and addresses with `nft`',
+    present: (env) => hasCommand('nft', env),
+  },
 ];
 
 /** The requirements not met on this system (none off Linux). */

@@ -63,16 +63,17 @@ export class Groups {
   }
 
   /** Adds `userId`; a member joining again changes nothing and announces nothing. */
-  join(group: string, userId: string): string[] {
+  join(group: string, userId: string): { creator: string; members: string[] } {
     const g = this.get(group);
-    if (g.members.has(userId)) return [...g.members];
+    const creator = g.creator;
+    if (g.members.has(userId)) return { creator, members: [...g.members] };
     g.members.add(userId);
     this.indexMember(group, userId);
     this.store.addMember(group, userId);
     const members = [...g.members];
-    this.event(userId, { type: 'groupJoin', group, members });
+    this.event(userId, { type: 'groupJoin', group, creator, members });
     for (const m of g.members) if (m !== userId) this.event(m, { type: 'groupMemberJoin', group, userId });
-    return members;
+    return { creator, members };
   }
 
   leave(group: string, userId: string): void {

@@ -74,8 +74,8 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
       return;
     }
     case 'joinGroup': {
-      const members = ctx.groups.join(f.group, me);
-      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, members }));
+      const { creator, members } = ctx.groups.join(f.group, me);
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, creator, members }));
       return;
     }
     case 'leaveGroup':

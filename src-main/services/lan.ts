@@ -1,131 +1,31 @@
 /**
  * Hosting the bundled relay for the local network and finding other people's: the relay listens on
- * every interface, and mDNS/DNS-SD (bonjour-service) advertises it as `_sealed-relay._tcp` with
- * txt { v: '1' }. Discovery only suggests URLs: a relay is untrusted whoever runs it, so nothing here
- * weakens end-to-end encryption; the user still compares safety numbers.
+ * every interface (IPv6 and IPv4), and mDNS/DNS-SD (lan-mdns.ts) advertises it on every LAN interface
+ * as `_sealed-relay._tcp` with txt { v: '1' }, each interface answering with its own addresses.
+ * Discovery only suggests URLs: a relay is untrusted whoever runs it, so nothing here weakens
+ * end-to-end encryption; the user still compares safety numbers.
  */
-import BonjourModule from 'bonjour-service';
-import { hostname as osHostname, networkInterfaces } from 'node:os';
+import { connect as tcpConnect } from 'node:net';
+import { hostname as osHostname } from 'node:os';
 import type { Relay, RelayOptions } from '../relay/index.js';
 import type { DiscoveredRelay, HostedRelay } from '../shared/messenger-api.js';
+import { wsUrl, type RelayDiscovery } from './lan-mdns.js';
+import { localAddresses, reachableAddresses } from './lan-networks.js';
 
-/** DNS-SD service type of a Sealed relay. */
-export const SERVICE_TYPE = 'sealed-relay';
-/** The txt record version we advertise and accept. */
-const TXT_VERSION = '1';
-/** How often the browser asks the network again and drops relays whose records expired. */
-const REQUERY_MS = 20_000;
+export { createMdnsDiscovery, SERVICE_TYPE, type DiscoveryView, type RelayDiscovery } from './lan-mdns.js';
 
-/** Advertises relays and browses for them; tests and the app share the real implementation. */
-export interface RelayDiscovery {
-  /** Advertises a relay until the returned `stop()` (which sends the mDNS goodbye). */
-  advertise(relay: { name: string; port: number }): { stop(): Promise<void> };
-  /** Calls `onChange` with the whole list whenever a relay appears or goes away; returns stop. */
-  browse(onChange: (relays: readonly DiscoveredRelay[]) => void): () => void;
-  /** Stops everything and closes the mDNS socket. */
-  close(): Promise<void>;
+/** How long connect() waits for one address of a discovered relay to accept a TCP connection. */
+export const PROBE_TIMEOUT_MS = 2_000;
+
+/** URLs others can use for a relay listening on every interface (no loopback: see lan-networks.ts). */
+export function lanUrls(port: number, addresses = localAddresses()): string[] {
+  return reachableAddresses(addresses).map((a) => wsUrl(a, port));
 }
 
-/** Options of createBonjourDiscovery. */
-export interface BonjourDiscoveryOptions {
-  /** multicast-dns options, e.g. { interface: '127.0.0.1' } to stay on one interface (default: all). */
-  mdns?: Record<string, unknown> | undefined;
-  /** Receives mDNS errors (they never throw into the app). */
-  log?: ((line: string) => void) | undefined;
-}
-
-type Bonjour = InstanceType<typeof BonjourModule.Bonjour>;
-type BonjourService = BonjourModule.Service;
-
-/** mDNS discovery with bonjour-service; the socket opens on first use, not at creation. */
-export function createBonjourDiscovery(options: BonjourDiscoveryOptions = {}): RelayDiscovery {
-  const log = options.log ?? (() => undefined);
-  let bonjour: Bonjour | undefined;
-  let closed = false;
-  const stops = new Set<() => void>();
-  const instance = (): Bonjour => {
-    if (closed) throw new Error('discovery is closed');
-    // Without an error callback bonjour-service throws mDNS socket errors out of the event loop.
-    bonjour ??= new BonjourModule.Bonjour(options.mdns ?? {}, (err: unknown) =>
-      log(`mDNS error: ${String(err)}`),
-    );
-    return bonjour;
-  };
-
-  return {
-    advertise({ name, port }) {
-      const service = instance().publish({ name, type: SERVICE_TYPE, port, txt: { v: TXT_VERSION } });
-      service.on('error', (err: unknown) => log(`mDNS advertise error: ${String(err)}`));
-      let stopping: Promise<void> | undefined;
-      return {
-        stop: () =>
-          (stopping ??= new Promise<void>((resolve) => {
-            if (closed) return resolve();
-            service.stop(() => resolve());
-          })),
-      };
-    },
-
-    browse(onChange) {
-      const found = new Map<string, DiscoveredRelay>();
-      const emit = (): void => onChange([...found.values()].sort((a, b) => a.name.localeCompare(b.name)));
-      const browser = instance().find({ type: SERVICE_TYPE });
-      browser.on('up', (s: BonjourService) => {
-        const relay = toRelay(s);
-        if (!relay) return;
-        const known = found.get(relay.name);
-        if (known?.url === relay.url) return; // the same relay announced again
-        found.set(relay.name, relay);
-        emit();
-      });
-      browser.on('down', (s: BonjourService) => {
-        if (found.delete(s.name)) emit();
-      });
-      const timer = setInterval(() => {
-        browser.expire();
-        browser.update();
-      }, REQUERY_MS);
-      timer.unref();
-      const stop = (): void => {
-        clearInterval(timer);
-        browser.stop();
-        stops.delete(stop);
-      };
-      stops.add(stop);
-      return stop;
-    },
-
-    async close() {
-      if (closed) return;
-      for (const stop of [...stops]) stop();
-      closed = true;
-      const b = bonjour;
-      bonjour = undefined;
-      if (b) await new Promise<void>((resolve) => b.destroy(() => resolve()));
-    },
-  };
-}
-
-/** A discovered service as a relay: its first IPv4 address, only with our txt version. */
-function toRelay(s: BonjourService): DiscoveredRelay | undefined {
-  const txt = s.txt as Record<string, unknown> | undefined;
-  if (String(txt?.['v']) !== TXT_VERSION) return undefined;
-  if (!Number.isInteger(s.port) || s.port < 1 || s.port > 65535) return undefined;
-  const ipv4 = (s.addresses ?? []).find((a) => /^\d{1,3}(\.\d{1,3}){3}$/.test(a));
-  const address = ipv4 ?? (s.referer?.family === 'IPv4' ? s.referer.address : undefined);
-  if (!address) return undefined;
-  return { name: s.name, url: `ws://${address}:${s.port}` };
-}
-
-/** URLs of a relay listening on every interface: one per non-internal IPv4 address, then loopback. */
-export function lanUrls(port: number, interfaces = networkInterfaces()): string[] {
-  const lan: string[] = [];
-  for (const list of Object.values(interfaces)) {
-    for (const a of list ?? []) {
-      if (a.family === 'IPv4' && !a.internal) lan.push(`ws://${a.address}:${port}`);
-    }
-  }
-  return [...new Set(lan), `ws://127.0.0.1:${port}`];
+/** This computer's first host-name label, as a DNS label (`machine-a` of `machine-a.example.org`). */
+export function hostLabel(hostname = osHostname()): string {
+  const label = (hostname.split('.')[0] ?? '').replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63);
+  return label || 'sealed';
 }
 
 /** The mDNS instance name `${userId} on ${hostname}`; dots would cut it short in DNS-SD labels. */
@@ -153,28 +53,80 @@ export interface HostLanRelayOptions {
   log?: ((line: string) => void) | undefined;
 }
 
-/** Starts the bundled relay on 0.0.0.0:`port` and advertises it on the LAN. */
+/**
+ * Starts the bundled relay on every interface and advertises it on the LAN: on `::` (IPv6 and, dual
+ * stack, IPv4), or on 0.0.0.0 where this computer has no IPv6.
+ */
 export async function hostLanRelay(opts: HostLanRelayOptions): Promise<HostedLanRelay> {
-  const relay = await opts.startRelay({
-    host: '0.0.0.0',
-    port: opts.port,
-    dataDir: opts.dataDir,
-    log: opts.log,
-  });
+  const start = (host: string): Promise<Relay> =>
+    opts.startRelay({ host, port: opts.port, dataDir: opts.dataDir, log: opts.log });
+  let relay: Relay;
+  try {
+    relay = await start('::');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw e;
+    relay = await start('0.0.0.0');
+  }
   let ad: { stop(): Promise<void> } | undefined;
   try {
-    ad = opts.discovery?.advertise({ name: advertisedName(opts.userId, opts.hostname), port: relay.port });
+    ad = opts.discovery?.advertise({
+      name: advertisedName(opts.userId, opts.hostname),
+      host: hostLabel(opts.hostname),
+      port: relay.port,
+    });
   } catch (e) {
     await relay.close();
     throw e;
   }
   let stopping: Promise<void> | undefined;
   return {
-    info: { port: relay.port, urls: lanUrls(relay.port) },
+    info: { port: relay.port, urls: lanUrls(relay.port), localUrl: `ws://127.0.0.1:${relay.port}` },
     stop: () =>
       (stopping ??= (async () => {
         await ad?.stop();
         await relay.close();
       })()),
   };
+}
+
+/**
+ * The URL to connect to for `url`: when it is an address of a discovered relay, the first of that
+ * relay's addresses, in its order, that accepts a TCP connection (all are tried at once, for at most
+ * PROBE_TIMEOUT_MS); otherwise, or when none answers, `url` itself.
+ */
+export async function reachableUrl(
+  url: string,
+  relays: readonly DiscoveredRelay[],
+  timeoutMs = PROBE_TIMEOUT_MS,
+): Promise<string> {
+  const relay = relays.find((r) => r.url === url || r.urls?.includes(url));
+  if (!relay?.urls || relay.urls.length < 2) return url;
+  const order = [url, ...relay.urls.filter((u) => u !== url)];
+  const results = order.map((u) => probe(u, timeoutMs));
+  for (const [i, result] of results.entries()) if (await result) return order[i]!;
+  return url;
+}
+
+/** True when a TCP connection to the URL's host and port opens within `timeoutMs`. */
+function probe(url: string, timeoutMs: number): Promise<boolean> {
+  let host: string;
+  let port: number;
+  try {
+    const u = new URL(url);
+    host = u.hostname.replace(/^\[|\]$/g, '');
+    port = Number(u.port || (u.protocol === 'wss:' ? 443 : 80));
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port, timeout: timeoutMs });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('timeout', () => done(false));
+    socket.once('error', () => done(false));
+  });
 }

@@ -187,13 +187,12 @@ export async function createGroup(s: ProfileSession, group: string): Promise<Gro
   return { group, creator: s.userId, members: [s.userId] };
 }
 
-/** Joins a group; the creator is known once the relay's join event arrived (else ''). */
+/** Joins a group; the relay's answer names its creator. */
 export async function joinGroup(s: ProfileSession, group: string): Promise<GroupInfo> {
   const client = s.requireClient();
   const r = await groupCall(group, () => client.joinGroup(group));
   ensureGroupConversation(s, group);
-  const creator = client.listGroups().find((g) => g.group === group)?.creator ?? '';
-  return { group, creator, members: [...r.members].sort() };
+  return { group, creator: r.creator, members: [...r.members].sort() };
 }
 
 /** Leaves a group (the conversation and its history stay). */

@@ -31,7 +31,13 @@ import type {
 } from '../shared/messenger-api.js';
 import type { Notification } from './client-bridge.js';
 import { ServiceCode, ServiceError, toServiceError } from './errors.js';
-import { createBonjourDiscovery, hostLanRelay, type HostedLanRelay, type RelayDiscovery } from './lan.js';
+import {
+  createMdnsDiscovery,
+  hostLanRelay,
+  reachableUrl,
+  type HostedLanRelay,
+  type RelayDiscovery,
+} from './lan.js';
 import { LocalStore } from './local-store.js';
 import * as messaging from './messaging.js';
 import { Secrets, newSecrets, type OpenVault } from './secrets.js';
@@ -45,7 +51,7 @@ export interface MessengerServiceDeps {
   profile?: string | undefined;
   /** Keychain / key-file access (default: keytar with service "Sealed"). */
   secrets?: Secrets | undefined;
-  /** LAN discovery (default: bonjour-service); null turns discovery and advertising off. */
+  /** LAN discovery (default: mDNS on every LAN interface); null turns discovery and advertising off. */
   discovery?: RelayDiscovery | null | undefined;
   /** Starts a relay (default: the bundled relay's startRelay). */
   relayFactory?: ((options: RelayOptions) => Promise<Relay>) | undefined;
@@ -64,7 +70,7 @@ export interface MessengerServiceDeps {
   /** Extra E2EEClient options (tests: faster reconnects). */
   clientOptions?:
     Partial<Pick<E2EEClientOptions, 'reconnectDelayMs' | 'requestTimeoutMs' | 'rotation'>> | undefined;
-  /** Machine name in the advertised relay name (default os.hostname()). */
+  /** Machine name in the advertised relay name and mDNS host name (default os.hostname()). */
   hostname?: string | undefined;
 }
 
@@ -93,6 +99,7 @@ export class MessengerService
   private profileError: ServiceError | undefined;
   private hosted: HostedLanRelay | undefined;
   private discovered: readonly DiscoveredRelay[] = [];
+  private discoveryProblem: string | null = null;
   private stopBrowsing: (() => void) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -105,8 +112,7 @@ export class MessengerService
     this.deps = deps;
     this.secrets = deps.secrets ?? new Secrets();
     this.log = deps.log ?? (() => undefined);
-    this.discovery =
-      deps.discovery === undefined ? createBonjourDiscovery({ log: this.log }) : deps.discovery;
+    this.discovery = deps.discovery === undefined ? createMdnsDiscovery({ log: this.log }) : deps.discovery;
     this.now = deps.now ?? Date.now;
   }
 
@@ -147,9 +153,16 @@ export class MessengerService
         }
       }
       if (this.discovery) {
-        this.stopBrowsing = this.discovery.browse((relays) => {
-          this.discovered = relays;
-          this.emitEvent({ type: 'relays', relays });
+        this.stopBrowsing = this.discovery.browse(({ relays, problem }) => {
+          if (JSON.stringify(relays) !== JSON.stringify(this.discovered)) {
+            this.discovered = relays;
+            this.emitEvent({ type: 'relays', relays });
+          }
+          if (problem !== this.discoveryProblem) {
+            if (problem) this.log(`LAN discovery: ${problem}`);
+            this.discoveryProblem = problem;
+            this.emitStatus();
+          }
         });
       }
       this.emitStatus();
@@ -259,7 +272,9 @@ export class MessengerService
     await this.ready();
     if (typeof args.relayUrl !== 'string' || !/^wss?:\/\/[^\s/]+/.test(args.relayUrl))
       throw messaging.invalid('The relay address must start with ws:// or wss://.');
-    await this.requireSession().connect(args.relayUrl);
+    const session = this.requireSession();
+    // A discovered relay's other addresses are tried when the one chosen does not answer.
+    await session.connect(await reachableUrl(args.relayUrl, this.discovered));
   }
 
   async disconnect(): Promise<void> {
@@ -470,6 +485,7 @@ export class MessengerService
       locked: profile?.keyStorage === 'passphrase-file' && !this.session,
       connection: this.session?.connection ?? 'offline',
       hostedRelay: this.hosted?.info ?? null,
+      ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
     };
   }
 

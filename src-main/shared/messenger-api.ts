@@ -30,18 +30,37 @@ export interface AppStatus {
   readonly locked: boolean;
   readonly connection: ConnectionState;
   readonly hostedRelay: HostedRelay | null;
+  /**
+   * Why relays on the network cannot be found (multicast cannot be sent or received here), as a
+   * sentence for the "Relays on your network" section; absent (or null) while discovery works.
+   */
+  readonly discoveryProblem?: string | null;
 }
 
 export interface HostedRelay {
   readonly port: number;
-  /** URLs other machines on the LAN can use (one per non-internal IPv4 address), then loopback. */
+  /**
+   * URLs other machines can use: one per LAN or VPN address (IPv4 first, then IPv6); never loopback,
+   * and container/VM bridges only when nothing else exists. May be empty (no network).
+   */
   readonly urls: readonly string[];
+  /** The URL this computer itself uses (loopback). */
+  readonly localUrl?: string;
 }
 
 export interface DiscoveredRelay {
   /** mDNS instance name (the hosting user's id and machine). */
   readonly name: string;
+  /** The address to use: the one the announcement came from, on a network this computer shares. */
   readonly url: string;
+  /** Every advertised address, best first (url first); connect() tries them in turn. */
+  readonly urls?: readonly string[];
+  /** The relay's machine as mDNS names it, e.g. `machine-a.local.`. */
+  readonly host?: string;
+  /** This computer's network interface it was found on (e.g. `eth0`, `wlan0`). */
+  readonly interface?: string;
+  /** That network, e.g. `192.168.1.0/24`. */
+  readonly subnet?: string;
 }
 
 export type MessageStatus = 'sending' | 'sent' | 'delivered' | 'failed';
@@ -138,10 +157,11 @@ export interface MessengerApi {
   /** Unlocks a passphrase-file profile. */
   unlock(args: { passphrase: string }): Promise<Profile>;
 
+  /** Connects; for an address of a discovered relay, its other addresses are tried if it does not answer. */
   connect(args: { relayUrl: string }): Promise<void>;
   disconnect(): Promise<void>;
 
-  /** Starts the bundled relay on all interfaces and advertises it on the LAN (mDNS). */
+  /** Starts the bundled relay on all interfaces and advertises it on the LAN (mDNS); does not connect. */
   hostRelay(args: { port?: number }): Promise<HostedRelay>;
   stopHostingRelay(): Promise<void>;
   listDiscoveredRelays(): Promise<readonly DiscoveredRelay[]>;

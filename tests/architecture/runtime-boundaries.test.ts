@@ -14,7 +14,7 @@ import { ELECTRON, importsReachableFrom, isNodeBuiltin, ROOT, sourceFilesUnder }
 const CONTRACT = 'src-main/shared/messenger-api.ts';
 
 /** Packages that exist only for the main process (native, sockets, mDNS): never in preload or renderer. */
-const MAIN_ONLY_PACKAGES = ['keytar', 'better-sqlite3', 'ws', 'bonjour-service'];
+const MAIN_ONLY_PACKAGES = ['keytar', 'better-sqlite3', 'ws', 'multicast-dns', 'ipaddr.js'];
 
 const isMainOnlyPackage = (specifier: string): boolean =>
   MAIN_ONLY_PACKAGES.some((name) => specifier === name || specifier.startsWith(`${name}/`));

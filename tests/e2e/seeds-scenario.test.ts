@@ -86,10 +86,17 @@ describe('seeds scenario', () => {
     await a.rec.wait('groupCreated', (e) => e.group === 'friends');
 
     const jb = await b.client.joinGroup('friends');
+    expect(jb.creator).toBe('alice');
     expect(jb.members.sort()).toEqual(['alice', 'bob']);
     expect(await b.rec.wait('groupJoin')).toEqual({
       group: 'friends',
+      creator: 'alice',
       members: expect.arrayContaining(['alice', 'bob']),
+    });
+    expect(b.client.listGroups()).toContainEqual({
+      group: 'friends',
+      creator: 'alice',
+      members: ['alice', 'bob'],
     });
     await a.rec.wait('groupMemberJoin', (e) => e.userId === 'bob');
 

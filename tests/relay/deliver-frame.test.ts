@@ -19,9 +19,10 @@ const item: fc.Arbitrary<Omit<QueueItem, 'event'> & { event?: RelayEvent }> = fc
     event: fc.oneof(
       name.map((group) => ({ type: 'groupCreated' as const, group })),
       fc.tuple(name, name).map(([group, userId]) => ({ type: 'groupMemberJoin' as const, group, userId })),
-      fc.tuple(name, fc.array(name, { maxLength: 5 })).map(([group, members]) => ({
+      fc.tuple(name, name, fc.array(name, { maxLength: 5 })).map(([group, creator, members]) => ({
         type: 'groupJoin' as const,
         group,
+        creator,
         members,
       })),
     ),

@@ -58,10 +58,14 @@ describe('groups', () => {
     expect(await event(a, 'groupCreated')).toEqual({ type: 'groupCreated', group: 'team' });
     expect(await b.request({ t: 'createGroup', group: 'team' })).toMatchObject({ code: 'GROUP_EXISTS' });
 
-    expect(await b.request({ t: 'joinGroup', group: 'team' })).toMatchObject({ members: ['alice', 'bob'] });
+    expect(await b.request({ t: 'joinGroup', group: 'team' })).toMatchObject({
+      creator: 'alice',
+      members: ['alice', 'bob'],
+    });
     expect(await event(b, 'groupJoin')).toEqual({
       type: 'groupJoin',
       group: 'team',
+      creator: 'alice',
       members: ['alice', 'bob'],
     });
     expect(await event(a, 'groupMemberJoin')).toEqual({
@@ -71,7 +75,10 @@ describe('groups', () => {
     });
 
     // Joining again: the same answer, nothing else.
-    expect(await b.request({ t: 'joinGroup', group: 'team' })).toMatchObject({ members: ['alice', 'bob'] });
+    expect(await b.request({ t: 'joinGroup', group: 'team' })).toMatchObject({
+      creator: 'alice',
+      members: ['alice', 'bob'],
+    });
     await expect(a.next((f) => f.t === 'deliver', 300)).rejects.toThrow(/no matching frame/);
     await expect(b.next((f) => f.t === 'deliver', 1)).rejects.toThrow(/no matching frame/);
 

@@ -22,7 +22,17 @@ import type {
 } from '../../src-main/shared/messenger-api.js';
 
 export type Scenario =
-  'first-run' | 'first-run-no-keychain' | 'locked' | 'relay-setup' | 'main' | 'main-key-changed';
+  | 'first-run'
+  | 'first-run-no-keychain'
+  | 'locked'
+  | 'relay-setup'
+  | 'relay-setup-no-multicast'
+  | 'main'
+  | 'main-key-changed';
+
+/** What the service says when a firewall blocks mDNS on this computer. */
+export const NO_MULTICAST =
+  'Sealed cannot look for relays on your network: a firewall on this computer blocks multicast (EPERM). Connect by address instead.';
 
 export interface FakeControl {
   readonly api: MessengerApi;
@@ -109,11 +119,13 @@ export function createFake(scenario: Scenario): FakeControl {
 
   const keyChangedBob = scenario === 'main-key-changed';
   const hasProfile = scenario !== 'first-run' && scenario !== 'first-run-no-keychain';
+  const setup = scenario === 'relay-setup' || scenario === 'relay-setup-no-multicast';
+  const noMulticast = scenario === 'relay-setup-no-multicast';
   let status: AppStatus = {
     profile: hasProfile
       ? {
           userId: me,
-          relayUrl: scenario === 'relay-setup' ? null : 'ws://192.168.1.20:8787',
+          relayUrl: setup ? null : 'ws://192.168.1.20:8787',
           keyStorage: scenario === 'locked' ? 'passphrase-file' : 'keychain',
         }
       : null,
@@ -121,12 +133,29 @@ export function createFake(scenario: Scenario): FakeControl {
     locked: scenario === 'locked',
     connection: scenario === 'main' || scenario === 'main-key-changed' ? 'connected' : 'offline',
     hostedRelay: null,
+    discoveryProblem: noMulticast ? NO_MULTICAST : null,
   };
   let settings: Settings = { notifications: 'sender', theme: 'system', relayPort: 8787 };
-  const relays: DiscoveredRelay[] = [
-    { name: 'bob on bob-laptop', url: 'ws://192.168.1.23:8787' },
-    { name: 'carol on studio-pc', url: 'ws://192.168.1.41:8787' },
-  ];
+  const relays: DiscoveredRelay[] = noMulticast
+    ? []
+    : [
+        {
+          name: 'bob on bob-laptop',
+          url: 'ws://192.168.1.23:8787',
+          urls: ['ws://192.168.1.23:8787', 'ws://[fd12:3456:789a:1::23]:8787'],
+          host: 'bob-laptop.local.',
+          interface: 'wlan0',
+          subnet: '192.168.1.0/24',
+        },
+        {
+          name: 'carol on studio-pc',
+          url: 'ws://10.0.0.41:8787',
+          urls: ['ws://10.0.0.41:8787'],
+          host: 'studio-pc.local.',
+          interface: 'eth0',
+          subnet: '10.0.0.0/24',
+        },
+      ];
 
   const contacts = new Map<string, Contact>([
     ['bob', { userId: 'bob', verified: !keyChangedBob, keyChanged: keyChangedBob }],
@@ -361,7 +390,8 @@ export function createFake(scenario: Scenario): FakeControl {
       const port = args.port ?? settings.relayPort;
       const hostedRelay = {
         port,
-        urls: [`ws://192.168.1.20:${port}`, `ws://10.0.0.7:${port}`, `ws://127.0.0.1:${port}`],
+        urls: [`ws://192.168.1.20:${port}`, `ws://10.0.0.7:${port}`, `ws://[fd12:3456:789a:1::20]:${port}`],
+        localUrl: `ws://127.0.0.1:${port}`,
       };
       status = { ...status, hostedRelay };
       return reply(hostedRelay, 120);

@@ -14,7 +14,7 @@ import type { Browser, Page } from 'playwright-core';
 import { CSP_LISTENER, bundleForPage, launchChromium, until as pollUntil } from '../browser/harness.js';
 
 import { CONTENT_SECURITY_POLICY } from '../../src-main/security-policy.js';
-import type { Scenario } from './fake-messenger.js';
+import { NO_MULTICAST, type Scenario } from './fake-messenger.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RENDERER = join(ROOT, 'out/renderer');
@@ -187,10 +187,29 @@ async function firstRun(browser: Browser, url: string, bundle: string): Promise<
   await locked.close();
 
   const setup = await open(browser, url, bundle, 'relay-setup');
+  await setup.page.getByText('Network wlan0 · 192.168.1.0/24').waitFor();
+  check(
+    await setup.page
+      .getByRole('button', {
+        name: 'Connect to carol on studio-pc at ws://10.0.0.41:8787 on network eth0 · 10.0.0.0/24',
+      })
+      .isVisible(),
+    'relay setup: each discovered relay names the network it was found on',
+  );
   await setup.page.getByRole('button', { name: /Connect to bob on bob-laptop/ }).click();
   await setup.page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
   check(true, 'relay setup: one click on a discovered relay connects');
   await setup.close();
+
+  const blocked = await open(browser, url, bundle, 'relay-setup-no-multicast');
+  await blocked.page.getByRole('status').filter({ hasText: NO_MULTICAST }).waitFor();
+  check(
+    (await blocked.page.getByText('Looking for relays on your network').count()) === 0 &&
+      (await blocked.page.getByLabel('Relay address').isVisible()),
+    'relay setup without multicast: the reason is said in a sentence and the address field remains',
+  );
+  await shot(blocked.page, '03b-relay-setup-no-multicast');
+  await blocked.close();
 }
 
 async function mainScreen(

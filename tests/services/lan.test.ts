@@ -1,13 +1,15 @@
 /**
- * LAN hosting and discovery with the real bonjour-service on this machine: alice hosts the bundled
- * relay and advertises it over mDNS, bob's service discovers it, connects to the advertised URL and
- * they chat; when alice stops hosting, the relay disappears from bob's list.
+ * LAN hosting and discovery with real mDNS on this machine's loopback interface (the only interface
+ * used, so nothing leaves the machine): alice hosts the bundled relay and advertises it, bob's service
+ * discovers it, connects to the advertised URL and they chat; when alice stops hosting, the goodbye
+ * removes the relay from bob's list at once. Real networks (several hosts, several links, a crashed
+ * host, blocked multicast) are in lan-netns.test.ts.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { DiscoveredRelay, MessengerEvent } from '../../src-main/shared/messenger-api.js';
-import { advertisedName, createBonjourDiscovery, lanUrls } from '../../src-main/services/lan.js';
+import { advertisedName, createMdnsDiscovery, lanUrls } from '../../src-main/services/lan.js';
 import type { MessengerService } from '../../src-main/services/messenger-service.js';
 import { Events, startService, tempDir, testKeychain } from './helpers.js';
 
@@ -29,7 +31,7 @@ async function lanUser(
   const service = await startService({
     dataDir: t.dir,
     secrets: keychain.secrets(),
-    discovery: createBonjourDiscovery(),
+    discovery: createMdnsDiscovery({ interfaces: ['lo'] }),
     hostname,
   });
   services.push(service);
@@ -52,8 +54,10 @@ describe('LAN relay', () => {
 
     const hosted = await alice.service.hostRelay({ port: 0 });
     expect(hosted.port).toBeGreaterThan(0);
+    // Others get this computer's LAN addresses, never loopback; this computer gets loopback.
     expect(hosted.urls).toEqual(lanUrls(hosted.port));
-    expect(hosted.urls.at(-1)).toBe(`ws://127.0.0.1:${hosted.port}`);
+    expect(hosted.urls.filter((u) => /127\.0\.0\.1|\[::1\]/.test(u))).toEqual([]);
+    expect(hosted.localUrl).toBe(`ws://127.0.0.1:${hosted.port}`);
     expect((await alice.service.getStatus()).hostedRelay).toEqual(hosted);
 
     const found = await bob.events.wait(
@@ -62,12 +66,20 @@ describe('LAN relay', () => {
     );
     if (found.type !== 'relays') throw new Error('unreachable');
     const relay = found.relays.find((x) => x.name === name)!;
-    expect(relay.url).toMatch(new RegExp(`^ws://\\d+\\.\\d+\\.\\d+\\.\\d+:${hosted.port}$`));
+    // Heard on loopback: the address the answer came from, on the network it came in on.
+    expect(relay).toMatchObject({
+      url: `ws://127.0.0.1:${hosted.port}`,
+      host: `${host}.local.`,
+      interface: 'lo',
+      subnet: '127.0.0.0/8',
+    });
+    expect(relay.urls?.[0]).toBe(relay.url);
     expect(await bob.service.listDiscoveredRelays()).toContainEqual(relay);
+    expect((await bob.service.getStatus()).discoveryProblem).toBeUndefined();
 
     // bob uses exactly what discovery gave him; alice uses her loopback URL.
     await bob.service.connect({ relayUrl: relay.url });
-    await alice.service.connect({ relayUrl: hosted.urls.at(-1)! });
+    await alice.service.connect({ relayUrl: hosted.localUrl! });
     await bob.service.sendDirect({ to: 'alice', text: 'found you on the LAN' });
     await alice.events.item('dm:bob', 'found you on the LAN');
 

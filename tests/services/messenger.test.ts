@@ -135,9 +135,11 @@ describe('MessengerService with a relay', () => {
     const info = await carol.service.createGroup({ group: 'team' });
     expect(info).toEqual({ group: 'team', creator: 'carol', members: ['carol'] });
     await carol.events.item('group:team', 'You created the group.');
+    // The member who joins learns who created the group, at once and after the join event.
     const joined = await dave.service.joinGroup({ group: 'team' });
-    expect(joined.members).toEqual(['carol', 'dave']);
+    expect(joined).toEqual({ group: 'team', creator: 'carol', members: ['carol', 'dave'] });
     await dave.events.item('group:team', 'You joined the group.');
+    expect(await dave.service.getGroup({ group: 'team' })).toEqual(joined);
     await carol.events.item('group:team', 'dave joined the group.');
 
     const m = await carol.service.sendGroup({ group: 'team', text: 'hi team' });

@@ -82,7 +82,7 @@ export interface E2EEClientEvents {
   userDeleted: [{ userId: string }];
   groupCreated: [{ group: string }];
   groupDeleted: [{ group: string }];
-  groupJoin: [{ group: string; members: string[] }];
+  groupJoin: [{ group: string; creator: string; members: string[] }];
   groupLeave: [{ group: string }];
   groupMemberJoin: [{ group: string; userId: string }];
   groupMemberLeave: [{ group: string; userId: string }];
@@ -240,11 +240,15 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     await this.relay.request({ t: 'createGroup', rid: 0, group });
   }
 
-  /** Joins a group; resolves with its members (a member re-joining changes nothing). */
-  async joinGroup(group: string): Promise<{ group: string; members: string[] }> {
+  /**
+   * Joins a group; resolves with its creator and members (a member re-joining changes nothing). The
+   * creator is '' only from a relay that does not send it and before its join event arrived.
+   */
+  async joinGroup(group: string): Promise<{ group: string; creator: string; members: string[] }> {
     this.checkName(group, 'group');
     const r = await this.relay.request({ t: 'joinGroup', rid: 0, group });
-    return { group, members: Array.isArray(r.members) ? (r.members as string[]) : [] };
+    const creator = v.is(Name, r.creator) ? r.creator : (this.groups.get(group)?.creator ?? '');
+    return { group, creator, members: Array.isArray(r.members) ? (r.members as string[]) : [] };
   }
 
   /** Leaves a group. */

@@ -111,7 +111,9 @@ export class Groups {
         break;
       }
       case 'groupJoin': {
-        const g = this.groups.get(e.group) ?? this.fresh(e.group, '', e.members);
+        const g = this.groups.get(e.group) ?? this.fresh(e.group, e.creator ?? '', e.members);
+        // An event queued by an older relay has no creator: keep what the last `ready` said.
+        if (e.creator !== undefined) g.creator = e.creator;
         g.members = new Set(e.members);
         g.session.membershipChanged();
         this.groups.set(e.group, g);

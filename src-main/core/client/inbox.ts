@@ -265,7 +265,11 @@ export class Inbox {
   private emitGroupEvent(e: GroupEvent): void {
     switch (e.type) {
       case 'groupJoin':
-        this.c.events.emit('groupJoin', { group: e.group, members: [...e.members] });
+        this.c.events.emit('groupJoin', {
+          group: e.group,
+          creator: this.c.groups.get(e.group)?.creator ?? '',
+          members: [...e.members],
+        });
         return;
       case 'groupMemberJoin':
       case 'groupMemberLeave':

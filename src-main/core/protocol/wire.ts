@@ -87,7 +87,13 @@ export const RelayEvent = v.variant('type', [
   v.strictObject({ type: v.literal('userDeleted'), userId: Name }),
   v.strictObject({ type: v.literal('groupCreated'), group: Name }),
   v.strictObject({ type: v.literal('groupDeleted'), group: Name }),
-  v.strictObject({ type: v.literal('groupJoin'), group: Name, members: v.array(Name) }),
+  // creator: optional only for events an older relay queued before it sent one (docs/PROTOCOL.md).
+  v.strictObject({
+    type: v.literal('groupJoin'),
+    group: Name,
+    creator: v.optional(Name),
+    members: v.array(Name),
+  }),
   v.strictObject({ type: v.literal('groupLeave'), group: Name }),
   v.strictObject({ type: v.literal('groupMemberJoin'), group: Name, userId: Name }),
   v.strictObject({ type: v.literal('groupMemberLeave'), group: Name, userId: Name }),

@@ -312,7 +312,8 @@ export class AppState {
       const hosted = await this.#api.hostRelay({ port: this.settings.relayPort });
       if (this.status) this.status = { ...this.status, hostedRelay: hosted };
       await this.#refreshStatus();
-      const loopback = hosted.urls.at(-1);
+      // localUrl (loopback) is this computer's; a service older than that field listed it last in urls.
+      const loopback = hosted.localUrl ?? hosted.urls.at(-1);
       if (this.connection === 'offline' && loopback) await this.#api.connect({ relayUrl: loopback });
       await this.#refreshStatus();
     });

@@ -133,6 +133,62 @@ function focused(page: Page): Promise<string> {
   );
 }
 
+/** True when the element's whole box is inside the window (nothing cut off at any edge). */
+function inWindow(page: Page, selector: string): Promise<boolean> {
+  return page.evaluate<boolean>(`(() => {
+    const el = document.querySelector(${JSON.stringify(selector)});
+    if (!el) return false;
+    const r = el.getBoundingClientRect();
+    return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+  })()`);
+}
+
+/** How many pixels of the first line shown in the message list are cut off by its top edge. */
+function firstLineCut(page: Page): Promise<number> {
+  return page.evaluate<number>(`(() => {
+    const log = document.querySelector('[role=log]');
+    const top = log.getBoundingClientRect().top;
+    for (const row of log.querySelectorAll(':scope > [data-id], :scope > [data-row]')) {
+      const r = row.getBoundingClientRect();
+      if (r.bottom > top) return Math.max(0, top - r.top);
+    }
+    return 0;
+  })()`);
+}
+
+/** Whether an emoji drawn in the message text's font has colour (an empty box or a glyph outline has none). */
+function emojiInColour(page: Page, selector: string): Promise<boolean> {
+  return page.evaluate<boolean>(`(() => {
+    const font = getComputedStyle(document.querySelector(${JSON.stringify(selector)})).fontFamily;
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 40;
+    const ctx = canvas.getContext('2d');
+    ctx.font = '28px ' + font;
+    ctx.fillStyle = '#000';
+    ctx.fillText('\u{1F642}', 4, 32);
+    const data = ctx.getImageData(0, 0, 40, 40).data;
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+      if (a > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) return true;
+    }
+    return false;
+  })()`);
+}
+
+/** Headings of the page that a notification covers, by text. */
+function headingsUnderNotices(page: Page): Promise<string[]> {
+  return page.evaluate<string[]>(`(() => {
+    const toasts = [...document.querySelectorAll('.toast')].map((t) => t.getBoundingClientRect());
+    return [...document.querySelectorAll('h1, h2, h3, .label')]
+      .filter((h) => {
+        const r = h.getBoundingClientRect();
+        if (r.width === 0) return false;
+        return toasts.some((t) => t.left < r.right && r.left < t.right && t.top < r.bottom && r.top < t.bottom);
+      })
+      .map((h) => h.textContent.trim());
+  })()`);
+}
+
 async function firstRun(browser: Browser, url: string, bundle: string): Promise<void> {
   const { page, close } = await open(browser, url, bundle, 'first-run');
   await page.getByLabel('Choose a user id').waitFor();
@@ -154,6 +210,16 @@ async function firstRun(browser: Browser, url: string, bundle: string): Promise<
   await page.getByText('ws://192.168.1.20:8787').waitFor();
   check(await page.getByRole('switch', { checked: true }).isVisible(), 'relay setup: hosting switch is on');
   await shot(page, '04-relay-hosting');
+  check(
+    (await inWindow(page, 'main .card')) &&
+      (await page.getByRole('heading', { name: 'Connect by address' }).isVisible()),
+    'relay setup while hosting: the whole card, "Connect by address" included, fits the window',
+  );
+  check(
+    (await page.getByRole('button', { name: 'Continue' }).isVisible()) &&
+      (await inWindow(page, 'main .card .actions .btn')),
+    'relay setup while hosting: "Continue" is in view',
+  );
   await page.getByRole('button', { name: 'Continue' }).click();
   await page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
   check(
@@ -171,6 +237,10 @@ async function firstRun(browser: Browser, url: string, bundle: string): Promise<
   check(
     await noKeychain.page.getByText('The two passphrases do not match').isVisible(),
     'first run without keychain: mismatched passphrases explained',
+  );
+  check(
+    await inWindow(noKeychain.page, 'main .card button[type=submit]'),
+    'first run without keychain: "Continue" is whole in the window, with the error shown',
   );
   await shot(noKeychain.page, '05-first-run-no-keychain-dark');
   await noKeychain.close();
@@ -203,6 +273,14 @@ async function mainScreen(
   const prefix = scheme === 'dark' ? 'dark-' : '';
   await page.getByRole('button', { name: /book-club/ }).waitFor();
   await shot(page, `${prefix}10-main-empty`);
+  const newGroupLabels = await page.getByRole('button', { name: /group/i }).allTextContents();
+  check(
+    newGroupLabels.map((t) => t.trim()).join('|') === 'New group|New group',
+    `one label for groups: "New group" in the sidebar and the empty view (${newGroupLabels.join('|')})`,
+  );
+  const initials = await page.locator('nav .avatar').allTextContents();
+  const letters = initials.map((t) => t.trim()).filter(Boolean); // groups show an icon
+  check(letters.join(' ') === 'B C D E', `one-word names get one initial (${letters.join(' ')})`);
 
   // Group conversation and its panel.
   await page.getByRole('button', { name: /book-club/ }).click();
@@ -211,6 +289,15 @@ async function mainScreen(
     .getByText('Catching up tonight.')
     .waitFor();
   await shot(page, `${prefix}11-group-conversation`);
+  const cut = await firstLineCut(page);
+  check(
+    cut === 0,
+    `group conversation: the first line shown is whole, not cut by the header (${cut} px cut)`,
+  );
+  check(
+    await emojiInColour(page, '[role=log] .bubble .text'),
+    'emoji in messages are drawn in colour (a colour emoji font is in the font stack)',
+  );
   const infoButton = page.getByRole('button', { name: 'Group info' });
   await infoButton.click();
   await page.getByRole('dialog', { name: 'book-club' }).getByText('Creator', { exact: true }).waitFor();
@@ -265,6 +352,11 @@ async function mainScreen(
     groups.length === 12 && groups.every((g) => /^\d{5}$/.test(g)),
     'contact panel: 12 groups of 5 digits',
   );
+  const digits = groups.join('');
+  check(
+    new Set(groups).size === 12 && !/(\d{2,10})\1\1/.test(digits) && new Set(digits).size === 10,
+    `contact panel: the sample safety number looks like one, no obvious repetition (${digits})`,
+  );
   await shot(page, `${prefix}15-contact-panel`);
   await page.keyboard.press('Escape');
   await page.waitForTimeout(50);
@@ -287,7 +379,8 @@ async function interactions(page: Page): Promise<void> {
   await page.evaluate(
     `globalThis.__fake.emit({ type: 'error', message: 'The relay refused the message: it is too large.' })`,
   );
-  await page.getByRole('alert').getByText('The relay refused the message').waitFor();
+  const notifications = page.getByRole('region', { name: 'Notifications' });
+  await notifications.getByText('The relay refused the message').waitFor();
   await shot(page, '16-toast');
   await page.getByRole('button', { name: 'Dismiss' }).click();
 
@@ -300,12 +393,36 @@ async function interactions(page: Page): Promise<void> {
     'connection state "Reconnecting…" is shown',
   );
   await page.getByRole('button', { name: 'Reconnecting…', exact: true }).click();
-  await page.getByRole('dialog', { name: 'Relay' }).waitFor();
+  const relayPanel = page.getByRole('dialog', { name: 'Relay' });
+  await relayPanel.waitFor();
+  check(
+    (await relayPanel.getByText('cannot be reached').count()) === 1 &&
+      (await page.locator('.toast', { hasText: 'cannot be reached' }).count()) === 0,
+    'relay panel: the connection error is said once, in the panel, not repeated by a toast',
+  );
+  // Another error while the panel is open: inside the panel, under its content, reachable with Tab.
+  await page.evaluate(
+    `globalThis.__fake.emit({ type: 'error', message: 'The relay refused the message: it is too large.' })`,
+  );
+  const inPanel = relayPanel.locator('.toast', { hasText: 'too large' });
+  await inPanel.waitFor();
+  check(
+    (await headingsUnderNotices(page)).length === 0,
+    `toast in a panel covers no heading (${(await headingsUnderNotices(page)).join(', ')})`,
+  );
   await shot(page, '16b-relay-panel-reconnecting');
+  let reached = false;
+  for (let i = 0; i < 30 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = (await focused(page)) === 'Dismiss';
+  }
+  check(reached, 'toast in a panel: its Dismiss button is reached with Tab');
+  await page.keyboard.press('Enter');
+  await inPanel.waitFor({ state: 'detached' });
   await page.keyboard.press('Escape');
   await page.evaluate(`globalThis.__fake.emit({ type: 'connection', state: 'connected' })`);
   check(
-    (await page.getByRole('alert').getByText('cannot be reached').count()) === 0,
+    (await page.locator('.toast', { hasText: 'cannot be reached' }).count()) === 0,
     'connection error notice goes away once connected',
   );
 
@@ -482,12 +599,72 @@ async function bigConversation(browser: Browser, url: string, bundle: string): P
   await close();
 }
 
+/** A profile whose keys cannot be read: the screen says what happened and what can be done. */
+async function profileProblems(browser: Browser, url: string, bundle: string): Promise<void> {
+  const { page, close } = await open(browser, url, bundle, 'keys-missing');
+  await page.getByRole('heading', { name: 'Your keys are missing', level: 1 }).waitFor();
+  check((await focused(page)) === 'Your keys are missing', 'keys missing: the screen heading takes focus');
+  check(
+    (await page.getByRole('heading', { name: 'What happened' }).isVisible()) &&
+      (await page.getByText('the keychain no longer has its keys').isVisible()) &&
+      (await page.getByRole('heading', { name: 'What you can do' }).isVisible()),
+    'keys missing: says what happened and what the user can do',
+  );
+  await shot(page, '07-keys-missing');
+  await page.getByRole('button', { name: 'Try again' }).click();
+  await page.getByRole('alert').getByText('Your keys are missing from the keychain').waitFor();
+  check(true, 'keys missing: "Try again" says the keys are still missing');
+  await page.getByRole('button', { name: 'Start over…' }).click();
+  check((await focused(page)) === 'Cancel', 'keys missing: starting over asks first, focus on "Cancel"');
+  await shot(page, '07b-keys-missing-start-over');
+  await page.keyboard.press('Escape');
+  check((await focused(page)) === 'Start over…', 'keys missing: Escape cancels, focus back on "Start over…"');
+  await page.getByRole('button', { name: 'Start over…' }).click();
+  await page.getByRole('button', { name: 'Delete and start over' }).click();
+  await page.getByLabel('Choose a user id').waitFor();
+  check(
+    await page.evaluate<boolean>(`document.activeElement?.matches('input[autocomplete=username]') ?? false`),
+    'keys missing: after starting over, the first-run screen has its field focused',
+  );
+  await close();
+
+  const locked = await open(browser, url, bundle, 'keychain-locked', 'dark');
+  await locked.page.getByRole('heading', { name: 'Sealed cannot reach the keychain', level: 1 }).waitFor();
+  check(
+    (await locked.page.getByRole('button', { name: 'Start over…' }).count()) === 0,
+    'keychain not answering: no way to delete the profile is offered (the keys may be there)',
+  );
+  await shot(locked.page, 'dark-08-keychain-unavailable');
+  await locked.page.getByRole('button', { name: 'Try again' }).click();
+  await locked.page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
+  check(
+    (await focused(locked.page)) === 'Your messages stay between you and them',
+    'keychain back: "Try again" opens the main screen, whose heading takes focus',
+  );
+  await locked.close();
+
+  const failing = await open(browser, url, bundle, 'start-fails');
+  await failing.page.getByRole('heading', { name: 'Sealed could not start', level: 1 }).waitFor();
+  check(
+    (await failing.page.getByRole('main').count()) === 1,
+    'start failed: the screen is a main landmark with a heading',
+  );
+  await shot(failing.page, '09-start-failed');
+  await failing.page.getByRole('button', { name: 'Try again' }).click();
+  await failing.page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
+  check(true, 'start failed: "Try again" starts the app');
+  await failing.close();
+}
+
 /** The smallest window the shell allows (720 x 480). */
 async function smallWindow(browser: Browser, url: string, bundle: string): Promise<void> {
   const { page, close } = await open(browser, url, bundle, 'main');
   await page.setViewportSize({ width: 720, height: 480 });
   await page.getByRole('button', { name: /^book-club/ }).click();
   await page.getByRole('log').getByText('Catching up tonight.').waitFor();
+  await page.waitForTimeout(100);
+  const cut = await firstLineCut(page);
+  check(cut === 0, `small window: the first line shown is whole (${cut} px cut)`);
   await shot(page, '23-small-window');
   await close();
 }
@@ -507,6 +684,7 @@ export async function runScreenChecks(): Promise<string[]> {
     await mainScreen(browser, url, bundle, 'light');
     await mainScreen(browser, url, bundle, 'dark');
     await keyChange(browser, url, bundle);
+    await profileProblems(browser, url, bundle);
     await bigConversation(browser, url, bundle);
     await smallWindow(browser, url, bundle);
   } catch (error) {

@@ -120,8 +120,8 @@ async function send(page: Page, to: string, text: string): Promise<void> {
 /** The 60 digits shown in the open contact panel (12 groups of 5). */
 async function shownSafetyNumber(page: Page, contact: string): Promise<string> {
   const panel = page.getByRole('dialog', { name: contact });
-  const groups = panel.locator('.digits span');
-  await until(page, `document.querySelectorAll('[role=dialog] .digits span').length === 12`);
+  const groups = panel.locator('.digits .group');
+  await until(page, `document.querySelectorAll('[role=dialog] .digits .group').length === 12`);
   const texts = await groups.allTextContents();
   expect(texts).toHaveLength(12);
   for (const group of texts) expect(group).toMatch(/^\d{5}$/);

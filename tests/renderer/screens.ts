@@ -727,6 +727,7 @@ async function keyboardWalks(browser: Browser, url: string, bundle: string): Pro
   await page.getByRole('switch', { checked: true }).waitFor();
   await until(page, `document.activeElement.getAttribute('aria-busy') === null`);
   check((await focusState(page)).tag === 'switch', 'keyboard: focus is still on the switch once hosting');
+  await shot(page, 'a11y-01-hosting-switch-keeps-focus');
   check(await tabTo(page, 'Continue'), 'keyboard: Tab reaches "Continue"');
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
@@ -811,6 +812,7 @@ async function keyboardWalks(browser: Browser, url: string, bundle: string): Pro
   await page.evaluate(`globalThis.__fake.emit({ type: 'error', message: 'First problem.' })`);
   await page.evaluate(`globalThis.__fake.emit({ type: 'error', message: 'Second problem.' })`);
   check(await tabTo(page, 'Dismiss', 5), 'keyboard: Tab goes from the composer to the notices');
+  await shot(page, 'a11y-02-notice-dismiss-focused');
   await page.keyboard.press('Enter');
   await page.getByText('First problem.').waitFor({ state: 'detached' });
   await page.waitForTimeout(50);
@@ -853,6 +855,7 @@ async function keyboardWalks(browser: Browser, url: string, bundle: string): Pro
     (await focusState(page)).name === 'Message bob',
     `keyboard: after "Accept new key" focus is in the composer (${(await focusState(page)).name})`,
   );
+  await shot(page, 'a11y-03-accepted-key-composer-focused');
   await banner.close();
 
   const panel = await open(browser, url, bundle, 'main-key-changed', 'dark');

@@ -101,6 +101,8 @@ const SCHEMAS = {
   getStatus: NoArgs,
   createProfile: args({ userId: UserId, passphrase: v.optional(Passphrase) }),
   unlock: args({ passphrase: Passphrase }),
+  reopenProfile: NoArgs,
+  discardProfile: args({ userId: UserId }),
   connect: args({ relayUrl: RelayUrl }),
   disconnect: NoArgs,
   hostRelay: v.optional(args({ port: v.optional(Port) })),

@@ -40,7 +40,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
 });
 
 /** Plain values kept beside the encrypted data. */
-export type MetaKey = 'userId' | 'keyStorage' | 'relayUrl' | 'autoConnect' | 'keyCheck';
+export type MetaKey = 'userId' | 'keyStorage' | 'relayUrl' | 'autoConnect' | 'keyCheck' | 'hostingPort';
 
 const SEAL_VERSION = 1;
 const NONCE_BYTES = 12;

@@ -26,6 +26,7 @@ import type {
   MessengerApi,
   MessengerEvent,
   Profile,
+  ProfileProblem,
   SafetyNumber,
   Settings,
 } from '../shared/messenger-api.js';
@@ -76,6 +77,13 @@ export interface MessengerServiceDeps {
 
 const DB_FILE = 'sealed.db';
 const KEY_FILE = 'keys.sealed';
+/** Meta key of the port of the relay this profile hosts (absent when it does not host one). */
+const HOSTING_META = 'hostingPort';
+
+/** The loopback address of a relay this computer hosts: how its own user connects to it. */
+export function loopbackUrl(port: number): string {
+  return `ws://127.0.0.1:${port}`;
+}
 
 /** The messenger behind `window.messenger`: emits 'event' with every MessengerEvent. */
 export class MessengerService
@@ -142,14 +150,8 @@ export class MessengerService
         else {
           this.profileName = name;
           this.store = store;
-          if (store.getMeta('keyStorage') === 'keychain') {
-            try {
-              this.openSession(await this.secrets.openKeychain(name));
-            } catch (e) {
-              this.profileError = toServiceError(e);
-              this.emitEvent({ type: 'error', message: this.profileError.message });
-            }
-          }
+          // Any failure is kept as the status's profileProblem, which the UI explains on a screen of its own.
+          if (store.getMeta('keyStorage') === 'keychain') await this.openFromKeychain();
         }
       }
       if (this.discovery) {
@@ -227,6 +229,54 @@ export class MessengerService
     });
   }
 
+  async reopenProfile(): Promise<Profile> {
+    await this.ready();
+    return this.serial(async () => {
+      this.requireStore();
+      if (this.profileError) {
+        await this.openFromKeychain();
+        this.emitStatus();
+        if (this.profileError) throw this.profileError;
+      }
+      return this.profile()!;
+    });
+  }
+
+  async discardProfile(args: { userId: string }): Promise<void> {
+    await this.ready();
+    await this.serial(async () => {
+      const store = this.requireStore();
+      const problem = this.problem();
+      if (!problem || problem.kind === 'keychain-unavailable')
+        throw new ServiceError(
+          ServiceCode.PROFILE_IN_USE,
+          'Only a profile whose keys are lost can be deleted this way.',
+        );
+      if (args.userId !== store.getMeta('userId'))
+        throw messaging.invalid('That is not the user id of the profile on this computer.');
+      const name = this.profileName!;
+      store.close();
+      this.store = undefined;
+      this.profileName = undefined;
+      this.profileError = undefined;
+      // The database and any hosted relay's data: nothing in them can be read without the lost keys.
+      rmSync(path.dirname(this.file(name, DB_FILE)), { recursive: true, force: true });
+      this.log(`discarded profile ${name} (its keys were lost)`);
+      this.emitStatus();
+    });
+  }
+
+  /** Opens the keychain profile's session; a failure is kept in `profileError` (the status's problem). */
+  private async openFromKeychain(): Promise<void> {
+    try {
+      this.openSession(await this.secrets.openKeychain(this.profileName!));
+      this.profileError = undefined;
+    } catch (e) {
+      this.profileError = toServiceError(e);
+      this.log(`profile could not be opened: ${this.profileError.code}`);
+    }
+  }
+
   async unlock(args: { passphrase: string }): Promise<Profile> {
     await this.ready();
     return this.serial(async () => {
@@ -262,7 +312,26 @@ export class MessengerService
       connectTimeoutMs: this.deps.connectTimeoutMs ?? 10_000,
       sendWaitMs: this.deps.sendWaitMs ?? 3_000,
     });
-    this.session.resume();
+    const hostingPort = Number(store.getMeta(HOSTING_META));
+    if (Number.isInteger(hostingPort) && hostingPort > 0) {
+      // Hosting goes on where it was left: the relay first, then (when it was the one in use) the
+      // connection to it, which could not succeed before it listens.
+      void this.serial(() => this.resumeHosting(hostingPort));
+    } else this.session.resume();
+  }
+
+  /** Starts hosting again at start; a failure is reported, and the remembered relay is tried anyway. */
+  private async resumeHosting(port: number): Promise<void> {
+    const session = this.session;
+    if (!session || this.closed) return;
+    try {
+      await this.startHosting(session, port);
+      this.emitStatus();
+    } catch (e) {
+      this.emitEvent({ type: 'error', message: `${toServiceError(e).message} Hosting is off.` });
+      session.store.setMeta(HOSTING_META, null);
+    }
+    session.resume();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -284,35 +353,44 @@ export class MessengerService
 
   async hostRelay(args: { port?: number }): Promise<HostedRelay> {
     await this.ready();
-    return this.serial(async () => {
+    const hosted = await this.serial(async () => {
       const session = this.requireSession();
-      if (this.hosted) return this.hosted.info;
-      const port = args?.port ?? session.store.getSettings().relayPort;
-      try {
-        this.hosted = await hostLanRelay({
-          port,
-          dataDir: this.file(this.profileName!, 'relay'),
-          userId: session.userId,
-          discovery: this.discovery,
-          startRelay: this.deps.relayFactory ?? startRelay,
-          hostname: this.deps.hostname,
-          log: this.log,
-        });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
-          throw new ServiceError(
-            ServiceCode.PORT_IN_USE,
-            `Port ${port} is already in use. Choose another port.`,
-          );
-        this.log(`hosting failed: ${String(e)}`);
-        throw new ServiceError(
-          ServiceCode.HOSTING_FAILED,
-          'Sealed could not start the relay on this computer.',
-        );
-      }
+      if (this.hosted) return { info: this.hosted.info, session };
+      const info = await this.startHosting(session, args?.port ?? session.store.getSettings().relayPort);
       this.emitStatus();
-      return this.hosted.info;
+      return { info, session };
     });
+    // The host chats on the relay it hosts (outside the queue: connecting waits for the relay's answer).
+    await hosted.session.connect(loopbackUrl(hosted.info.port));
+    return hosted.info;
+  }
+
+  /** Starts the LAN relay and remembers it (it starts again with the app); plain errors. */
+  private async startHosting(session: ProfileSession, port: number): Promise<HostedRelay> {
+    try {
+      this.hosted = await hostLanRelay({
+        port,
+        dataDir: this.file(this.profileName!, 'relay'),
+        userId: session.userId,
+        discovery: this.discovery,
+        startRelay: this.deps.relayFactory ?? startRelay,
+        hostname: this.deps.hostname,
+        log: this.log,
+      });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
+        throw new ServiceError(
+          ServiceCode.PORT_IN_USE,
+          `Port ${port} is already in use. Choose another port.`,
+        );
+      this.log(`hosting failed: ${String(e)}`);
+      throw new ServiceError(
+        ServiceCode.HOSTING_FAILED,
+        'Sealed could not start the relay on this computer.',
+      );
+    }
+    session.store.setMeta(HOSTING_META, String(this.hosted.info.port));
+    return this.hosted.info;
   }
 
   async stopHostingRelay(): Promise<void> {
@@ -320,6 +398,7 @@ export class MessengerService
     await this.serial(async () => {
       const hosted = this.hosted;
       this.hosted = undefined;
+      this.store?.setMeta(HOSTING_META, null);
       if (!hosted) return;
       await hosted.stop();
       this.emitStatus();
@@ -485,8 +564,22 @@ export class MessengerService
       locked: profile?.keyStorage === 'passphrase-file' && !this.session,
       connection: this.session?.connection ?? 'offline',
       hostedRelay: this.hosted?.info ?? null,
+      profileProblem: this.problem(),
       ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
     };
+  }
+
+  /** The status's account of `profileError`. */
+  private problem(): ProfileProblem | null {
+    const e = this.profileError;
+    if (!e) return null;
+    const kind: ProfileProblem['kind'] =
+      e.code === ServiceCode.KEYS_MISSING
+        ? 'keys-missing'
+        : e.code === ServiceCode.KEYCHAIN_FAILED || e.code === ServiceCode.KEYCHAIN_UNAVAILABLE
+          ? 'keychain-unavailable'
+          : 'keys-unusable';
+    return { kind, message: e.message };
   }
 
   private emitStatus(): void {

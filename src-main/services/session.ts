@@ -86,6 +86,8 @@ export class ProfileSession {
    */
   async connect(url: string): Promise<void> {
     const client = this.useClient(url);
+    // Already there (hosting again, or connecting twice to the same relay): nothing to wait for.
+    if (client.connected) return this.setConnection('connected');
     this.setConnection('connecting');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {

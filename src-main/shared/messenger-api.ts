@@ -35,6 +35,24 @@ export interface AppStatus {
    * sentence for the "Relays on your network" section; absent (or null) while discovery works.
    */
   readonly discoveryProblem?: string | null;
+  /**
+   * Why the profile on this computer could not be opened at start (its keys are missing from the
+   * keychain, or the keychain did not answer), or null. While set, only `reopenProfile` and (when the
+   * keys are gone) `discardProfile` can help; every other call fails with the same sentence.
+   */
+  readonly profileProblem: ProfileProblem | null;
+}
+
+/**
+ * A profile that exists but cannot be opened. 'keys-missing': the keychain answered but holds no keys
+ * for it (history and identity cannot be read without them); 'keychain-unavailable': the keychain did
+ * not answer (locked, or its service is not running), the keys may still be there; 'keys-unusable':
+ * keys were found but do not open the profile's database.
+ */
+export interface ProfileProblem {
+  readonly kind: 'keys-missing' | 'keychain-unavailable' | 'keys-unusable';
+  /** The plain sentence of what went wrong. */
+  readonly message: string;
 }
 
 export interface HostedRelay {
@@ -156,12 +174,22 @@ export interface MessengerApi {
   createProfile(args: { userId: string; passphrase?: string }): Promise<Profile>;
   /** Unlocks a passphrase-file profile. */
   unlock(args: { passphrase: string }): Promise<Profile>;
+  /** Tries again to open a profile with a `profileProblem` (after the user unlocked or restored the keychain). */
+  reopenProfile(): Promise<Profile>;
+  /**
+   * Deletes a profile whose keys are gone ('keys-missing' or 'keys-unusable'), with its unreadable
+   * history, so a new one can be created; `userId` must name it. Refused for any other profile.
+   */
+  discardProfile(args: { userId: string }): Promise<void>;
 
   /** Connects; for an address of a discovered relay, its other addresses are tried if it does not answer. */
   connect(args: { relayUrl: string }): Promise<void>;
   disconnect(): Promise<void>;
 
-  /** Starts the bundled relay on all interfaces and advertises it on the LAN (mDNS); does not connect. */
+  /**
+   * Starts the bundled relay on all interfaces, advertises it on the LAN (mDNS) and connects this
+   * profile to it (over loopback). Hosting is remembered: it starts again with the app.
+   */
   hostRelay(args: { port?: number }): Promise<HostedRelay>;
   stopHostingRelay(): Promise<void>;
   listDiscoveredRelays(): Promise<readonly DiscoveredRelay[]>;
@@ -200,6 +228,8 @@ export const API_METHODS = [
   'getStatus',
   'createProfile',
   'unlock',
+  'reopenProfile',
+  'discardProfile',
   'connect',
   'disconnect',
   'hostRelay',

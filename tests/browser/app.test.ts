@@ -106,8 +106,9 @@ async function setUp(page: Page, userId: string, shots?: { firstRun: string; rel
   await connectedBadge(page).waitFor();
 }
 
+const sidebar = (page: Page): Locator => page.getByRole('complementary', { name: 'Chats' });
 const connectedBadge = (page: Page): Locator =>
-  page.getByRole('complementary', { name: 'Chats' }).getByRole('button', { name: 'Connected', exact: true });
+  sidebar(page).getByRole('button', { name: 'Connected', exact: true });
 
 async function send(page: Page, to: string, text: string): Promise<void> {
   const composer = page.getByLabel(`Message ${to}`);
@@ -119,8 +120,8 @@ async function send(page: Page, to: string, text: string): Promise<void> {
 /** The 60 digits shown in the open contact panel (12 groups of 5). */
 async function shownSafetyNumber(page: Page, contact: string): Promise<string> {
   const panel = page.getByRole('dialog', { name: contact });
-  const groups = panel.locator('.digits span');
-  await until(page, `document.querySelectorAll('[role=dialog] .digits span').length === 12`);
+  const groups = panel.locator('.digits .group');
+  await until(page, `document.querySelectorAll('[role=dialog] .digits .group').length === 12`);
   const texts = await groups.allTextContents();
   expect(texts).toHaveLength(12);
   for (const group of texts) expect(group).toMatch(/^\d{5}$/);
@@ -277,14 +278,14 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
   });
 
   it('chats in a group: created and joined in the UI, a headless member, event lines, the panel', async () => {
-    await alice.getByRole('button', { name: 'New group', exact: true }).click();
-    const create = alice.getByRole('dialog', { name: 'New or join group' });
+    await sidebar(alice).getByRole('button', { name: 'New group', exact: true }).click();
+    const create = alice.getByRole('dialog', { name: 'New group' });
     await create.getByLabel('Group name').fill('book-club');
     await create.getByRole('button', { name: 'Create group' }).click();
     await alice.getByRole('heading', { name: 'book-club', exact: true }).waitFor();
 
-    await bob.getByRole('button', { name: 'New group', exact: true }).click();
-    const join = bob.getByRole('dialog', { name: 'New or join group' });
+    await sidebar(bob).getByRole('button', { name: 'New group', exact: true }).click();
+    const join = bob.getByRole('dialog', { name: 'New group' });
     await join.getByLabel('Group name').fill('book-club');
     await join.getByRole('button', { name: 'Join group' }).click();
     await bob.getByRole('heading', { name: 'book-club', exact: true }).waitFor();
@@ -373,11 +374,13 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
     const banner = alice.getByRole('alert').filter({ hasText: "bob's security key changed" });
     await banner.waitFor();
     await log(alice, 'bob').getByText(back).waitFor();
-    await row(
-      alice,
-      'bob',
-      "bob's security key changed. Compare safety numbers before you continue.",
-    ).waitFor();
+    const notice = "bob's security key changed. Compare safety numbers before you continue.";
+    await row(alice, 'bob', notice).waitFor();
+    // The notice comes first, above the message from the new key (issue 7).
+    const lines = await log(alice, 'bob').locator('[data-id]').allTextContents();
+    const at = (text: string): number => lines.findIndex((line) => line.includes(text));
+    expect(at(notice)).toBeGreaterThanOrEqual(0);
+    expect(at(notice)).toBeLessThan(at(back));
     const composer = alice.getByLabel('Message bob');
     expect(await composer.isDisabled()).toBe(true);
     const reason = "Sending is paused until you review and accept bob's new key.";

@@ -28,7 +28,13 @@ export type Scenario =
   | 'relay-setup'
   | 'relay-setup-no-multicast'
   | 'main'
-  | 'main-key-changed';
+  | 'main-key-changed'
+  /** The profile's keys are gone from the keychain. */
+  | 'keys-missing'
+  /** The keychain does not answer at start; "Try again" succeeds (as after unlocking it). */
+  | 'keychain-locked'
+  /** The first getStatus fails (the main process did not answer); the next one works. */
+  | 'start-fails';
 
 /** What the service says when a firewall blocks mDNS on this computer. */
 export const NO_MULTICAST =
@@ -131,9 +137,21 @@ export function createFake(scenario: Scenario): FakeControl {
       : null,
     keychainAvailable: scenario !== 'first-run-no-keychain',
     locked: scenario === 'locked',
-    connection: scenario === 'main' || scenario === 'main-key-changed' ? 'connected' : 'offline',
+    connection: ['main', 'main-key-changed', 'start-fails'].includes(scenario) ? 'connected' : 'offline',
     hostedRelay: null,
     discoveryProblem: noMulticast ? NO_MULTICAST : null,
+    profileProblem:
+      scenario === 'keys-missing'
+        ? {
+            kind: 'keys-missing',
+            message: 'Your keys are missing from the keychain. Sealed cannot open this profile without them.',
+          }
+        : scenario === 'keychain-locked'
+          ? {
+              kind: 'keychain-unavailable',
+              message: 'The system keychain did not respond. Unlock it and try again.',
+            }
+          : null,
   };
   let settings: Settings = { notifications: 'sender', theme: 'system', relayPort: 8787 };
   const relays: DiscoveredRelay[] = noMulticast
@@ -343,7 +361,12 @@ export function createFake(scenario: Scenario): FakeControl {
   }
 
   const api: MessengerApi = {
-    getStatus: () => (record('getStatus', undefined), reply(status)),
+    getStatus() {
+      record('getStatus', undefined);
+      if (scenario === 'start-fails' && calls.filter((c) => c.method === 'getStatus').length === 1)
+        return fail('INTERNAL', 'Sealed could not read its data. Please try again.');
+      return reply(status);
+    },
     createProfile(args) {
       record('createProfile', args);
       if (args.userId === 'taken') return fail('USER_TAKEN', 'That user id is already taken on this relay.');
@@ -364,6 +387,22 @@ export function createFake(scenario: Scenario): FakeControl {
         return fail('BAD_PASSPHRASE', 'That passphrase is not correct.');
       status = { ...status, locked: false };
       return reply(status.profile!);
+    },
+    reopenProfile() {
+      record('reopenProfile', undefined);
+      const problem = status.profileProblem;
+      if (problem?.kind === 'keys-missing') return fail('KEYS_MISSING', problem.message);
+      status = { ...status, profileProblem: null, connection: 'connected' };
+      emit({ type: 'status', status });
+      return reply(status.profile!);
+    },
+    discardProfile(args) {
+      record('discardProfile', args);
+      if (args.userId !== status.profile?.userId)
+        return fail('INVALID_ARGUMENT', 'That is not the user id of the profile on this computer.');
+      status = { ...status, profile: null, profileProblem: null, connection: 'offline' };
+      emit({ type: 'status', status });
+      return reply(undefined, 150);
     },
     connect(args) {
       record('connect', args);
@@ -388,12 +427,20 @@ export function createFake(scenario: Scenario): FakeControl {
     hostRelay(args) {
       record('hostRelay', args);
       const port = args.port ?? settings.relayPort;
+      // Addresses others can reach; the host itself connects over loopback, as the service does.
       const hostedRelay = {
         port,
         urls: [`ws://192.168.1.20:${port}`, `ws://10.0.0.7:${port}`, `ws://[fd12:3456:789a:1::20]:${port}`],
         localUrl: `ws://127.0.0.1:${port}`,
       };
-      status = { ...status, hostedRelay };
+      status = {
+        ...status,
+        hostedRelay,
+        connection: 'connected',
+        profile: status.profile && { ...status.profile, relayUrl: `ws://127.0.0.1:${port}` },
+      };
+      emit({ type: 'status', status });
+      emit({ type: 'connection', state: 'connected' });
       return reply(hostedRelay, 120);
     },
     stopHostingRelay() {
@@ -406,16 +453,16 @@ export function createFake(scenario: Scenario): FakeControl {
     getSafetyNumber(args) {
       record('getSafetyNumber', args);
       const contact = contacts.get(args.userId);
-      let digits = '';
-      for (let i = 0; i < 60; i++)
-        digits += String((i * 7 + args.userId.length * 3 + (contact?.keyChanged ? 5 : 0)) % 10);
-      return reply({
-        userId: args.userId,
-        digits,
-        qrSvg: fakeQr(args.userId),
-        verified: contact?.verified ?? false,
-        keyChanged: contact?.keyChanged ?? false,
-      });
+      return sampleSafetyNumber(`${me}:${args.userId}:${contact?.keyChanged ? 'new' : 'old'}`).then(
+        (digits) =>
+          reply({
+            userId: args.userId,
+            digits,
+            qrSvg: fakeQr(args.userId),
+            verified: contact?.verified ?? false,
+            keyChanged: contact?.keyChanged ?? false,
+          }),
+      );
     },
     setVerified(args) {
       record('setVerified', args);
@@ -534,6 +581,21 @@ export function createFake(scenario: Scenario): FakeControl {
       return incoming;
     },
   };
+}
+
+/**
+ * 60 digits as a real safety number looks: 12 groups of 5, each a 40-bit chunk of a hash taken modulo
+ * 100,000 (the app's own comes from both identity keys; here SHA-512 of a seed stands in for them).
+ */
+async function sampleSafetyNumber(seed: string): Promise<string> {
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-512', new TextEncoder().encode(seed)));
+  let digits = '';
+  for (let group = 0; group < 12; group++) {
+    let chunk = 0;
+    for (const byte of hash.subarray(group * 5, group * 5 + 5)) chunk = chunk * 256 + byte;
+    digits += String(chunk % 100_000).padStart(5, '0');
+  }
+  return digits;
 }
 
 /** A QR-looking SVG (not a real code): a deterministic grid of squares with the three finder marks. */

@@ -4,6 +4,9 @@
  * (tests/renderer/fake-messenger.ts, bundled here with esbuild), drives Debian's Chromium with
  * playwright-core, saves screenshots of each screen to test-results/screenshots/ and checks keyboard
  * use, paging of a 10,000-message conversation, and that the page logs no error and no CSP violation.
+ * Every screen state it reaches is also audited with axe-core in the light and the dark theme (WCAG
+ * 2.1 A/AA; a serious or critical violation fails), and the main flows are walked with the keyboard
+ * only: each Tab stop must show focus, and focus must never fall to <body> (a11y.ts, issue 10).
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -14,6 +17,7 @@ import type { Browser, Page } from 'playwright-core';
 import { CSP_LISTENER, bundleForPage, launchChromium, until as pollUntil } from '../browser/harness.js';
 
 import { CONTENT_SECURITY_POLICY } from '../../src-main/security-policy.js';
+import { Auditor, focusState, tabWalk, type FocusState } from './a11y.js';
 import { NO_MULTICAST, type Scenario } from './fake-messenger.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -22,6 +26,7 @@ const SHOTS = join(ROOT, 'test-results/screenshots');
 
 const failures: string[] = [];
 const pageProblems: string[] = [];
+let auditor = new Auditor();
 
 function check(ok: boolean, what: string): void {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
@@ -89,7 +94,12 @@ async function open(
   scenario: Scenario,
   colorScheme: 'light' | 'dark' = 'light',
 ): Promise<Session> {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 760 }, colorScheme });
+  // Reduced motion: no transition is caught half way when axe measures colours.
+  const context = await browser.newContext({
+    viewport: { width: 1100, height: 760 },
+    colorScheme,
+    reducedMotion: 'reduce',
+  });
   const page = await context.newPage();
   const label = `${scenario}/${colorScheme}`;
   page.on('console', (message) => {
@@ -116,9 +126,30 @@ async function open(
 
 const until = (page: Page, expression: string): Promise<void> => pollUntil(page, expression, 5000);
 
+/** A screenshot of the screen state, then its axe audit in both themes. */
 async function shot(page: Page, name: string): Promise<void> {
   await page.waitForTimeout(250); // let entry animations finish
   await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+  await auditor.audit(page, name);
+}
+
+/** Presses Tab until the focused element's name matches (at most `max` presses); false if never. */
+async function tabTo(page: Page, name: string | RegExp, max = 40): Promise<boolean> {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const now = (await focusState(page)).name;
+    if (typeof name === 'string' ? now === name : name.test(now)) return true;
+  }
+  return false;
+}
+
+/** Checks a keyboard walk: no stop on <body>, focus visible at every stop. */
+function checkStops(stops: FocusState[], what: string): void {
+  const hidden = stops.filter((s) => !s.visible).map((s) => `${s.tag} "${s.name}"`);
+  check(
+    stops.length > 0 && hidden.length === 0 && stops.every((s) => s.name !== '<body>'),
+    `keyboard walk, ${what}: ${stops.length} stops, focus visible at each${hidden.length ? ` (not: ${hidden.join(', ')})` : ''}`,
+  );
 }
 
 /** Text of the focused element (its accessible-ish name), for focus checks. */
@@ -131,6 +162,62 @@ function focused(page: Page): Promise<string> {
       return (el.getAttribute('aria-label') || el.textContent || el.tagName).trim();
     })()`,
   );
+}
+
+/** True when the element's whole box is inside the window (nothing cut off at any edge). */
+function inWindow(page: Page, selector: string): Promise<boolean> {
+  return page.evaluate<boolean>(`(() => {
+    const el = document.querySelector(${JSON.stringify(selector)});
+    if (!el) return false;
+    const r = el.getBoundingClientRect();
+    return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+  })()`);
+}
+
+/** How many pixels of the first line shown in the message list are cut off by its top edge. */
+function firstLineCut(page: Page): Promise<number> {
+  return page.evaluate<number>(`(() => {
+    const log = document.querySelector('[role=log]');
+    const top = log.getBoundingClientRect().top;
+    for (const row of log.querySelectorAll('[data-id], [data-row]')) {
+      const r = row.getBoundingClientRect();
+      if (r.bottom > top) return Math.max(0, top - r.top);
+    }
+    return 0;
+  })()`);
+}
+
+/** Whether an emoji drawn in the message text's font has colour (an empty box or a glyph outline has none). */
+function emojiInColour(page: Page, selector: string): Promise<boolean> {
+  return page.evaluate<boolean>(`(() => {
+    const font = getComputedStyle(document.querySelector(${JSON.stringify(selector)})).fontFamily;
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 40;
+    const ctx = canvas.getContext('2d');
+    ctx.font = '28px ' + font;
+    ctx.fillStyle = '#000';
+    ctx.fillText('\u{1F642}', 4, 32);
+    const data = ctx.getImageData(0, 0, 40, 40).data;
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+      if (a > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) return true;
+    }
+    return false;
+  })()`);
+}
+
+/** Headings of the page that a notification covers, by text. */
+function headingsUnderNotices(page: Page): Promise<string[]> {
+  return page.evaluate<string[]>(`(() => {
+    const toasts = [...document.querySelectorAll('.toast')].map((t) => t.getBoundingClientRect());
+    return [...document.querySelectorAll('h1, h2, h3, .label')]
+      .filter((h) => {
+        const r = h.getBoundingClientRect();
+        if (r.width === 0) return false;
+        return toasts.some((t) => t.left < r.right && r.left < t.right && t.top < r.bottom && r.top < t.bottom);
+      })
+      .map((h) => h.textContent.trim());
+  })()`);
 }
 
 async function firstRun(browser: Browser, url: string, bundle: string): Promise<void> {
@@ -154,6 +241,16 @@ async function firstRun(browser: Browser, url: string, bundle: string): Promise<
   await page.getByText('ws://192.168.1.20:8787').waitFor();
   check(await page.getByRole('switch', { checked: true }).isVisible(), 'relay setup: hosting switch is on');
   await shot(page, '04-relay-hosting');
+  check(
+    (await inWindow(page, 'main .card')) &&
+      (await page.getByRole('heading', { name: 'Connect by address' }).isVisible()),
+    'relay setup while hosting: the whole card, "Connect by address" included, fits the window',
+  );
+  check(
+    (await page.getByRole('button', { name: 'Continue' }).isVisible()) &&
+      (await inWindow(page, 'main .card .actions .btn')),
+    'relay setup while hosting: "Continue" is in view',
+  );
   await page.getByRole('button', { name: 'Continue' }).click();
   await page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
   check(
@@ -172,10 +269,16 @@ async function firstRun(browser: Browser, url: string, bundle: string): Promise<
     await noKeychain.page.getByText('The two passphrases do not match').isVisible(),
     'first run without keychain: mismatched passphrases explained',
   );
+  check(
+    await inWindow(noKeychain.page, 'main .card button[type=submit]'),
+    'first run without keychain: "Continue" is whole in the window, with the error shown',
+  );
   await shot(noKeychain.page, '05-first-run-no-keychain-dark');
   await noKeychain.close();
 
   const locked = await open(browser, url, bundle, 'locked');
+  await locked.page.getByLabel('Passphrase').waitFor();
+  await auditor.audit(locked.page, '06a-unlock');
   await locked.page.getByLabel('Passphrase').fill('wrong');
   await locked.page.keyboard.press('Enter');
   await locked.page.getByText('That passphrase is not correct.').waitFor();
@@ -188,15 +291,17 @@ async function firstRun(browser: Browser, url: string, bundle: string): Promise<
 
   const setup = await open(browser, url, bundle, 'relay-setup');
   await setup.page.getByText('Network wlan0 · 192.168.1.0/24').waitFor();
+  // The button's name is its visible text (WCAG 2.5.3), the network it was found on included.
   check(
     await setup.page
       .getByRole('button', {
-        name: 'Connect to carol on studio-pc at ws://10.0.0.41:8787 on network eth0 · 10.0.0.0/24',
+        name: 'carol on studio-pc ws://10.0.0.41:8787 Network eth0 · 10.0.0.0/24 Connect',
+        exact: true,
       })
       .isVisible(),
     'relay setup: each discovered relay names the network it was found on',
   );
-  await setup.page.getByRole('button', { name: /Connect to bob on bob-laptop/ }).click();
+  await setup.page.getByRole('button', { name: /^bob on bob-laptop ws:\/\/192\.168\.1\.23:8787 / }).click();
   await setup.page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
   check(true, 'relay setup: one click on a discovered relay connects');
   await setup.close();
@@ -222,6 +327,14 @@ async function mainScreen(
   const prefix = scheme === 'dark' ? 'dark-' : '';
   await page.getByRole('button', { name: /book-club/ }).waitFor();
   await shot(page, `${prefix}10-main-empty`);
+  const newGroupLabels = await page.getByRole('button', { name: /group/i }).allTextContents();
+  check(
+    newGroupLabels.map((t) => t.trim()).join('|') === 'New group|New group',
+    `one label for groups: "New group" in the sidebar and the empty view (${newGroupLabels.join('|')})`,
+  );
+  const initials = await page.locator('nav .avatar').allTextContents();
+  const letters = initials.map((t) => t.trim()).filter(Boolean); // groups show an icon
+  check(letters.join(' ') === 'B C D E', `one-word names get one initial (${letters.join(' ')})`);
 
   // Group conversation and its panel.
   await page.getByRole('button', { name: /book-club/ }).click();
@@ -230,6 +343,15 @@ async function mainScreen(
     .getByText('Catching up tonight.')
     .waitFor();
   await shot(page, `${prefix}11-group-conversation`);
+  const cut = await firstLineCut(page);
+  check(
+    cut === 0,
+    `group conversation: the first line shown is whole, not cut by the header (${cut} px cut)`,
+  );
+  check(
+    await emojiInColour(page, '[role=log] .bubble .text'),
+    'emoji in messages are drawn in colour (a colour emoji font is in the font stack)',
+  );
   const infoButton = page.getByRole('button', { name: 'Group info' });
   await infoButton.click();
   await page.getByRole('dialog', { name: 'book-club' }).getByText('Creator', { exact: true }).waitFor();
@@ -279,10 +401,15 @@ async function mainScreen(
   await qr.waitFor();
   const qrLoaded = await qr.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0);
   check(qrLoaded, 'contact panel: QR code image loads under the CSP');
-  const groups = await page.locator('.digits span').allTextContents();
+  const groups = await page.locator('.digits .group').allTextContents();
   check(
     groups.length === 12 && groups.every((g) => /^\d{5}$/.test(g)),
     'contact panel: 12 groups of 5 digits',
+  );
+  const digits = groups.join('');
+  check(
+    new Set(groups).size === 12 && !/(\d{2,10})\1\1/.test(digits) && new Set(digits).size === 10,
+    `contact panel: the sample safety number looks like one, no obvious repetition (${digits})`,
   );
   await shot(page, `${prefix}15-contact-panel`);
   await page.keyboard.press('Escape');
@@ -306,7 +433,8 @@ async function interactions(page: Page): Promise<void> {
   await page.evaluate(
     `globalThis.__fake.emit({ type: 'error', message: 'The relay refused the message: it is too large.' })`,
   );
-  await page.getByRole('alert').getByText('The relay refused the message').waitFor();
+  const notifications = page.getByRole('region', { name: 'Notifications' });
+  await notifications.getByText('The relay refused the message').waitFor();
   await shot(page, '16-toast');
   await page.getByRole('button', { name: 'Dismiss' }).click();
 
@@ -319,17 +447,49 @@ async function interactions(page: Page): Promise<void> {
     'connection state "Reconnecting…" is shown',
   );
   await page.getByRole('button', { name: 'Reconnecting…', exact: true }).click();
-  await page.getByRole('dialog', { name: 'Relay' }).waitFor();
+  const relayPanel = page.getByRole('dialog', { name: 'Relay' });
+  await relayPanel.waitFor();
+  check(
+    (await relayPanel.getByText('cannot be reached').count()) === 1 &&
+      (await page.locator('.toast', { hasText: 'cannot be reached' }).count()) === 0,
+    'relay panel: the connection error is said once, in the panel, not repeated by a toast',
+  );
+  // Another error while the panel is open: inside the panel, under its content, reachable with Tab.
+  await page.evaluate(
+    `globalThis.__fake.emit({ type: 'error', message: 'The relay refused the message: it is too large.' })`,
+  );
+  const inPanel = relayPanel.locator('.toast', { hasText: 'too large' });
+  await inPanel.waitFor();
+  check(
+    (await headingsUnderNotices(page)).length === 0,
+    `toast in a panel covers no heading (${(await headingsUnderNotices(page)).join(', ')})`,
+  );
   await shot(page, '16b-relay-panel-reconnecting');
+  let reached = false;
+  for (let i = 0; i < 30 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = (await focused(page)) === 'Dismiss';
+  }
+  check(reached, 'toast in a panel: its Dismiss button is reached with Tab');
+  await page.keyboard.press('Enter');
+  await inPanel.waitFor({ state: 'detached' });
   await page.keyboard.press('Escape');
   await page.evaluate(`globalThis.__fake.emit({ type: 'connection', state: 'connected' })`);
   check(
-    (await page.getByRole('alert').getByText('cannot be reached').count()) === 0,
+    (await page.locator('.toast', { hasText: 'cannot be reached' }).count()) === 0,
     'connection error notice goes away once connected',
   );
 
+  // New group dialog.
+  await page.getByRole('complementary', { name: 'Chats' }).getByRole('button', { name: 'New group' }).click();
+  await page.getByRole('dialog', { name: 'New group' }).getByLabel('Group name').waitFor();
+  await auditor.audit(page, 'new-group-dialog');
+  await page.keyboard.press('Escape');
+
   // Settings: theme switch applies at once.
   await page.getByRole('button', { name: 'Settings', exact: true }).click();
+  await page.getByRole('radio', { name: 'System' }).waitFor();
+  await auditor.audit(page, 'settings');
   await page.getByRole('radio', { name: 'Dark' }).check();
   await page.waitForTimeout(100);
   check(
@@ -501,12 +661,253 @@ async function bigConversation(browser: Browser, url: string, bundle: string): P
   await close();
 }
 
+/** A profile whose keys cannot be read: the screen says what happened and what can be done. */
+async function profileProblems(browser: Browser, url: string, bundle: string): Promise<void> {
+  const { page, close } = await open(browser, url, bundle, 'keys-missing');
+  await page.getByRole('heading', { name: 'Your keys are missing', level: 1 }).waitFor();
+  check((await focused(page)) === 'Your keys are missing', 'keys missing: the screen heading takes focus');
+  check(
+    (await page.getByRole('heading', { name: 'What happened' }).isVisible()) &&
+      (await page.getByText('the keychain no longer has its keys').isVisible()) &&
+      (await page.getByRole('heading', { name: 'What you can do' }).isVisible()),
+    'keys missing: says what happened and what the user can do',
+  );
+  await shot(page, '07-keys-missing');
+  await page.getByRole('button', { name: 'Try again' }).click();
+  await page.getByRole('alert').getByText('Your keys are missing from the keychain').waitFor();
+  check(true, 'keys missing: "Try again" says the keys are still missing');
+  await page.getByRole('button', { name: 'Start over…' }).click();
+  check((await focused(page)) === 'Cancel', 'keys missing: starting over asks first, focus on "Cancel"');
+  await shot(page, '07b-keys-missing-start-over');
+  await page.keyboard.press('Escape');
+  check((await focused(page)) === 'Start over…', 'keys missing: Escape cancels, focus back on "Start over…"');
+  await page.getByRole('button', { name: 'Start over…' }).click();
+  await page.getByRole('button', { name: 'Delete and start over' }).click();
+  await page.getByLabel('Choose a user id').waitFor();
+  check(
+    await page.evaluate<boolean>(`document.activeElement?.matches('input[autocomplete=username]') ?? false`),
+    'keys missing: after starting over, the first-run screen has its field focused',
+  );
+  await close();
+
+  const locked = await open(browser, url, bundle, 'keychain-locked', 'dark');
+  await locked.page.getByRole('heading', { name: 'Sealed cannot reach the keychain', level: 1 }).waitFor();
+  check(
+    (await locked.page.getByRole('button', { name: 'Start over…' }).count()) === 0,
+    'keychain not answering: no way to delete the profile is offered (the keys may be there)',
+  );
+  await shot(locked.page, 'dark-08-keychain-unavailable');
+  await locked.page.getByRole('button', { name: 'Try again' }).click();
+  await locked.page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
+  check(
+    (await focused(locked.page)) === 'Your messages stay between you and them',
+    'keychain back: "Try again" opens the main screen, whose heading takes focus',
+  );
+  await locked.close();
+
+  const failing = await open(browser, url, bundle, 'start-fails');
+  await failing.page.getByRole('heading', { name: 'Sealed could not start', level: 1 }).waitFor();
+  check(
+    (await failing.page.getByRole('main').count()) === 1,
+    'start failed: the screen is a main landmark with a heading',
+  );
+  await shot(failing.page, '09-start-failed');
+  await failing.page.getByRole('button', { name: 'Try again' }).click();
+  await failing.page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
+  check(true, 'start failed: "Try again" starts the app');
+  await failing.close();
+}
+
+/** Keyboard-only walks of the main flows (issue 10): focus visible at every stop, never on <body>. */
+async function keyboardWalks(browser: Browser, url: string, bundle: string): Promise<void> {
+  // First run to the main screen, keyboard only.
+  const setup = await open(browser, url, bundle, 'first-run');
+  let page = setup.page;
+  await page.getByLabel('Choose a user id').waitFor();
+  await page.keyboard.type('alice');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Connect to a relay' }).waitFor();
+  await page.waitForTimeout(50);
+  check(
+    (await focusState(page)).name === 'Connect to a relay',
+    'keyboard: once the profile is created, focus is on the relay screen heading',
+  );
+  checkStops(await tabWalk(page), 'relay setup screen');
+  check(await tabTo(page, 'Host a relay on this computer'), 'keyboard: Tab reaches the hosting switch');
+  const switchState = await focusState(page);
+  await page.keyboard.press('Space');
+  const whileBusy = await page.evaluate<string | null>(`document.activeElement.getAttribute('aria-busy')`);
+  const stillThere = (await focusState(page)).tag === 'switch';
+  check(
+    switchState.tag === 'switch' && whileBusy === 'true' && stillThere,
+    'keyboard: the hosting switch keeps focus while busy, saying so (aria-busy)',
+  );
+  await page.getByRole('switch', { checked: true }).waitFor();
+  await until(page, `document.activeElement.getAttribute('aria-busy') === null`);
+  check((await focusState(page)).tag === 'switch', 'keyboard: focus is still on the switch once hosting');
+  await shot(page, 'a11y-01-hosting-switch-keeps-focus');
+  check(await tabTo(page, 'Continue'), 'keyboard: Tab reaches "Continue"');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Your messages stay between you and them' }).waitFor();
+  await page.waitForTimeout(50);
+  check(
+    (await focusState(page)).name === 'Your messages stay between you and them',
+    'keyboard: on the main screen, focus is on its heading',
+  );
+  await setup.close();
+
+  // The main screen: one walk round every stop, then a conversation, a panel, notices.
+  const main = await open(browser, url, bundle, 'main');
+  page = main.page;
+  await page.getByRole('button', { name: /^book-club/ }).waitFor();
+  await page.waitForTimeout(50);
+  const mainStops = await tabWalk(page);
+  checkStops(mainStops, 'main screen');
+  const names = mainStops.map((s) => s.name);
+  check(
+    ['New chat', 'New group', 'Settings'].every((n) => names.includes(n)) &&
+      names.filter((n) => /^(bob|book-club|carol|dave|erin)\b/.test(n)).length === 1,
+    `keyboard: the main screen's stops include the actions, and the conversation list is one stop (${names.join(' | ')})`,
+  );
+  check(await tabTo(page, /^bob\b/), 'keyboard: Tab reaches the conversation list');
+  await page.keyboard.press('Enter');
+  await page.getByRole('log', { name: 'Messages with bob' }).getByText('see you at ten').waitFor();
+  checkStops(await tabWalk(page), 'open conversation');
+  check(await tabTo(page, 'Message bob'), 'keyboard: Tab reaches the composer');
+  await page.keyboard.type('Typed without a mouse');
+  await page.keyboard.press('Enter');
+  await page.getByRole('log').getByText('Typed without a mouse').waitFor();
+  check(
+    (await focusState(page)).name === 'Message bob',
+    'keyboard: after sending, focus stays in the composer',
+  );
+
+  check(await tabTo(page, 'Safety number'), 'keyboard: Tab reaches "Safety number"');
+  await page.keyboard.press('Enter');
+  await page.getByRole('dialog', { name: 'bob' }).getByRole('switch').waitFor();
+  const panelStops = await tabWalk(page, 30);
+  checkStops(panelStops, 'contact panel');
+  check(
+    panelStops.every((s) => s.inDialog),
+    `keyboard: Tab stays inside the open panel (${panelStops.length} stops)`,
+  );
+  await page.keyboard.press('Escape');
+  await page.waitForTimeout(50);
+  check((await focusState(page)).name === 'Safety number', 'keyboard: Escape closes the panel, focus back');
+
+  // Every other panel: focus visible at each stop, Tab kept inside, Escape gives focus back.
+  for (const [opener, dialog] of [
+    ['Settings', 'Settings'],
+    ['Connected', 'Relay'],
+    ['New chat', 'New chat'],
+    ['New group', 'New group'],
+  ] as const) {
+    await page
+      .getByRole('complementary', { name: 'Chats' })
+      .getByRole('button', { name: opener, exact: true })
+      .focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog', { name: dialog }).waitFor();
+    await page.waitForTimeout(50);
+    const stops = await tabWalk(page, 40);
+    checkStops(stops, `${dialog} panel`);
+    check(
+      stops.every((st) => st.inDialog),
+      `keyboard: Tab stays inside the ${dialog} panel`,
+    );
+    await page.keyboard.press('Escape');
+    await page.getByRole('dialog').waitFor({ state: 'detached' });
+    await page.waitForTimeout(50);
+    check(
+      (await focusState(page)).name === opener,
+      `keyboard: Escape closes the ${dialog} panel, focus back on "${opener}"`,
+    );
+  }
+  await page.getByLabel('Message bob').focus();
+
+  // Notices: reached with Tab, dismissed with Enter; focus moves on to the next one, then back.
+  check(await tabTo(page, 'Message bob'), 'keyboard: back in the composer');
+  await page.evaluate(`globalThis.__fake.emit({ type: 'error', message: 'First problem.' })`);
+  await page.evaluate(`globalThis.__fake.emit({ type: 'error', message: 'Second problem.' })`);
+  check(await tabTo(page, 'Dismiss', 5), 'keyboard: Tab goes from the composer to the notices');
+  await shot(page, 'a11y-02-notice-dismiss-focused');
+  await page.keyboard.press('Enter');
+  await page.getByText('First problem.').waitFor({ state: 'detached' });
+  await page.waitForTimeout(50);
+  check(
+    (await focusState(page)).name === 'Dismiss',
+    'keyboard: dismissing a notice moves focus to the next one',
+  );
+  await page.keyboard.press('Enter');
+  await page.getByText('Second problem.').waitFor({ state: 'detached' });
+  await page.waitForTimeout(50);
+  check(
+    (await focusState(page)).name === 'Message bob',
+    `keyboard: dismissing the last notice returns focus where it came from (${(await focusState(page)).name})`,
+  );
+  // A notice the app takes back while focused (the connection is back) does not drop focus either.
+  await page.evaluate(
+    `globalThis.__fake.emit({ type: 'connection', state: 'reconnecting', error: 'The relay cannot be reached.' })`,
+  );
+  check(await tabTo(page, 'Dismiss', 5), 'keyboard: Tab reaches the connection notice');
+  await page.evaluate(`globalThis.__fake.emit({ type: 'connection', state: 'connected' })`);
+  await page.getByText('The relay cannot be reached.').waitFor({ state: 'detached' });
+  await page.waitForTimeout(50);
+  check(
+    (await focusState(page)).name === 'Message bob',
+    'keyboard: a notice taken back by the app returns focus where it came from',
+  );
+  await main.close();
+
+  // Accepting a new key with the keyboard: from the banner focus goes to the composer, from the
+  // panel to "Mark as verified".
+  const banner = await open(browser, url, bundle, 'main-key-changed');
+  page = banner.page;
+  await page.getByRole('button', { name: /^bob/ }).first().click();
+  await page.getByText("bob's security key changed").first().waitFor();
+  check(await tabTo(page, 'Accept new key'), 'keyboard: Tab reaches "Accept new key"');
+  await page.keyboard.press('Enter');
+  await page.getByRole('button', { name: 'Review safety number' }).waitFor({ state: 'detached' });
+  await page.waitForTimeout(50);
+  check(
+    (await focusState(page)).name === 'Message bob',
+    `keyboard: after "Accept new key" focus is in the composer (${(await focusState(page)).name})`,
+  );
+  await shot(page, 'a11y-03-accepted-key-composer-focused');
+  await banner.close();
+
+  const panel = await open(browser, url, bundle, 'main-key-changed', 'dark');
+  page = panel.page;
+  await page.getByRole('button', { name: /^bob/ }).first().click();
+  await page.getByRole('button', { name: 'Review safety number' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Accept new key' }).waitFor();
+  check(
+    (await focusState(page)).name === 'Accept new key',
+    'keyboard: the key-change panel opens on "Accept new key"',
+  );
+  await page.keyboard.press('Enter');
+  await page
+    .getByRole('dialog')
+    .getByRole('button', { name: 'Accept new key' })
+    .waitFor({ state: 'detached' });
+  await page.waitForTimeout(50);
+  const after = await focusState(page);
+  check(
+    after.tag === 'switch' && after.inDialog && after.visible,
+    `keyboard: after accepting in the panel, focus is on "Mark as verified" (${after.tag} "${after.name}")`,
+  );
+  await panel.close();
+}
+
 /** The smallest window the shell allows (720 x 480). */
 async function smallWindow(browser: Browser, url: string, bundle: string): Promise<void> {
   const { page, close } = await open(browser, url, bundle, 'main');
   await page.setViewportSize({ width: 720, height: 480 });
   await page.getByRole('button', { name: /^book-club/ }).click();
   await page.getByRole('log').getByText('Catching up tonight.').waitFor();
+  await page.waitForTimeout(100);
+  const cut = await firstLineCut(page);
+  check(cut === 0, `small window: the first line shown is whole (${cut} px cut)`);
   await shot(page, '23-small-window');
   await close();
 }
@@ -515,6 +916,7 @@ async function smallWindow(browser: Browser, url: string, bundle: string): Promi
 export async function runScreenChecks(): Promise<string[]> {
   failures.length = 0;
   pageProblems.length = 0;
+  auditor = new Auditor();
   // Not wiped: the browser end-to-end test writes its own screenshots beside these, maybe meanwhile.
   mkdirSync(SHOTS, { recursive: true });
   statSync(join(RENDERER, 'index.html')); // built?
@@ -526,8 +928,10 @@ export async function runScreenChecks(): Promise<string[]> {
     await mainScreen(browser, url, bundle, 'light');
     await mainScreen(browser, url, bundle, 'dark');
     await keyChange(browser, url, bundle);
+    await profileProblems(browser, url, bundle);
     await bigConversation(browser, url, bundle);
     await smallWindow(browser, url, bundle);
+    await keyboardWalks(browser, url, bundle);
   } catch (error) {
     failures.push(`crashed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     console.error(error);
@@ -537,6 +941,13 @@ export async function runScreenChecks(): Promise<string[]> {
   }
   for (const problem of pageProblems) console.log(`PAGE ${problem}`);
   check(pageProblems.length === 0, 'no console errors, page errors or CSP violations');
+  const blocking = auditor.failures();
+  for (const line of blocking) console.log(`AXE ${line}`);
+  console.log(auditor.summary());
+  check(
+    auditor.records.length > 0 && blocking.length === 0,
+    `axe (WCAG 2.1 A/AA): no serious or critical violation in ${auditor.records.length} audits`,
+  );
   console.log(`\nScreenshots in ${SHOTS}`);
   return [...failures];
 }

@@ -112,6 +112,11 @@ describe('IPC dispatcher', () => {
       ['createProfile', JSON.parse('{"userId":"alice","__proto__":{"polluted":1}}')],
       ['unlock', { passphrase: 'short' }],
       ['unlock', { passphrase: 12345678 }],
+      ['reopenProfile', { force: true }],
+      ['discardProfile', undefined],
+      ['discardProfile', {}],
+      ['discardProfile', { userId: '../alice' }],
+      ['discardProfile', { userId: 'alice', everything: true }],
       ['connect', { relayUrl: 'http://127.0.0.1:8787' }],
       ['connect', { relayUrl: 'javascript:alert(1)' }],
       ['connect', { relayUrl: 'ws://' }],
@@ -184,6 +189,11 @@ describe('IPC dispatcher', () => {
       value: { userId: 'ipc-user', relayUrl: null, keyStorage: 'keychain' },
     });
     expectRefused(await call('createProfile', { userId: 'other' }), 'PROFILE_EXISTS');
+    // A profile that opened is never deleted through the renderer.
+    expect(expectRefused(await call('discardProfile', { userId: 'ipc-user' }), 'PROFILE_IN_USE')).toBe(
+      'Only a profile whose keys are lost can be deleted this way.',
+    );
+    expect(await call('reopenProfile')).toMatchObject({ ok: true, value: { userId: 'ipc-user' } });
     expectRefused(await call('sendDirect', { to: 'bob', text: 'hi' }), 'NOT_CONNECTED');
     expect(await call('connect', { relayUrl: relay.url })).toEqual({ ok: true, value: undefined });
     expect(expectRefused(await call('sendDirect', { to: 'nobody', text: 'hi' }), 'UNKNOWN_USER')).toBe(

@@ -290,11 +290,17 @@ describe('MessengerService with a relay', () => {
     await frank2.connect();
     await frank2.sendDirectMessage('erin', 'new phone, same frank');
 
-    await erin.events.item(
-      'dm:frank',
-      "frank's security key changed. Compare safety numbers before you continue.",
-    );
+    const notice = "frank's security key changed. Compare safety numbers before you continue.";
+    await erin.events.item('dm:frank', notice);
     await erin.events.item('dm:frank', 'new phone, same frank');
+    // The notice comes first, above the message from the new key: as it arrived and in the history.
+    const expected = ['hi from the old phone', notice, 'new phone, same frank'];
+    const live = erin.events.all.flatMap((e) =>
+      e.type === 'item' && e.item.conversationId === 'dm:frank' ? [e.item.text] : [],
+    );
+    expect(live).toEqual(expected);
+    const stored = await erin.service.getHistory({ conversationId: 'dm:frank' });
+    expect(stored.items.map((i) => i.text)).toEqual(expected);
     await erin.events.wait(
       (e) =>
         e.type === 'contact' && e.contact.userId === 'frank' && e.contact.keyChanged && !e.contact.verified,

@@ -149,6 +149,7 @@ describe('without a keychain', () => {
         locked: false,
         connection: 'offline',
         hostedRelay: null,
+        profileProblem: null,
       },
     });
     expect(lines[1]).toEqual({

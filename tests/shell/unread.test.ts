@@ -23,6 +23,7 @@ const unlocked: AppStatus = {
   locked: false,
   connection: 'connected',
   hostedRelay: null,
+  profileProblem: null,
 };
 
 describe('unread counter', () => {

@@ -25,7 +25,7 @@ export class ContactTrust {
 
   constructor(
     private readonly opts: TrustOptions,
-    /** Told (in a microtask) when a contact's identity first differs from the pinned one. */
+    /** Told (synchronously, once the new key is recorded in memory) when a contact's identity first differs from the pinned one. */
     private readonly identityChanged: (userId: string) => void,
   ) {}
 
@@ -74,15 +74,21 @@ export class ContactTrust {
       return [[`contact/${userId}`, identityBytes]];
     }
     if (sameIdentityKeys(decodePublicIdentity(known), decodePublicIdentity(identityBytes))) return [];
-    if (!this.changed.has(userId)) queueMicrotask(() => this.identityChanged(userId));
-    this.changed.set(userId, identityBytes);
-    if (!this.opts.requireApprovalOnIdentityChange) {
+    const first = !this.changed.has(userId);
+    let changes: Change[];
+    if (this.opts.requireApprovalOnIdentityChange) {
+      this.changed.set(userId, identityBytes);
+      changes = [[`changed/${userId}`, identityBytes]];
+    } else {
       // Without an approval step the new key is pinned at once; the event still warns the user.
       this.pinned.set(userId, identityBytes);
-      this.changed.delete(userId);
-      return [[`contact/${userId}`, identityBytes]];
+      changes = [[`contact/${userId}`, identityBytes]];
     }
-    return [[`changed/${userId}`, identityBytes]];
+    // Told now, synchronously, before the caller emits whatever revealed the new key: a listener that
+    // records the change (the app's "security key changed" line) does so before the message from the
+    // new key arrives, so the warning comes first in the conversation (issue 7).
+    if (first) this.identityChanged(userId);
+    return changes;
   }
 
   /** Pins a contact's pending new identity (the user confirmed it); returns the changes, or none if nothing was pending. */

@@ -27,7 +27,15 @@ import { conversationTarget, errorMessage, validateName, validateRelayUrl } from
 import { ConversationHistory } from './history.svelte';
 import { Notices } from './notices.svelte';
 
-export type Phase = 'loading' | 'failed' | 'locked' | 'first-run' | 'relay-setup' | 'main';
+export type Phase =
+  | 'loading'
+  | 'failed'
+  | 'locked'
+  /** A profile exists but its keys could not be read (status.profileProblem says why). */
+  | 'profile-problem'
+  | 'first-run'
+  | 'relay-setup'
+  | 'main';
 
 /** The one panel or dialog open over the main screen. */
 export type Panel =
@@ -40,6 +48,9 @@ export type Panel =
 
 /** Used until the service answers `getSettings` (and before a profile exists). */
 export const DEFAULT_SETTINGS: Settings = { notifications: 'sender', theme: 'system', relayPort: 8787 };
+
+/** The topic of the connection error's notice (see Notices). */
+export const CONNECTION_TOPIC = 'connection';
 
 /** Conversations whose histories stay in memory (and up to date) after being left. */
 const CACHED_HISTORIES = 8;
@@ -79,6 +90,7 @@ export class AppState {
     const status = this.status;
     if (!status) return this.startError ? 'failed' : 'loading';
     if (status.locked) return 'locked';
+    if (status.profileProblem) return 'profile-problem';
     if (!status.profile) return 'first-run';
     return this.relaySetup ? 'relay-setup' : 'main';
   });
@@ -96,7 +108,6 @@ export class AppState {
   #markReadTimer: ReturnType<typeof setTimeout> | undefined;
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   #loadedData = false;
-  #connectionNotice: number | null = null;
 
   constructor(api: MessengerApi) {
     this.#api = api;
@@ -174,22 +185,24 @@ export class AppState {
     }
   }
 
-  /** A connection error is shown once as a notice, and taken down when the connection is back. */
+  /**
+   * A connection error is shown once as a notice of the topic CONNECTION_TOPIC (a newer one replaces
+   * it; the relay panel, which says it itself, hides it), and taken down when the connection is back.
+   */
   #setConnection(state: ConnectionState, error: string | undefined): void {
     if (this.status) this.status = { ...this.status, connection: state };
     if (error) {
-      if (error !== this.connectionError) this.#connectionNotice = this.notices.show(error);
+      if (error !== this.connectionError) this.notices.show(error, { topic: CONNECTION_TOPIC });
       this.connectionError = error;
     } else if (state === 'connected') {
       this.connectionError = null;
-      if (this.#connectionNotice !== null) this.notices.dismiss(this.#connectionNotice);
-      this.#connectionNotice = null;
+      this.notices.dismissTopic(CONNECTION_TOPIC);
     }
   }
 
   #setStatus(next: AppStatus): void {
     this.status = next;
-    if (next.profile && !next.locked && !this.#loadedData) {
+    if (next.profile && !next.locked && !next.profileProblem && !this.#loadedData) {
       this.#loadedData = true;
       this.relaySetup = !next.profile.relayUrl && !next.hostedRelay && next.connection === 'offline';
       void this.#loadData();
@@ -285,6 +298,24 @@ export class AppState {
     });
   }
 
+  /** Tries again to open a profile whose keys could not be read (after the keychain is back). */
+  async reopenProfile(): Promise<string | null> {
+    return this.#answer(async () => {
+      await this.#api.reopenProfile();
+      this.#setStatus(await this.#api.getStatus());
+    });
+  }
+
+  /** Deletes the profile whose keys are lost, so a new one can be created (first run). */
+  async discardProfile(): Promise<string | null> {
+    const userId = this.status?.profile?.userId;
+    if (!userId) return null;
+    return this.#answer(async () => {
+      await this.#api.discardProfile({ userId });
+      this.#setStatus(await this.#api.getStatus());
+    });
+  }
+
   /** Connects to a relay by address (typed or discovered). */
   async connect(relayUrl: string): Promise<string | null> {
     const url = relayUrl.trim();
@@ -303,18 +334,13 @@ export class AppState {
     await this.#refreshStatus();
   }
 
-  /**
-   * Hosts the bundled relay on the LAN, then connects to it over loopback unless the service already
-   * connected (the contract does not say whether `hostRelay` connects this client).
-   */
+  /** Hosts the bundled relay on the LAN; the service connects this profile to it. */
   async hostRelay(): Promise<string | null> {
     return this.#relayCall(async () => {
       const hosted = await this.#api.hostRelay({ port: this.settings.relayPort });
       if (this.status) this.status = { ...this.status, hostedRelay: hosted };
-      await this.#refreshStatus();
-      // localUrl (loopback) is this computer's; a service older than that field listed it last in urls.
-      const loopback = hosted.localUrl ?? hosted.urls.at(-1);
-      if (this.connection === 'offline' && loopback) await this.#api.connect({ relayUrl: loopback });
+      // The service connected us to the relay we host (over loopback).
+      this.connectionError = null;
       await this.#refreshStatus();
     });
   }

@@ -5,11 +5,15 @@
 export class FormState {
   /** What the last action answered, shown inline; null when it succeeded or was cleared. */
   error = $state<string | null>(null);
-  /** An action is under way (its controls stay disabled). */
+  /**
+   * An action is under way. Its controls say so with `aria-disabled` (and keep focus: a control that
+   * disables itself drops focus to <body>); presses meanwhile are ignored here.
+   */
   busy = $state(false);
 
   /** Runs an action with the form busy; its answer (actions without one count as success) becomes `error`. */
   async run(action: () => Promise<string | null | void>): Promise<string | null> {
+    if (this.busy) return this.error;
     this.busy = true;
     try {
       this.error = (await action()) ?? null;

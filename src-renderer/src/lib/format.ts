@@ -162,13 +162,14 @@ export const STATUS_LABEL: Record<MessageStatus, string> = {
   failed: 'Not sent',
 };
 
-/** One or two letters standing for a name in an avatar. */
+/**
+ * The letters standing for a name in an avatar: one per word, for the first two words ("book-club"
+ * gives "BC", "bob" gives "B"). Words are separated by dots, underscores and hyphens, as in user ids.
+ */
 export function initials(name: string): string {
-  const parts = name.split(/[._-]+/).filter(Boolean);
-  const first = parts[0] ?? name;
-  const second = parts[1];
-  const letters = second ? first.charAt(0) + second.charAt(0) : first.slice(0, 2);
-  return letters.toUpperCase();
+  const words = name.split(/[._-]+/).filter(Boolean);
+  const letters = words.slice(0, 2).map((word) => String.fromCodePoint(word.codePointAt(0) ?? 0x3f));
+  return (letters.join('') || name.charAt(0)).toUpperCase();
 }
 
 /** A stable hue (0-359) for a name, so each contact keeps the same avatar colour. */

@@ -1,16 +1,29 @@
 /**
  * Plain-sentence notices (toasts): every 'error' event and every rejected call the user did not see
- * inline ends up here. Each notice stays a while, longer when it is an error, and can be dismissed.
+ * inline ends up here. An error stays until the user dismisses it (or the app takes it back because
+ * what it said is over, like a lost connection that is back): a time limit would take it away before
+ * everyone has read it (WCAG 2.2.1). Information notices go after a while, never while hovered or
+ * focused.
  */
 
 export interface Notice {
   readonly id: number;
   readonly text: string;
   readonly tone: 'error' | 'info';
+  /**
+   * What the notice is about, when a view may already say the same thing (the relay panel shows the
+   * connection error itself): such a view hides notices of its topics. At most one notice per topic.
+   */
+  readonly topic?: string | undefined;
 }
 
-const ERROR_MS = 10_000;
-const INFO_MS = 5_000;
+export interface NoticeOptions {
+  tone?: Notice['tone'];
+  topic?: string;
+}
+
+const INFO_MS = 6_000;
+/** Older notices beyond this many are dropped (the newest are what the user is dealing with). */
 const MAX_NOTICES = 4;
 
 export class Notices {
@@ -19,16 +32,21 @@ export class Notices {
   // eslint-disable-next-line svelte/prefer-svelte-reactivity -- timers, not state
   readonly #timers = new Map<number, ReturnType<typeof setTimeout>>();
 
-  /** Shows a notice and returns its id; the same text shown again only restarts its timer. */
-  show(text: string, tone: Notice['tone'] = 'error'): number {
-    const same = this.list.find((notice) => notice.text === text);
+  /**
+   * Shows a notice and returns its id. The same text shown again is not repeated (an information
+   * notice's time starts again); a notice of a topic replaces the one of that topic already shown.
+   */
+  show(text: string, options: NoticeOptions = {}): number {
+    const tone = options.tone ?? 'error';
+    const same = this.list.find((notice) => notice.text === text && notice.topic === options.topic);
     if (same) {
       this.#schedule(same);
       return same.id;
     }
-    const notice: Notice = { id: this.#nextId++, text, tone };
-    const kept = this.list.slice(-(MAX_NOTICES - 1));
-    for (const dropped of this.list.slice(0, this.list.length - kept.length)) this.#clearTimer(dropped.id);
+    const notice: Notice = { id: this.#nextId++, text, tone, topic: options.topic };
+    const others = this.list.filter((n) => options.topic === undefined || n.topic !== options.topic);
+    const kept = others.slice(-(MAX_NOTICES - 1));
+    for (const dropped of this.list) if (!kept.includes(dropped)) this.#clearTimer(dropped.id);
     this.list = [...kept, notice];
     this.#schedule(notice);
     return notice.id;
@@ -37,6 +55,11 @@ export class Notices {
   dismiss(id: number): void {
     this.#clearTimer(id);
     this.list = this.list.filter((notice) => notice.id !== id);
+  }
+
+  /** Takes back the notice of a topic, if one is shown. */
+  dismissTopic(topic: string): void {
+    for (const notice of this.list) if (notice.topic === topic) this.dismiss(notice.id);
   }
 
   /** Holds a notice on screen while the pointer or focus is on it. */
@@ -56,12 +79,13 @@ export class Notices {
     this.#timers.clear();
   }
 
+  /** Information notices go after INFO_MS; errors stay until dismissed. */
   #schedule(notice: Notice): void {
     this.#clearTimer(notice.id);
-    const ms = notice.tone === 'error' ? ERROR_MS : INFO_MS;
+    if (notice.tone === 'error') return;
     this.#timers.set(
       notice.id,
-      setTimeout(() => this.dismiss(notice.id), ms),
+      setTimeout(() => this.dismiss(notice.id), INFO_MS),
     );
   }
 

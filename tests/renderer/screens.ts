@@ -206,14 +206,27 @@ function emojiInColour(page: Page, selector: string): Promise<boolean> {
   })()`);
 }
 
-/** Headings of the page that a notification covers, by text. */
+/**
+ * Headings of the page that a notification covers, by text: the part of each heading that is on screen
+ * (its box clipped by every scrolling ancestor) against each notification's box.
+ */
 function headingsUnderNotices(page: Page): Promise<string[]> {
   return page.evaluate<string[]>(`(() => {
     const toasts = [...document.querySelectorAll('.toast')].map((t) => t.getBoundingClientRect());
+    const visible = (el) => {
+      let { left, top, right, bottom } = el.getBoundingClientRect();
+      for (let a = el.parentElement; a; a = a.parentElement) {
+        if (getComputedStyle(a).overflowY === 'visible') continue;
+        const c = a.getBoundingClientRect();
+        left = Math.max(left, c.left); top = Math.max(top, c.top);
+        right = Math.min(right, c.right); bottom = Math.min(bottom, c.bottom);
+      }
+      return { left, top, right, bottom };
+    };
     return [...document.querySelectorAll('h1, h2, h3, .label')]
       .filter((h) => {
-        const r = h.getBoundingClientRect();
-        if (r.width === 0) return false;
+        const r = visible(h);
+        if (r.right <= r.left || r.bottom <= r.top) return false;
         return toasts.some((t) => t.left < r.right && r.left < t.right && t.top < r.bottom && r.top < t.bottom);
       })
       .map((h) => h.textContent.trim());

@@ -39,8 +39,12 @@ describe('npm test prerequisites', () => {
           '  g++: node-gyp, to build native modules',
           "  pkg-config: keytar's build finds libsecret with it",
           '  libsecret-1-dev: keytar is built against libsecret',
+          '  util-linux: terminal tests run the CLIs under `script`; start tests run `npm start` offline with `unshare`',
+          '  iproute2: the LAN tests build simulated computers with `ip netns` and veth links',
+          '  tcpdump: the LAN tests capture what crosses the simulated network',
+          '  nftables: the LAN tests block multicast and addresses with `nft`',
           'Install them (Debian/Ubuntu), then run npm test again:',
-          `  ${sudo}apt-get install -y fonts-noto-color-emoji dbus gnome-keyring python3 make g++ pkg-config libsecret-1-dev`,
+          `  ${sudo}apt-get install -y fonts-noto-color-emoji dbus gnome-keyring python3 make g++ pkg-config libsecret-1-dev util-linux iproute2 tcpdump nftables`,
           '',
         ].join('\n'),
       );

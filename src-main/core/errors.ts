@@ -21,6 +21,12 @@ export const ErrorCode = {
   WRONG_TYPE: 'E2EE_WRONG_TYPE',
   WRONG_RECIPIENT: 'E2EE_WRONG_RECIPIENT',
   NOT_A_MEMBER: 'E2EE_NOT_A_MEMBER',
+  /** A group membership entry that is malformed or does not follow the log it is applied to. */
+  BAD_ENTRY: 'E2EE_BAD_ENTRY',
+  /** A group membership change its author may not make (not an admin, not invited, group closed...). */
+  NOT_ALLOWED: 'E2EE_NOT_ALLOWED',
+  /** Our group log and another member's (or the relay's) disagree, or entries are withheld. */
+  GROUP_OUT_OF_SYNC: 'E2EE_GROUP_OUT_OF_SYNC',
   TOO_LARGE: 'E2EE_TOO_LARGE',
   // relay and connection
   RELAY: 'E2EE_RELAY',

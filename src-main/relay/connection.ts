@@ -294,6 +294,7 @@ export class Connection implements Client {
         return;
       }
       this.ctx.users.add(userId);
+      this.ctx.groups.refreshUser(userId);
       this.ctx.log(`registered ${userId}`);
       this.authenticated(userId, true);
     });
@@ -312,7 +313,7 @@ export class Connection implements Client {
       userId,
       registered,
       oneTimePreKeyCount: this.ctx.store.preKeyCount(userId),
-      groups: this.ctx.groups.of(userId),
+      groups: this.ctx.groups.headsOf(userId),
     });
     if (registered) {
       const event: RelayFrame = { t: 'event', event: { type: 'userCreated', userId } };

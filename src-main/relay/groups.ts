@@ -1,138 +1,226 @@
 /**
- * Groups: membership lives in memory (the authority for routing, loaded from SQLite at start) and is
- * written through the store's batch, in the same transaction as the durable events that announce each
- * change; so no member misses a change while offline or across a restart.
+ * Groups on the relay. A group is its signed, hash-chained membership log (core/crypto/membership.ts);
+ * the relay checks every entry exactly as every member will (format, chain, signature, the author's
+ * right) and also that the identities an entry names are the ones registered here, but it can neither
+ * make nor change an entry: it stores and forwards them. From the verified state it knows who may read
+ * the log, who gets a group's messages (its full members) and whom to tell about a new entry.
+ *
+ * The verified state of each group is kept in memory and, with every entry, written through the store's
+ * batch; each new entry goes out as a durable `groupEntry` event to everyone on the roster before or
+ * after it, in the same batch, ordered with the messages around it.
  */
-import { RelayErrorCode, type RelayEvent } from '../core/protocol/wire.js';
+import { decodePublicIdentity, sameIdentityKeys, type PublicIdentity } from '../core/crypto/identity.js';
+import { P256_PUBLIC_BYTES } from '../core/crypto/primitives.js';
+import { equalBytes } from '../core/encoding.js';
+import {
+  EntryType,
+  JoinPolicy,
+  type Entry,
+  type GroupLog,
+  applyEntry,
+  decodeEntry,
+  decodeGroupLog,
+  encodeGroupLog,
+  startLog,
+} from '../core/crypto/membership.js';
+import { E2EEError, ErrorCode } from '../core/errors.js';
+import { MAX_LOG_PAGE, RelayErrorCode, b64, type RelayEvent } from '../core/protocol/wire.js';
 import { RelayError } from './context.js';
 import type { Router } from './router.js';
 import type { Store } from './store.js';
 
-/** A group as listed in `ready`. */
-export interface GroupInfo {
+/** A group as `ready` lists it: its head only. */
+export interface GroupHead {
   group: string;
-  creator: string;
-  members: string[];
+  epoch: number;
+  head: string;
 }
 
-interface Group {
-  readonly creator: string;
-  /** In join order. */
-  readonly members: Set<string>;
+/** What the groups need to know about registered users. */
+export interface Registry {
+  /** The registered identity of a user, if any. */
+  identityOf(userId: string): Uint8Array | undefined;
 }
 
-/** Group state and its operations; each operation throws RelayError when refused. */
+const unknownGroup = (group: string): RelayError =>
+  new RelayError(RelayErrorCode.UNKNOWN_GROUP, `There is no group named "${group}".`);
+const notAMember = (group: string): RelayError =>
+  new RelayError(RelayErrorCode.NOT_A_MEMBER, `You are not a member of "${group}".`);
+const badEntry = (message: string): RelayError => new RelayError(RelayErrorCode.BAD_ENTRY, message);
+
+/** Group logs and what follows from them; each operation throws RelayError when refused. */
 export class Groups {
-  private readonly byId = new Map<string, Group>();
+  private readonly byId = new Map<string, GroupLog>();
+  /** Groups by everyone on their roster (any standing). */
   private readonly byUser = new Map<string, Set<string>>();
+  /** Full members a group's messages go to, computed when its roster changes. */
+  private readonly routes = new Map<string, readonly string[]>();
 
   constructor(
     private readonly store: Store,
     private readonly router: Router,
+    private readonly registry: Registry,
     private readonly now: () => number,
+    private readonly maxMembers: number,
   ) {
-    for (const g of store.loadGroups()) {
-      this.byId.set(g.group, { creator: g.creator, members: new Set(g.members) });
-      for (const m of g.members) this.indexMember(g.group, m);
-    }
+    for (const { group, state } of store.loadGroupStates()) this.track(group, decodeGroupLog(state));
   }
 
-  /** Every group `userId` belongs to. */
-  of(userId: string): GroupInfo[] {
+  /** The groups `userId` is on the roster of, as heads. */
+  headsOf(userId: string): GroupHead[] {
     return [...(this.byUser.get(userId) ?? [])].map((group) => {
-      const g = this.byId.get(group)!;
-      return { group, creator: g.creator, members: [...g.members] };
+      const log = this.byId.get(group)!;
+      return { group, epoch: log.epoch, head: b64(log.heads[log.epoch]!) };
     });
   }
 
-  /** The members of a group `userId` belongs to (live view: do not mutate). */
-  membersFor(group: string, userId: string): ReadonlySet<string> {
-    const g = this.get(group);
-    if (!g.members.has(userId)) throw notAMember(group);
-    return g.members;
-  }
-
-  create(group: string, creator: string): string[] {
-    if (this.byId.has(group))
-      throw new RelayError(RelayErrorCode.GROUP_EXISTS, `A group named "${group}" already exists.`);
-    this.byId.set(group, { creator, members: new Set([creator]) });
-    this.indexMember(group, creator);
-    this.store.insertGroup(group, creator, this.now());
-    this.event(creator, { type: 'groupCreated', group });
-    return [creator];
-  }
-
-  /** Adds `userId`; a member joining again changes nothing and announces nothing. */
-  join(group: string, userId: string): { creator: string; members: string[] } {
-    const g = this.get(group);
-    const creator = g.creator;
-    if (g.members.has(userId)) return { creator, members: [...g.members] };
-    g.members.add(userId);
-    this.indexMember(group, userId);
-    this.store.addMember(group, userId);
-    const members = [...g.members];
-    this.event(userId, { type: 'groupJoin', group, creator, members });
-    for (const m of g.members) if (m !== userId) this.event(m, { type: 'groupMemberJoin', group, userId });
-    return { creator, members };
-  }
-
-  leave(group: string, userId: string): void {
-    const g = this.get(group);
-    if (!g.members.has(userId)) throw notAMember(group);
-    this.removeMember(group, g, userId);
-    this.event(userId, { type: 'groupLeave', group });
-  }
-
-  /** Deletes a group; only its creator may. */
-  delete(group: string, userId: string): void {
-    const g = this.get(group);
-    if (g.creator !== userId)
-      throw new RelayError(RelayErrorCode.FORBIDDEN, `Only the creator of "${group}" can delete it.`);
-    for (const m of g.members) {
-      this.event(m, { type: 'groupDeleted', group });
-      this.byUser.get(m)?.delete(group);
-    }
-    this.byId.delete(group);
-    this.store.deleteGroup(group);
+  /** The full members a group message of `userId` goes to (refused unless `userId` is one). */
+  membersFor(group: string, userId: string): readonly string[] {
+    const log = this.get(group);
+    if (log.roster.get(userId)?.standing !== 'member') throw notAMember(group);
+    return this.routes.get(group)!;
   }
 
   /**
-   * Removes a deleted account: the groups it created are deleted (otherwise whoever registers the
-   * freed id later could delete them), and it leaves the others, telling the remaining members.
+   * A page of a group's log from epoch `from`: for people on its roster, and for anyone when the group
+   * lets people join by themselves (open or link: the joiner needs the log to make its entry).
    */
-  removeUser(userId: string): void {
-    for (const [group, g] of [...this.byId]) if (g.creator === userId) this.delete(group, userId);
-    for (const group of [...(this.byUser.get(userId) ?? [])]) {
-      this.removeMember(group, this.byId.get(group)!, userId);
+  readLog(group: string, userId: string, from: number, limit = MAX_LOG_PAGE): { epoch: number; entries: string[] } {
+    const log = this.get(group);
+    if (!log.roster.has(userId) && log.policy === JoinPolicy.INVITE_ONLY) throw notAMember(group);
+    const count = Math.max(0, Math.min(limit, MAX_LOG_PAGE, log.epoch - from + 1));
+    const entries = count > 0 ? this.store.groupEntries(group, from, count).map(b64) : [];
+    return { epoch: log.epoch, entries };
+  }
+
+  /** Appends `bytes` (an entry `userId` made) to its group's log; returns the new head. */
+  append(userId: string, group: string, bytes: Uint8Array): GroupHead {
+    let entry: Entry;
+    try {
+      entry = decodeEntry(bytes);
+    } catch (e) {
+      throw badEntry(`The group entry does not decode: ${(e as Error).message}.`);
     }
-    this.byUser.delete(userId);
+    if (entry.groupId !== group) throw badEntry(`The entry is for "${entry.groupId}", not "${group}".`);
+    if (entry.author !== userId) throw badEntry('An entry is appended by its author.');
+
+    const before = this.byId.get(group);
+    let after: GroupLog;
+    try {
+      if (entry.type === EntryType.GENESIS) {
+        if (before) throw new RelayError(RelayErrorCode.GROUP_EXISTS, `A group named "${group}" already exists.`);
+        this.checkRegistered(userId, entry.creator);
+        after = startLog(entry).log;
+      } else {
+        if (!before) throw unknownGroup(group);
+        if (entry.epoch !== before.epoch + 1)
+          throw new RelayError(
+            RelayErrorCode.STALE_ENTRY,
+            `The entry is for epoch ${entry.epoch}; "${group}" is at epoch ${before.epoch}. Read the log and try again.`,
+          );
+        if (entry.type === EntryType.INVITE) this.checkRegistered(entry.userId, entry.identity);
+        if (entry.type === EntryType.JOIN) this.checkRegistered(userId, entry.identity);
+        after = applyEntry(before, entry, { maxRoster: this.maxMembers }).log;
+      }
+    } catch (e) {
+      if (e instanceof RelayError) throw e;
+      throw this.refusal(e, group, before);
+    }
+
+    // Everyone it concerns hears of it, durably: those on the roster before or after (the removed too).
+    const told = new Set([...(before?.roster.keys() ?? []), ...after.roster.keys()]);
+    const event: RelayEvent = { type: 'groupEntry', group, epoch: entry.epoch, entry: b64(bytes) };
+    const text = JSON.stringify(event);
+    const ts = this.now();
+    for (const user of told) this.router.route(user, { kind: 'event', event: text }, ts);
+
+    if (after.deleted) {
+      this.untrack(group);
+      this.store.deleteGroupLog(group);
+    } else {
+      this.track(group, after);
+      this.store.appendGroupEntry(group, entry.epoch, bytes, encodeGroupLog(after));
+    }
+    return { group, epoch: after.epoch, head: b64(after.heads[after.epoch]!) };
   }
 
-  private removeMember(group: string, g: Group, userId: string): void {
-    g.members.delete(userId);
-    this.byUser.get(userId)?.delete(group);
-    this.store.removeMember(group, userId);
-    for (const m of g.members) this.event(m, { type: 'groupMemberLeave', group, userId });
+  /** A registered user's identity changed hands (account deleted, id registered again): recompute routes. */
+  refreshUser(userId: string): void {
+    for (const group of this.byUser.get(userId) ?? []) this.route(group, this.byId.get(group)!);
   }
 
-  private get(group: string): Group {
-    const g = this.byId.get(group);
-    if (!g) throw new RelayError(RelayErrorCode.UNKNOWN_GROUP, `There is no group named "${group}".`);
-    return g;
+  /** A sentence for an entry the core refused. */
+  private refusal(e: unknown, group: string, before: GroupLog | undefined): RelayError {
+    const message = e instanceof Error ? e.message : String(e);
+    if (e instanceof E2EEError) {
+      if (e.code === ErrorCode.NOT_ALLOWED) {
+        const full = before && before.roster.size >= this.maxMembers;
+        return new RelayError(
+          full ? RelayErrorCode.GROUP_FULL : RelayErrorCode.FORBIDDEN,
+          full ? `"${group}" has reached this relay's limit of ${this.maxMembers} people.` : `Not allowed: ${message}.`,
+        );
+      }
+      if (e.code === ErrorCode.BAD_ENTRY && before && /does not follow/.test(message))
+        return new RelayError(
+          RelayErrorCode.STALE_ENTRY,
+          `The entry does not follow "${group}"'s head at epoch ${before.epoch}. Read the log and try again.`,
+        );
+    }
+    return badEntry(`The group entry was refused: ${message}.`);
   }
 
-  private indexMember(group: string, userId: string): void {
-    let set = this.byUser.get(userId);
-    if (!set) this.byUser.set(userId, (set = new Set()));
-    set.add(group);
+  /** An identity named in an entry must be the one the user registered here. */
+  private checkRegistered(userId: string, identity: PublicIdentity): void {
+    const registered = this.registry.identityOf(userId);
+    if (!registered) throw new RelayError(RelayErrorCode.UNKNOWN_USER, `There is no user "${userId}".`);
+    if (!sameIdentityKeys(decodePublicIdentity(registered), identity))
+      throw badEntry(`The entry names another identity for "${userId}" than the one registered here.`);
   }
 
-  /** Group events are durable deliveries, ordered with the messages around them. */
-  private event(recipient: string, event: RelayEvent): void {
-    this.router.route(recipient, { kind: 'event', event: JSON.stringify(event) }, this.now());
+  private get(group: string): GroupLog {
+    const log = this.byId.get(group);
+    if (!log) throw unknownGroup(group);
+    return log;
+  }
+
+  private track(group: string, log: GroupLog): void {
+    const previous = this.byId.get(group);
+    for (const user of previous?.roster.keys() ?? []) if (!log.roster.has(user)) this.byUser.get(user)?.delete(group);
+    for (const user of log.roster.keys()) {
+      let set = this.byUser.get(user);
+      if (!set) this.byUser.set(user, (set = new Set()));
+      set.add(group);
+    }
+    this.byId.set(group, log);
+    this.route(group, log);
+  }
+
+  private untrack(group: string): void {
+    for (const user of this.byId.get(group)?.roster.keys() ?? []) this.byUser.get(user)?.delete(group);
+    this.byId.delete(group);
+    this.routes.delete(group);
+  }
+
+  /** Full members whose registered identity is still the one on the roster. */
+  private route(group: string, log: GroupLog): void {
+    const to: string[] = [];
+    for (const [user, m] of log.roster) {
+      if (m.standing !== 'member') continue;
+      const registered = this.registry.identityOf(user);
+      if (registered && sameKeysAs(registered, m.identity)) to.push(user);
+    }
+    this.routes.set(group, to);
   }
 }
 
-function notAMember(group: string): RelayError {
-  return new RelayError(RelayErrorCode.NOT_A_MEMBER, `You are not a member of "${group}".`);
+/**
+ * True when a registered identity (194 bytes: signing key, DH key, certificate) has `identity`'s keys.
+ * Compares the key bytes only: decoding would check the certificate again, an ECDSA verification per
+ * member whenever a roster changes, and the relay verified it when the user registered.
+ */
+function sameKeysAs(registered: Uint8Array, identity: PublicIdentity): boolean {
+  return (
+    equalBytes(registered.subarray(0, P256_PUBLIC_BYTES), identity.signingKey) &&
+    equalBytes(registered.subarray(P256_PUBLIC_BYTES, 2 * P256_PUBLIC_BYTES), identity.dhKey)
+  );
 }

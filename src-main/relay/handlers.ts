@@ -48,7 +48,7 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
       return;
     }
     case 'groupSend': {
-      // Uploaded once, one delivery per other member.
+      // Uploaded once, one delivery per other full member of the verified roster.
       for (const m of ctx.groups.membersFor(f.group, me)) {
         if (m !== me)
           ctx.router.route(m, { kind: 'group', from: me, id: f.id, group: f.group, body: f.body }, now);
@@ -68,27 +68,14 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
       return publishPreKeys(ctx, client, f);
     case 'getBundle':
       return getBundle(ctx, client, f);
-    case 'createGroup': {
-      const members = ctx.groups.create(f.group, me);
-      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, members }));
+    case 'groupAppend': {
+      const head = ctx.groups.append(me, f.group, unb64(f.entry));
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, ...head }));
       return;
     }
-    case 'joinGroup': {
-      const { creator, members } = ctx.groups.join(f.group, me);
-      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, creator, members }));
-      return;
-    }
-    case 'leaveGroup':
-      ctx.groups.leave(f.group, me);
-      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid }));
-      return;
-    case 'deleteGroup':
-      ctx.groups.delete(f.group, me);
-      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid }));
-      return;
-    case 'members': {
-      const members = [...ctx.groups.membersFor(f.group, me)];
-      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, members }));
+    case 'groupLog': {
+      const page = ctx.groups.readLog(f.group, me, f.from, f.limit);
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, ...page }));
       return;
     }
     case 'deleteAccount':
@@ -167,10 +154,11 @@ function getBundle(ctx: RelayContext, client: Client, f: Extract<Request, { t: '
 function deleteAccount(ctx: RelayContext, client: Client, rid: number): void {
   const me = client.userId;
   client.retire();
-  ctx.groups.removeUser(me);
   ctx.users.delete(me);
   ctx.store.deleteUser(me);
-  ctx.queue.deleteRecipient(me); // after the group events above, so nothing queued for `me` survives
+  ctx.queue.deleteRecipient(me);
+  // Rosters are signed and keep the id, but nothing more is routed to it (nor to whoever registers it next).
+  ctx.groups.refreshUser(me);
   ctx.router.detach(client);
   ctx.router.broadcast(
     JSON.stringify({ t: 'event', event: { type: 'userDeleted', userId: me } } satisfies RelayFrame),

@@ -54,7 +54,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     store,
     queue,
     router,
-    groups: new Groups(store, router, opts.now),
+    groups: new Groups(store, router, store, opts.now, opts.maxGroupMembers),
     users: new Set(store.userIds()),
     log,
   };

@@ -2,6 +2,7 @@
  * Relay options, resolved the way ws resolves its server options: defaults first, then the caller's,
  * every limit named here, and anything unknown, mistyped or contradictory rejected once at start.
  */
+import { MAX_ROSTER } from '../core/crypto/membership.js';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 
 /** Per-connection token bucket on incoming frames. */
@@ -28,6 +29,8 @@ export interface RelayOptions {
   rateLimit?: RateLimitOptions;
   /** A connection that has not authenticated within this is closed (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** Most people a group's roster may hold, in any standing (default 1,000). */
+  maxGroupMembers?: number;
   /** Receives one line per connection event; never message content (default: no-op). */
   log?: (line: string) => void;
   /** Clock for timestamps and timeouts, in ms since the epoch (default Date.now). */
@@ -43,6 +46,7 @@ export interface ResolvedOptions {
   readonly maxBufferedBytes: number;
   readonly rateLimit: { readonly framesPerSecond: number; readonly burst: number };
   readonly handshakeTimeoutMs: number;
+  readonly maxGroupMembers: number;
   readonly log: (line: string) => void;
   readonly now: () => number;
 }
@@ -56,6 +60,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   maxBufferedBytes: 4 * 1024 * 1024,
   rateLimit: Object.freeze({ framesPerSecond: 300, burst: 600 }),
   handshakeTimeoutMs: 10_000,
+  maxGroupMembers: 1_000,
   log: () => {},
   now: Date.now,
 });
@@ -116,6 +121,7 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
     ),
     rateLimit: Object.freeze({ framesPerSecond, burst }),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMER_MS),
+    maxGroupMembers: integer('maxGroupMembers', o.maxGroupMembers, 2, MAX_ROSTER),
     log: fn<(line: string) => void>('log', o.log),
     now: fn<() => number>('now', o.now),
   });

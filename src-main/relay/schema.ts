@@ -8,10 +8,10 @@ CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, identity BLOB NOT NULL, c
 CREATE TABLE IF NOT EXISTS bundles (user_id TEXT PRIMARY KEY, bundle BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS prekeys (
   user_id TEXT NOT NULL, key_id INTEGER NOT NULL, key BLOB NOT NULL, PRIMARY KEY (user_id, key_id));
-CREATE TABLE IF NOT EXISTS chat_groups (id TEXT PRIMARY KEY, creator TEXT NOT NULL, created INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS group_members (
-  group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id));
-CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members (user_id);
+CREATE TABLE IF NOT EXISTS group_logs (
+  group_id TEXT NOT NULL, epoch INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (group_id, epoch))
+  WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_states (group_id TEXT PRIMARY KEY, state BLOB NOT NULL);
 `;
 
 /** Every statement the store runs, prepared once. */
@@ -44,21 +44,17 @@ export function prepare(db: Database.Database) {
       'SELECT key_id, key FROM prekeys WHERE user_id = ? ORDER BY rowid LIMIT 1',
     ),
     deletePreKey: db.prepare<[string, number]>('DELETE FROM prekeys WHERE user_id = ? AND key_id = ?'),
-    groups: db.prepare<[], { id: string; creator: string }>('SELECT id, creator FROM chat_groups'),
-    members: db.prepare<[], { group_id: string; user_id: string }>(
-      'SELECT group_id, user_id FROM group_members ORDER BY rowid',
+    groupStates: db.prepare<[], { group_id: string; state: Buffer }>('SELECT group_id, state FROM group_states'),
+    putGroupState: db.prepare<[string, Uint8Array]>(
+      'INSERT INTO group_states (group_id, state) VALUES (?, ?) ON CONFLICT (group_id) DO UPDATE SET state = excluded.state',
     ),
-    insertGroup: db.prepare<[string, string, number]>(
-      'INSERT INTO chat_groups (id, creator, created) VALUES (?, ?, ?)',
+    insertGroupEntry: db.prepare<[string, number, Uint8Array]>(
+      'INSERT INTO group_logs (group_id, epoch, entry) VALUES (?, ?, ?)',
     ),
-    deleteGroup: db.prepare<[string]>('DELETE FROM chat_groups WHERE id = ?'),
-    deleteGroupMembers: db.prepare<[string]>('DELETE FROM group_members WHERE group_id = ?'),
-    addMember: db.prepare<[string, string]>(
-      'INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?, ?)',
+    groupEntries: db.prepare<[string, number, number], { entry: Buffer }>(
+      'SELECT entry FROM group_logs WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?',
     ),
-    removeMember: db.prepare<[string, string]>(
-      'DELETE FROM group_members WHERE group_id = ? AND user_id = ?',
-    ),
-    removeUserMemberships: db.prepare<[string]>('DELETE FROM group_members WHERE user_id = ?'),
+    deleteGroupState: db.prepare<[string]>('DELETE FROM group_states WHERE group_id = ?'),
+    deleteGroupLog: db.prepare<[string]>('DELETE FROM group_logs WHERE group_id = ?'),
   };
 }

@@ -100,6 +100,7 @@ export class Store {
         db.pragma('synchronous = NORMAL');
       }
       db.exec(SCHEMA);
+      dropUnsignedGroups(db, onError);
       if (dataDir !== undefined) moveQueueOut(db, join(dataDir, QUEUE_FILE));
       return new Store(db, onError, dataDir === undefined ? undefined : `${file}-wal`);
     } catch (err) {
@@ -134,13 +135,15 @@ export class Store {
     this.write(() => this.st.insertUser.run(id, identity, now));
   }
 
-  /** Removes a user with their bundle, prekeys and memberships (their deliveries: DeliveryQueue). */
+  /**
+   * Removes a user with their bundle and prekeys (their deliveries: DeliveryQueue). Group rosters are
+   * signed logs and keep them: their registered identity is gone, so nothing is routed to them.
+   */
   deleteUser(id: string): void {
     this.write(() => {
       this.st.deleteUser.run(id);
       this.st.deleteUserBundle.run(id);
       this.st.deleteUserPreKeys.run(id);
-      this.st.removeUserMemberships.run(id);
     });
   }
 
@@ -155,26 +158,20 @@ export class Store {
     this.write(() => this.st.deletePreKey.run(userId, keyId));
   }
 
-  insertGroup(group: string, creator: string, now: number): void {
+  /** Adds a verified entry to a group's log with the state it leads to. */
+  appendGroupEntry(group: string, epoch: number, entry: Uint8Array, state: Uint8Array): void {
     this.write(() => {
-      this.st.insertGroup.run(group, creator, now);
-      this.st.addMember.run(group, creator);
+      this.st.insertGroupEntry.run(group, epoch, entry);
+      this.st.putGroupState.run(group, state);
     });
   }
 
-  deleteGroup(group: string): void {
+  /** Forgets a deleted group: its log and state. */
+  deleteGroupLog(group: string): void {
     this.write(() => {
-      this.st.deleteGroup.run(group);
-      this.st.deleteGroupMembers.run(group);
+      this.st.deleteGroupLog.run(group);
+      this.st.deleteGroupState.run(group);
     });
-  }
-
-  addMember(group: string, userId: string): void {
-    this.write(() => this.st.addMember.run(group, userId));
-  }
-
-  removeMember(group: string, userId: string): void {
-    this.write(() => this.st.removeMember.run(group, userId));
   }
 
   /** Runs `done` after the batch holding every write so far has committed (with the error if it failed). */
@@ -313,13 +310,16 @@ export class Store {
     return row && { id: row.key_id, key: row.key };
   }
 
-  /** Every group with its creator and members in join order. */
-  loadGroups(): { group: string; creator: string; members: string[] }[] {
+  /** The verified state of every group (encodeGroupLog bytes). */
+  loadGroupStates(): { group: string; state: Uint8Array }[] {
     this.flush();
-    const groups = new Map<string, { group: string; creator: string; members: string[] }>();
-    for (const g of this.st.groups.all()) groups.set(g.id, { group: g.id, creator: g.creator, members: [] });
-    for (const m of this.st.members.all()) groups.get(m.group_id)?.members.push(m.user_id);
-    return [...groups.values()];
+    return this.st.groupStates.all().map((r) => ({ group: r.group_id, state: r.state }));
+  }
+
+  /** Up to `limit` entries of a group's log from epoch `from`, in order. */
+  groupEntries(group: string, from: number, limit: number): Uint8Array[] {
+    this.flush();
+    return this.st.groupEntries.all(group, from, limit).map((r) => r.entry);
   }
 
   /** Commits what is pending, makes it durable, releases every reply and closes the database; idempotent. */
@@ -369,4 +369,17 @@ function moveQueueOut(db: Database.Database, queueFile: string): void {
     target.close();
   }
   db.exec("DROP TABLE queue; DELETE FROM sqlite_sequence WHERE name = 'queue'");
+}
+
+/**
+ * Relays before signed membership (wire version 1) kept groups as a member list the relay alone vouched
+ * for. Such a group cannot be turned into a signed log (only its members can sign), so it is dropped at
+ * the first start of this version; its members create it again (docs/PROTOCOL.md, Group membership).
+ */
+function dropUnsignedGroups(db: Database.Database, log: (message: unknown) => void): void {
+  const legacy = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chat_groups'").get();
+  if (!legacy) return;
+  const { n } = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM chat_groups').get()!;
+  db.exec('DROP TABLE chat_groups; DROP TABLE IF EXISTS group_members');
+  if (n > 0) log(`dropped ${n} groups made before signed membership; their members must create them again`);
 }

@@ -13,15 +13,30 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { decodePublicIdentity, encodePublicIdentity, safetyNumber } from '../crypto/identity.js';
+import {
+  type PublicIdentity,
+  decodePublicIdentity,
+  encodePublicIdentity,
+  safetyNumber,
+  sameIdentityKeys,
+} from '../crypto/identity.js';
+import { EntryAuthor, type Role, groupSafetyNumber, isMemberWith, members } from '../crypto/membership.js';
 import type { RotationPolicy } from '../crypto/sender-keys.js';
 import { MAX_PLAINTEXT_BYTES } from '../crypto/constants.js';
 import { utf8Encode } from '../encoding.js';
-import { ErrorCode, ProtocolError, UsageError } from '../errors.js';
+import { CryptoError, ErrorCode, ProtocolError, UsageError } from '../errors.js';
 import { Name, type RelayEvent, type RelayFrame, authSignatureInput, b64, unb64 } from '../protocol/wire.js';
 import { RelayConnection, type RelayPush } from './connection.js';
 import { ContentType, encodeContent } from './content.js';
-import { type GroupState, Groups } from './groups.js';
+import {
+  GroupChanges,
+  type PolicyName,
+  announce,
+  outOfSyncSentence,
+  parseInviteLink,
+  policyName,
+} from './group-changes.js';
+import { type Applied, type Changes, type GroupState, Groups } from './groups.js';
 import { Inbox, e2eeErrorEvent } from './inbox.js';
 import { Outbox } from './outbox.js';
 import { Sessions } from './sessions.js';
@@ -80,16 +95,63 @@ export interface E2EEClientEvents {
   ack: [{ id: string; from: string; to: string; group?: string | undefined; state: 'sent' | 'delivered' }];
   userCreated: [{ userId: string }];
   userDeleted: [{ userId: string }];
+  /**
+   * Group membership, from the group's signed log (docs/PROTOCOL.md "Group membership"): whether we
+   * made the change, it arrived live, or we found it when reading the log.
+   */
   groupCreated: [{ group: string }];
-  groupDeleted: [{ group: string }];
+  groupDeleted: [{ group: string; by?: string | undefined }];
+  /** We became a full member. */
   groupJoin: [{ group: string; creator: string; members: string[] }];
-  groupLeave: [{ group: string }];
-  groupMemberJoin: [{ group: string; userId: string }];
-  groupMemberLeave: [{ group: string; userId: string }];
+  /** We left (or declined, or withdrew a request), or an admin removed us (`removedBy`). */
+  groupLeave: [{ group: string; removedBy?: string | undefined; standing?: Standing | undefined }];
+  groupMemberJoin: [{ group: string; userId: string; by?: string | undefined }];
+  groupMemberLeave: [
+    { group: string; userId: string; removedBy?: string | undefined; standing?: Standing | undefined },
+  ];
+  /** An admin invited us: accept or decline. */
+  groupInvitation: [{ group: string; by: string }];
+  groupMemberInvited: [{ group: string; userId: string; by: string }];
+  /** Someone asked to join through the invite link; an admin approves (or removes) them. */
+  groupJoinRequest: [{ group: string; userId: string }];
+  groupRoleChanged: [{ group: string; userId: string; role: Role; by: string }];
+  groupPolicyChanged: [
+    { group: string; policy: PolicyName; approval: boolean; linkChanged: boolean; by: string },
+  ];
+  /**
+   * Our log of a group and another member's (or the relay's) differ, or the relay withholds entries:
+   * sending to the group stops until it is resolved (docs/PROTOCOL.md "Group membership", forks).
+   */
+  groupOutOfSync: [{ group: string; kind: GroupProblemKind; userId?: string | undefined; epoch: number }];
   /** A contact's identity key differs from the one pinned on first use. */
   identityChanged: [{ userId: string }];
   /** Sender key rotated for a group (a new key id is in use for our next message). */
   keysRotated: [{ group: string }];
+}
+
+type Standing = 'member' | 'invited' | 'requested';
+type GroupProblemKind = 'fork' | 'withheld' | 'relay-behind' | 'missing';
+
+/** A group as this device has verified it. */
+export interface GroupDetails {
+  readonly group: string;
+  readonly creator: string;
+  readonly epoch: number;
+  readonly policy: PolicyName;
+  /** With the 'link' policy: an admin approves each person who uses the link. */
+  readonly approval: boolean;
+  readonly roster: readonly { userId: string; role: Role; standing: Standing }[];
+  /** 60 digits derived from the verified log head: members with the same number have the same log. */
+  readonly safetyNumber: string;
+  /** Set while our log cannot be trusted to match the others' (sending is refused meanwhile). */
+  readonly outOfSync: {
+    kind: GroupProblemKind;
+    userId?: string | undefined;
+    epoch: number;
+    message: string;
+  } | null;
+  /** The invite link, when we made the current one. */
+  readonly link: string | null;
 }
 
 /** How often held group messages are checked for expiry. */
@@ -110,6 +172,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private readonly sessions: Sessions;
   private readonly trust: ContactTrust;
   private readonly groups: Groups;
+  private readonly changes: GroupChanges;
   private readonly outbox: Outbox;
   private readonly inbox: Inbox;
   private earlyTimer: NodeJS.Timeout | undefined;
@@ -143,7 +206,24 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       (frame) => this.relay.request(frame),
       this.now,
     );
-    this.groups = new Groups(this.userId, options, this.now);
+    this.groups = new Groups(
+      this.userId,
+      options,
+      this.now,
+      (group, from) => this.fetchLog(group, from),
+      (userId, identity) => this.checkCreator(userId, identity),
+    );
+    this.changes = new GroupChanges({
+      userId: this.userId,
+      groups: this.groups,
+      author: () => new EntryAuthor(this.userId, this.sessions.identity!, this.now),
+      request: (frame) => this.relay.request(frame),
+      exclusive: (fn) => this.exclusive(fn),
+      write: (changes) => this.stateStore.write(changes),
+      events: this,
+      identityFor: (userId) => this.identityFor(userId),
+      relayUrl: options.url,
+    });
     this.outbox = new Outbox(
       this.stateStore,
       (frame) => this.relay.transmit(frame),
@@ -218,12 +298,11 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     const id = this.outbox.newId(options?.id);
     const sent = this.outbox.expectSent(id);
     await this.exclusive(async () => {
-      const g = this.groups.get(group);
-      if (!g || !g.members.has(this.userId)) {
-        throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `you are not a member of ${group}`);
-      }
+      const g = this.requireSendable(group);
       await this.rotateIfNeeded(group, g);
-      const body = g.session.encrypt(encodeContent({ type, id, data: bytes }));
+      const view = { epoch: g.log.epoch, head: g.log.heads[g.log.epoch]! };
+      const groupType = type === ContentType.TEXT ? ContentType.GROUP_TEXT : ContentType.GROUP_BINARY;
+      const body = g.session.encrypt(encodeContent({ type: groupType, id, view, data: bytes }));
       await this.outbox.queue({ t: 'groupSend', rid: 0, group, id, body: b64(body) }, false, [
         this.groups.entry(group, g),
       ]);
@@ -234,43 +313,139 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     return sent;
   }
 
-  /** Creates a group with us as creator and first member. */
-  async createGroup(group: string): Promise<void> {
+  /**
+   * Creates a group with us as its first admin. Invite-only unless `policy` is 'open': then anyone who
+   * knows the name may join (the seeds' behaviour), which must be chosen explicitly.
+   */
+  async createGroup(group: string, options?: { policy?: 'invite-only' | 'open' | undefined }): Promise<void> {
     this.checkName(group, 'group');
-    await this.relay.request({ t: 'createGroup', rid: 0, group });
+    await this.init();
+    const policy = options?.policy ?? 'invite-only';
+    if (policy !== 'invite-only' && policy !== 'open')
+      throw new TypeError("policy must be 'invite-only' or 'open'");
+    await this.changes.create(group, policy);
   }
 
   /**
-   * Joins a group; resolves with its creator and members (a member re-joining changes nothing). The
-   * creator is '' only from a relay that does not send it and before its join event arrived.
+   * Joins an open group by its name; resolves with its creator and members. An invite-only group needs
+   * an admin's invitation (acceptGroupInvitation), a link group its link (joinGroupWithLink): both
+   * refuse with NOT_ALLOWED and a sentence. A member joining again changes nothing.
    */
   async joinGroup(group: string): Promise<{ group: string; creator: string; members: string[] }> {
     this.checkName(group, 'group');
-    const r = await this.relay.request({ t: 'joinGroup', rid: 0, group });
-    const creator = v.is(Name, r.creator) ? r.creator : (this.groups.get(group)?.creator ?? '');
-    return { group, creator, members: Array.isArray(r.members) ? (r.members as string[]) : [] };
+    await this.init();
+    const mine = this.groups.get(group);
+    if (mine?.log.roster.get(this.userId)?.standing !== 'member') await this.changes.join(group);
+    const log = this.groups.get(group)!.log;
+    return { group, creator: log.creator, members: members(log) };
   }
 
-  /** Leaves a group. */
+  /** Joins with an invite link: returns 'member', or 'requested' when an admin must approve. */
+  async joinGroupWithLink(link: string): Promise<{ group: string; standing: 'member' | 'requested' }> {
+    const { group, key } = parseInviteLink(link);
+    this.checkName(group, 'group');
+    await this.init();
+    return { group, standing: await this.changes.join(group, key) };
+  }
+
+  /** Invites a user to a group we are an admin of; they accept or decline. */
+  async inviteToGroup(group: string, userId: string): Promise<void> {
+    this.checkName(group, 'group');
+    this.checkName(userId, 'user id');
+    await this.changes.invite(group, userId);
+  }
+
+  /** Accepts an invitation: we become a full member. */
+  async acceptGroupInvitation(group: string): Promise<void> {
+    this.checkName(group, 'group');
+    await this.changes.accept(group);
+  }
+
+  /** Declines an invitation. */
+  async declineGroupInvitation(group: string): Promise<void> {
+    this.checkName(group, 'group');
+    await this.changes.leave(group);
+  }
+
+  /** Leaves a group (an admin who is the last one makes someone else admin first). */
   async leaveGroup(group: string): Promise<void> {
     this.checkName(group, 'group');
-    await this.relay.request({ t: 'leaveGroup', rid: 0, group });
+    await this.changes.leave(group);
   }
 
-  /** Deletes a group (creator only). */
+  /** Removes someone from a group we are an admin of (a member, an invitee, a join request). */
+  async removeFromGroup(group: string, userId: string): Promise<void> {
+    this.checkName(group, 'group');
+    this.checkName(userId, 'user id');
+    await this.changes.remove(group, userId);
+  }
+
+  /** Makes a member an admin, or an admin a member (admins only; a group keeps one admin). */
+  async setGroupRole(group: string, userId: string, role: Role): Promise<void> {
+    this.checkName(group, 'group');
+    this.checkName(userId, 'user id');
+    if (role !== 'admin' && role !== 'member') throw new TypeError("role must be 'admin' or 'member'");
+    await this.changes.setRole(group, userId, role);
+  }
+
+  /**
+   * Sets who may join a group we are an admin of. 'link' makes a new invite link (an earlier one stops
+   * working) and resolves with it; `approval` makes each person who uses it wait for an admin.
+   */
+  async setGroupJoinPolicy(
+    group: string,
+    policy: PolicyName,
+    options?: { approval?: boolean | undefined },
+  ): Promise<string | undefined> {
+    this.checkName(group, 'group');
+    if (policy !== 'invite-only' && policy !== 'open' && policy !== 'link')
+      throw new TypeError("policy must be 'invite-only', 'open' or 'link'");
+    return this.changes.setPolicy(group, policy, options?.approval ?? false);
+  }
+
+  /** Approves someone who asked to join through the invite link. */
+  async approveJoinRequest(group: string, userId: string): Promise<void> {
+    this.checkName(group, 'group');
+    this.checkName(userId, 'user id');
+    await this.changes.approve(group, userId);
+  }
+
+  /** Deletes a group for everyone (admins only). */
   async deleteGroup(group: string): Promise<void> {
     this.checkName(group, 'group');
-    await this.relay.request({ t: 'deleteGroup', rid: 0, group });
+    await this.changes.delete(group);
   }
 
-  /** The members of a group as the relay knows them. */
+  /** The full members of a group, from our verified log (sorted). */
   async groupMembers(group: string): Promise<string[]> {
     this.checkName(group, 'group');
-    const r = await this.relay.request({ t: 'members', rid: 0, group });
-    return Array.isArray(r.members) ? (r.members as string[]) : [];
+    await this.init();
+    const g = this.groups.get(group);
+    if (!g) throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `you are not on the roster of ${group}`);
+    return members(g.log);
   }
 
-  /** Groups we are a member of, with members, from local state. */
+  /** A group as we verified it: roster with roles and standings, policy, safety number, sync state. */
+  groupDetails(group: string): GroupDetails | undefined {
+    const g = this.groups.get(group);
+    if (!g) return undefined;
+    const log = g.log;
+    return {
+      group,
+      creator: log.creator,
+      epoch: log.epoch,
+      policy: policyName(log.policy),
+      approval: log.approval,
+      roster: [...log.roster]
+        .map(([userId, m]) => ({ userId, role: m.role, standing: m.standing }))
+        .sort((a, b) => a.userId.localeCompare(b.userId)),
+      safetyNumber: groupSafetyNumber(log),
+      outOfSync: g.problem ? { ...g.problem, message: outOfSyncSentence(group, g.problem) } : null,
+      link: this.changes.link(group) ?? null,
+    };
+  }
+
+  /** Groups we are on the roster of (members, invited or asking), with full members, from local state. */
   listGroups(): { group: string; creator: string; members: string[] }[] {
     return this.groups.list();
   }
@@ -367,12 +542,22 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     if (g.needsKey.size === 0) return;
     // The SKDM at the current counter: a member who gets it late still reads every later message.
     const skdm = g.session.ownDistribution()!;
+    const view = { epoch: g.log.epoch, head: g.log.heads[g.log.epoch]! };
     let firstError: unknown;
     for (const member of [...g.needsKey].sort()) {
       try {
         const record = await this.sessions.ensure(member);
+        // Only to the identity the signed roster names: a relay handing out another key for a member
+        // does not get our sender key.
+        if (!record.peerIdentity || !isMemberWith(g.log, member, record.peerIdentity))
+          throw new CryptoError(
+            ErrorCode.IDENTITY_CHANGED,
+            `${member}'s key differs from the one in ${group}'s member list`,
+          );
         const id = randomUUID();
-        const body = record.encrypt(encodeContent({ type: ContentType.SENDER_KEY, id, group, data: skdm }));
+        const body = record.encrypt(
+          encodeContent({ type: ContentType.SENDER_KEY, id, group, view, data: skdm }),
+        );
         g.needsKey.delete(member);
         await this.outbox.queue({ t: 'send', rid: 0, to: member, id, body: b64(body) }, true, [
           this.sessions.entry(record),
@@ -383,7 +568,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         this.emit('e2eeError', e2eeErrorEvent(e, member, group));
       }
     }
-    if (firstError !== undefined && g.needsKey.size === g.members.size - 1 && g.members.size > 1) {
+    const others = members(g.log).length - 1;
+    if (firstError !== undefined && g.needsKey.size === others && others > 0) {
       // Nobody could get the key: sending would reach no one.
       throw firstError;
     }
@@ -460,8 +646,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
 
   private async onReady(f: Extract<RelayFrame, { t: 'ready' }>): Promise<void> {
     this.relay.markAuthenticated();
-    // Membership snapshot: anything that changed while we were away forces a key rotation.
-    await this.stateStore.write(this.groups.sync(f.groups));
+    await this.syncGroups(f.groups);
     await this.sessions.publishPreKeys(f.oneTimePreKeyCount);
     this.outbox.flush();
     clearInterval(this.earlyTimer);
@@ -471,6 +656,73 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     this.earlyTimer.unref();
     this.emit('connect');
     this.relay.notifyReady();
+  }
+
+  /**
+   * At `ready`: the relay lists the head of every group we are on. We read what we lack, and a head
+   * that disagrees with ours (or a group of ours it no longer lists) becomes a problem we show. Every
+   * change found becomes the same event as a live one.
+   */
+  private async syncGroups(heads: Extract<RelayFrame, { t: 'ready' }>['groups']): Promise<void> {
+    const listed = new Set(heads.map((h) => h.group));
+    const work: [string, () => Promise<Applied>][] = heads.map((h) => [
+      h.group,
+      () => this.groups.syncHead(h.group, h.epoch, unb64(h.head)),
+    ]);
+    for (const [group] of this.groups.all())
+      if (!listed.has(group)) work.push([group, () => this.groups.catchUp(group)]);
+    for (const [group, run] of work) {
+      try {
+        const applied = await run();
+        await this.stateStore.write(applied.changes);
+        announce(this, this.userId, group, applied, this.groups.get(group)?.log);
+      } catch (e) {
+        this.emit('e2eeError', e2eeErrorEvent(e, undefined, group));
+      }
+    }
+  }
+
+  /** A page of a group's log from the relay. */
+  private async fetchLog(group: string, from: number): Promise<{ epoch: number; entries: Uint8Array[] }> {
+    const r = await this.relay.request({ t: 'groupLog', rid: 0, group, from });
+    const entries = Array.isArray(r.entries) ? (r.entries as unknown[]) : [];
+    if (typeof r.epoch !== 'number' || !entries.every((e) => typeof e === 'string'))
+      throw new ProtocolError(ErrorCode.MALFORMED, 'the relay sent a malformed group log page');
+    return { epoch: r.epoch, entries: (entries as string[]).map(unb64) };
+  }
+
+  /**
+   * A group's creator, from its genesis: pinned on first use like any contact; a creator whose pinned
+   * identity differs (or whose key change is pending) makes the group unverifiable: refused.
+   */
+  private checkCreator(userId: string, identity: PublicIdentity): Changes {
+    const pinned = this.trust.pinnedIdentity(userId);
+    if (!pinned) return new Map(this.trust.pin(userId, encodePublicIdentity(identity)));
+    if (!sameIdentityKeys(decodePublicIdentity(pinned), identity) || this.trust.pendingIdentity(userId))
+      throw new CryptoError(
+        ErrorCode.IDENTITY_CHANGED,
+        `the group was created by ${userId} under another key than the one you know for ${userId}`,
+      );
+    return new Map();
+  }
+
+  /** The identity we have pinned for a contact: fetched (and pinned) from their bundle on first contact. */
+  private async identityFor(userId: string): Promise<Uint8Array> {
+    await this.init();
+    return this.exclusive(async () => {
+      if (!this.trust.pinnedIdentity(userId)) await this.sessions.ensure(userId);
+      this.trust.checkSendable(userId);
+      return this.trust.pinnedIdentity(userId)!;
+    });
+  }
+
+  /** The group we may send to now: we are a full member and our log is trusted to match the others'. */
+  private requireSendable(group: string): GroupState {
+    const g = this.groups.get(group);
+    if (!g || g.log.roster.get(this.userId)?.standing !== 'member')
+      throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `you are not a member of ${group}`);
+    if (g.problem) throw new ProtocolError(ErrorCode.GROUP_OUT_OF_SYNC, outOfSyncSentence(group, g.problem));
+    return g;
   }
 
   /** Live user events; durable group events arrive in 'deliver' frames (inbox.ts). */

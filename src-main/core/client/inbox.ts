@@ -6,13 +6,15 @@
  * their sender's key are held, unacknowledged, until the key comes or a timeout passes.
  */
 import type { EventEmitter } from 'node:events';
-import { encodePublicIdentity } from '../crypto/identity.js';
+import { type PublicIdentity, encodePublicIdentity } from '../crypto/identity.js';
 import { Reader, Writer, utf8Decode } from '../encoding.js';
 import { CryptoError, E2EEError, ErrorCode, ProtocolError } from '../errors.js';
 import { type ClientFrame, type RelayEvent, type RelayFrame, unb64 } from '../protocol/wire.js';
 import type { E2EEClientEvents, E2EEClientOptions } from './client.js';
-import { ContentType, decodeContent } from './content.js';
-import type { GroupEvent, Groups } from './groups.js';
+import { type Content, ContentType, decodeContent } from './content.js';
+import { isMemberWith } from '../crypto/membership.js';
+import { announce } from './group-changes.js';
+import type { Applied, Groups } from './groups.js';
 import type { Outbox } from './outbox.js';
 import type { Sessions } from './sessions.js';
 import type { StateStore } from './stores.js';
@@ -80,7 +82,7 @@ export class Inbox {
         // Only for a message we sent to that user (or to a group they are in).
         const target = this.c.outbox.sentTarget(f.id);
         const ok = f.group
-          ? target === f.group && this.c.groups.get(f.group)?.members.has(f.from) === true
+          ? target === f.group && this.c.groups.isMember(f.group, f.from)
           : target === f.from;
         if (ok)
           this.c.events.emit('ack', {
@@ -150,20 +152,12 @@ export class Inbox {
       throw e;
     }
     if (content.type === ContentType.SENDER_KEY) {
-      const group = content.group ?? '';
-      const g = this.c.groups.get(group);
-      if (!g || !g.members.has(from)) {
-        await this.c.store.write(changes);
-        throw new ProtocolError(
-          ErrorCode.NOT_A_MEMBER,
-          `${from} sent a key for ${group} but is not a member`,
-        );
-      }
-      g.session.processDistribution(from, content.data, this.c.now());
-      changes.set(...this.c.groups.entry(group, g));
-      await this.c.store.write(changes);
-      await this.retryEarly(group, from);
+      await this.onSenderKey(from, content, result.peerIdentity, changes);
       return;
+    }
+    if (content.type !== ContentType.TEXT && content.type !== ContentType.BINARY) {
+      await this.c.store.write(changes);
+      throw new ProtocolError(ErrorCode.MALFORMED, 'group content in a direct message');
     }
     // Shown first, then remembered: a crash in between brings the message again (the relay still has
     // it and our saved ratchet state can decrypt it again), and the app keeps one copy per id. The
@@ -175,18 +169,50 @@ export class Inbox {
     if (this.c.opts.ack?.rcvDirectMessage) this.c.send({ t: 'receipt', to: from, id });
   }
 
+  /**
+   * A sender key (SKDM) in a direct message: taken only from a full member of the group whose pairwise
+   * session is under the identity the signed roster names. The sender's view of the group comes first:
+   * if they are ahead (they may have just joined), we read the log before judging them.
+   */
+  private async onSenderKey(
+    from: string,
+    content: Content,
+    peer: PublicIdentity,
+    changes: Changes,
+  ): Promise<void> {
+    const group = content.group ?? '';
+    try {
+      if (this.c.groups.get(group) && content.view)
+        this.take(
+          group,
+          await this.c.groups.checkView(group, from, content.view.epoch, content.view.head),
+          changes,
+        );
+      const g = this.c.groups.get(group);
+      if (!g || g.log.roster.get(this.c.userId)?.standing !== 'member' || !isMemberWith(g.log, from, peer))
+        throw new ProtocolError(
+          ErrorCode.NOT_A_MEMBER,
+          `${from} sent a key for ${group} but is not a member of it (with this key) in its signed member list`,
+        );
+      g.session.processDistribution(from, content.data, this.c.now());
+      changes.set(...this.c.groups.entry(group, g));
+    } finally {
+      await this.c.store.write(changes);
+    }
+    await this.retryEarly(group, from);
+  }
+
   private async onGroup(f: DeliverFrame, retry = false): Promise<boolean> {
     const { from, id, group } = f;
     if (!from || !id || !group || !f.body)
       throw new ProtocolError(ErrorCode.MALFORMED, 'incomplete group message');
     if (this.seen.has(this.seenKey(from, id))) return true;
     const g = this.c.groups.get(group);
-    if (!g || !g.members.has(this.c.userId))
+    if (!g || g.log.roster.get(this.c.userId)?.standing !== 'member')
       throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `not a member of ${group}`);
-    if (!g.members.has(from))
-      throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `${from} is not a member of ${group}`);
     let result;
     try {
+      // Only full members' sender keys are ever taken in (onSenderKey), and a leaver's are erased.
       result = g.session.decrypt(unb64(f.body), this.c.now());
     } catch (e) {
       // The sender's key may still be on its way (it travels on a pairwise session): hold briefly.
@@ -199,20 +225,32 @@ export class Inbox {
     }
     if (result.senderId !== from)
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'sender does not match envelope');
-    const changes: Changes = new Map([this.c.groups.entry(group, g)]);
+    const changes: Changes = new Map();
     this.markSeen(from, id, changes);
     let content;
     try {
       content = decodeContent(result.plaintext);
-      if (content.id !== id || content.type === ContentType.SENDER_KEY) {
+      if (
+        content.id !== id ||
+        (content.type !== ContentType.GROUP_TEXT && content.type !== ContentType.GROUP_BINARY) ||
+        !content.view
+      ) {
         throw new ProtocolError(ErrorCode.MALFORMED, 'group message content does not match its envelope');
       }
+      // The sender's view of the member list, signed with the message: ours must agree.
+      this.take(
+        group,
+        await this.c.groups.checkView(group, from, content.view.epoch, content.view.head),
+        changes,
+      );
     } catch (e) {
+      changes.set(...this.c.groups.entry(group, g));
       await this.c.store.write(changes);
       throw e;
     }
+    changes.set(...this.c.groups.entry(group, this.c.groups.get(group) ?? g));
     // Shown first, then remembered (see onDirect): a crash in between repeats it, never loses it.
-    if (content.type === ContentType.TEXT) {
+    if (content.type === ContentType.GROUP_TEXT) {
       this.c.events.emit('groupMessage', { id, group, from, text: utf8Decode(content.data) });
     } else {
       this.c.events.emit('groupBinaryMessage', { id, group, from, data: content.data });
@@ -220,6 +258,12 @@ export class Inbox {
     await this.c.store.write(changes);
     if (this.c.opts.ack?.rcvGroupMessage) this.c.send({ t: 'receipt', to: from, id, group });
     return true;
+  }
+
+  /** Adds what processing group entries changed to `changes`, and announces it. */
+  private take(group: string, applied: Applied, changes: Changes): void {
+    for (const [k, v] of applied.changes) changes.set(k, v);
+    announce(this.c.events, this.c.userId, group, applied, this.c.groups.get(group)?.log);
   }
 
   /** Retries held group messages once a sender's key arrives; reports the ones that expired. */
@@ -256,27 +300,10 @@ export class Inbox {
       this.c.events.emit(e.type, { userId: e.userId });
       return;
     }
-    const changes = this.c.groups.apply(e);
-    // A member event for a group we do not know changes nothing.
+    // A new entry of a group's signed log: verified and applied (or the missing ones read first).
+    const applied = await this.c.groups.receive(e.group, e.epoch, unb64(e.entry));
+    const changes: Changes = new Map();
+    this.take(e.group, applied, changes);
     if (changes.size > 0) await this.c.store.write(changes);
-    this.emitGroupEvent(e);
-  }
-
-  private emitGroupEvent(e: GroupEvent): void {
-    switch (e.type) {
-      case 'groupJoin':
-        this.c.events.emit('groupJoin', {
-          group: e.group,
-          creator: this.c.groups.get(e.group)?.creator ?? '',
-          members: [...e.members],
-        });
-        return;
-      case 'groupMemberJoin':
-      case 'groupMemberLeave':
-        this.c.events.emit(e.type, { group: e.group, userId: e.userId });
-        return;
-      default:
-        this.c.events.emit(e.type, { group: e.group });
-    }
   }
 }

@@ -45,6 +45,10 @@ export const Label = {
   GROUP_SIGNATURE: l('group-signature'),
   AUTH_CHALLENGE: l('relay-auth'),
   SAFETY_NUMBER: l('safety-number'),
+  GROUP_ENTRY: l('group-entry'),
+  GROUP_ENTRY_HASH: l('group-entry-hash'),
+  GROUP_LINK_JOIN: l('group-link-join'),
+  GROUP_SAFETY_NUMBER: l('group-safety-number'),
 } as const;
 
 /** Chain KDF inputs (Signal's Double Ratchet section 5.2): message key 0x01, next chain key 0x02. */

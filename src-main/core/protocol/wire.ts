@@ -7,8 +7,8 @@ import * as v from 'valibot';
 import { Label } from '../crypto/constants.js';
 import { Writer } from '../encoding.js';
 
-/** Wire protocol version, sent in `hello`. */
-export const WIRE_VERSION = 1;
+/** Wire protocol version, sent in `hello` (2: signed group membership). */
+export const WIRE_VERSION = 2;
 
 /** Largest WebSocket message either side accepts (ws `maxPayload`). */
 export const MAX_FRAME_BYTES = 256 * 1024;
@@ -17,6 +17,9 @@ export const MAX_BODY_B64 = 240 * 1024;
 /** One-time prekeys uploaded per frame at most, and kept per user at most. */
 export const MAX_PREKEYS_PER_FRAME = 100;
 export const MAX_PREKEYS_STORED = 500;
+/** Largest group membership entry (base64), and most entries in one `groupLog` answer. */
+export const MAX_ENTRY_B64 = 1024;
+export const MAX_LOG_PAGE = 100;
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** User and group ids: 1-64 characters of letters, digits, '.', '_', '-', starting alphanumeric. */
@@ -70,11 +73,16 @@ export const ClientFrame = v.variant('t', [
     id: MessageId,
     body: B64(MAX_BODY_B64),
   }),
-  v.strictObject({ t: v.literal('createGroup'), rid: Rid, group: Name }),
-  v.strictObject({ t: v.literal('joinGroup'), rid: Rid, group: Name }),
-  v.strictObject({ t: v.literal('leaveGroup'), rid: Rid, group: Name }),
-  v.strictObject({ t: v.literal('deleteGroup'), rid: Rid, group: Name }),
-  v.strictObject({ t: v.literal('members'), rid: Rid, group: Name }),
+  // Group membership is a signed log (docs/PROTOCOL.md "Group membership"): a client appends its own
+  // entries and reads the log in pages; the relay checks each entry as every member will.
+  v.strictObject({ t: v.literal('groupAppend'), rid: Rid, group: Name, entry: B64(MAX_ENTRY_B64) }),
+  v.strictObject({
+    t: v.literal('groupLog'),
+    rid: Rid,
+    group: Name,
+    from: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff)),
+    limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_LOG_PAGE))),
+  }),
   v.strictObject({ t: v.literal('received'), seq: Seq }),
   v.strictObject({ t: v.literal('receipt'), to: Name, id: MessageId, group: v.optional(Name) }),
   v.strictObject({ t: v.literal('deleteAccount'), rid: Rid }),
@@ -85,22 +93,22 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const RelayEvent = v.variant('type', [
   v.strictObject({ type: v.literal('userCreated'), userId: Name }),
   v.strictObject({ type: v.literal('userDeleted'), userId: Name }),
-  v.strictObject({ type: v.literal('groupCreated'), group: Name }),
-  v.strictObject({ type: v.literal('groupDeleted'), group: Name }),
-  // creator: optional only for events an older relay queued before it sent one (docs/PROTOCOL.md).
+  // A new entry of a group's log, to everyone on its roster before or after it (durable).
   v.strictObject({
-    type: v.literal('groupJoin'),
+    type: v.literal('groupEntry'),
     group: Name,
-    creator: v.optional(Name),
-    members: v.array(Name),
+    epoch: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff)),
+    entry: B64(MAX_ENTRY_B64),
   }),
-  v.strictObject({ type: v.literal('groupLeave'), group: Name }),
-  v.strictObject({ type: v.literal('groupMemberJoin'), group: Name, userId: Name }),
-  v.strictObject({ type: v.literal('groupMemberLeave'), group: Name, userId: Name }),
 ]);
 export type RelayEvent = v.InferOutput<typeof RelayEvent>;
 
-const GroupInfo = v.strictObject({ group: Name, creator: Name, members: v.array(Name) });
+/** A group the user is on the roster of, as `ready` lists it: only its head (the log is fetched in pages). */
+const GroupHead = v.strictObject({
+  group: Name,
+  epoch: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff)),
+  head: B64(44),
+});
 
 /** Frames the relay sends to a client. */
 export const RelayFrame = v.variant('t', [
@@ -110,7 +118,7 @@ export const RelayFrame = v.variant('t', [
     userId: Name,
     registered: v.boolean(),
     oneTimePreKeyCount: v.number(),
-    groups: v.array(GroupInfo),
+    groups: v.array(GroupHead),
   }),
   // Loose: an ok frame carries the request's result fields (bundle, members, ...).
   v.looseObject({ t: v.literal('ok'), rid: Rid }),
@@ -149,6 +157,12 @@ export const RelayErrorCode = {
   UNKNOWN_USER: 'UNKNOWN_USER',
   UNKNOWN_GROUP: 'UNKNOWN_GROUP',
   GROUP_EXISTS: 'GROUP_EXISTS',
+  /** A group entry that does not decode, verify, or fit: its signature, format or identities. */
+  BAD_ENTRY: 'BAD_ENTRY',
+  /** A group entry made on an older head: read the log from the current epoch and make it again. */
+  STALE_ENTRY: 'STALE_ENTRY',
+  /** The group's roster is at the relay's limit. */
+  GROUP_FULL: 'GROUP_FULL',
   NOT_A_MEMBER: 'NOT_A_MEMBER',
   FORBIDDEN: 'FORBIDDEN',
   RATE_LIMITED: 'RATE_LIMITED',

@@ -66,18 +66,20 @@ export class Groups {
     for (const { group, state } of store.loadGroupStates()) this.track(group, decodeGroupLog(state));
   }
 
-  /** The groups `userId` is on the roster of, as heads. */
+  /** The groups `userId` is on the roster of (as the identity registered now), as heads. */
   headsOf(userId: string): GroupHead[] {
-    return [...(this.byUser.get(userId) ?? [])].map((group) => {
-      const log = this.byId.get(group)!;
-      return { group, epoch: log.epoch, head: b64(log.heads[log.epoch]!) };
-    });
+    return [...(this.byUser.get(userId) ?? [])]
+      .map((group) => this.byId.get(group)!)
+      .filter((log) => this.onRoster(log, userId))
+      .map((log) => ({ group: log.groupId, epoch: log.epoch, head: b64(log.heads[log.epoch]!) }));
   }
 
   /** The full members a group message of `userId` goes to (refused unless `userId` is one). */
   membersFor(group: string, userId: string): readonly string[] {
-    const log = this.get(group);
-    if (log.roster.get(userId)?.standing !== 'member') throw notAMember(group);
+    if (!this.routes.get(group)?.includes(userId)) {
+      this.get(group);
+      throw notAMember(group);
+    }
     return this.routes.get(group)!;
   }
 
@@ -87,7 +89,7 @@ export class Groups {
    */
   readLog(group: string, userId: string, from: number, limit = MAX_LOG_PAGE): { epoch: number; entries: string[] } {
     const log = this.get(group);
-    if (!log.roster.has(userId) && log.policy === JoinPolicy.INVITE_ONLY) throw notAMember(group);
+    if (log.policy === JoinPolicy.INVITE_ONLY && !this.onRoster(log, userId)) throw notAMember(group);
     const count = Math.max(0, Math.min(limit, MAX_LOG_PAGE, log.epoch - from + 1));
     const entries = count > 0 ? this.store.groupEntries(group, from, count).map(b64) : [];
     return { epoch: log.epoch, entries };
@@ -199,6 +201,13 @@ export class Groups {
     for (const user of this.byId.get(group)?.roster.keys() ?? []) this.byUser.get(user)?.delete(group);
     this.byId.delete(group);
     this.routes.delete(group);
+  }
+
+  /** On the roster as the identity registered now (an id registered again by someone else is not). */
+  private onRoster(log: GroupLog, userId: string): boolean {
+    const m = log.roster.get(userId);
+    const registered = m && this.registry.identityOf(userId);
+    return registered !== undefined && sameKeysAs(registered, m!.identity);
   }
 
   /** Full members whose registered identity is still the one on the roster. */

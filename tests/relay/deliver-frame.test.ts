@@ -17,14 +17,15 @@ const item: fc.Arbitrary<Omit<QueueItem, 'event'> & { event?: RelayEvent }> = fc
     group: name,
     body: fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => Buffer.from(b).toString('base64')),
     event: fc.oneof(
-      name.map((group) => ({ type: 'groupCreated' as const, group })),
-      fc.tuple(name, name).map(([group, userId]) => ({ type: 'groupMemberJoin' as const, group, userId })),
-      fc.tuple(name, name, fc.array(name, { maxLength: 5 })).map(([group, creator, members]) => ({
-        type: 'groupJoin' as const,
-        group,
-        creator,
-        members,
-      })),
+      name.map((userId) => ({ type: 'userCreated' as const, userId })),
+      fc
+        .tuple(name, fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ minLength: 1, maxLength: 600 }))
+        .map(([group, epoch, entry]) => ({
+          type: 'groupEntry' as const,
+          group,
+          epoch,
+          entry: Buffer.from(entry).toString('base64'),
+        })),
     ),
     ts: fc.integer({ min: 0, max: 2 ** 45 }),
   },

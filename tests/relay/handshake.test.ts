@@ -81,7 +81,7 @@ describe('relay handshake', () => {
     c.send({ t: 'send', rid: 7, to: 'bob', id: 'abcdefgh', body: 'AAAA' });
     expect(await c.next()).toMatchObject({ t: 'error', rid: 7, code: 'NOT_AUTHENTICATED' });
     c.send({ t: 'received', seq: 1 });
-    c.send({ t: 'members', rid: 8, group: 'g' });
+    c.send({ t: 'groupLog', rid: 8, group: 'g', from: 0 });
     expect((await c.closed).code).toBe(1008);
   });
 
@@ -150,7 +150,7 @@ describe('relay handshake', () => {
     relay = await startRelay({ port: 0, rateLimit: { framesPerSecond: 20, burst: 5 } });
     const c = await connect('ivy');
     const started = Date.now();
-    for (let i = 0; i < 30; i++) c.send({ t: 'members', rid: i + 1, group: 'none' });
+    for (let i = 0; i < 30; i++) c.send({ t: 'groupLog', rid: i + 1, group: 'none', from: 0 });
     const answers: { rid?: number | undefined; code: string }[] = [];
     for (let i = 0; i < 30; i++) {
       const f = await c.next((f) => f.t === 'error', 10_000);

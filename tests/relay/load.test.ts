@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Identity } from '../../src-main/core/crypto/identity.js';
-import { RawClient, body, msgId } from './raw-client.js';
+import { JoinPolicy, members as members_ } from '../../src-main/core/crypto/membership.js';
+import { RawClient, TestGroup, body, msgId } from './raw-client.js';
 import { spawnRelay, type ChildRelay } from './spawn.js';
 
 const CLIENTS = 1000;
@@ -23,6 +24,7 @@ describe('load', () => {
   it(`${CLIENTS} clients connect; a ${MEMBERS}-member group delivers every message to every other member`, async () => {
     const t0 = performance.now();
     const received = new Map<string, Set<string>>(); // member -> ids of group messages received
+    const identities = new Map<string, Identity>();
     const clients: RawClient[] = [];
     for (let i = 0; i < CLIENTS; i += 50) {
       const batch = await Promise.all(
@@ -30,7 +32,9 @@ describe('load', () => {
           const userId = `user${i + j}`;
           const got = new Set<string>();
           received.set(userId, got);
-          return RawClient.connect(relay.url, userId, Identity.generate(), {
+          const identity = Identity.generate();
+          identities.set(userId, identity);
+          return RawClient.connect(relay.url, userId, identity, {
             // Keep only replies; count group messages; drop the flood of userCreated events.
             keep: (f) => f.t === 'ok' || f.t === 'error' || f.t === 'ack',
             onFrame: (f) => {
@@ -45,12 +49,13 @@ describe('load', () => {
     expect(clients.every((c) => c.ready?.registered)).toBe(true);
 
     const members = clients.slice(0, MEMBERS);
-    expect(await members[0]!.request({ t: 'createGroup', group: 'big' })).toMatchObject({ t: 'ok' });
+    const person = (c: RawClient) => ({ id: c.userId, identity: identities.get(c.userId)! });
+    // An open group: each member signs its own JOIN on the head it has (one after the other).
+    const { group, genesis } = TestGroup.create('big', person(members[0]!), JoinPolicy.OPEN);
+    expect(await group.append(members[0]!, genesis)).toMatchObject({ t: 'ok' });
     for (const m of members.slice(1))
-      expect(await m.request({ t: 'joinGroup', group: 'big' })).toMatchObject({ t: 'ok' });
-    expect(await members[0]!.request({ t: 'members', group: 'big' })).toMatchObject({
-      members: expect.arrayContaining([`user${MEMBERS - 1}`]),
-    });
+      expect(await group.append(m, group.join(person(m)))).toMatchObject({ t: 'ok' });
+    expect(members_(group.log)).toContain(`user${MEMBERS - 1}`);
 
     const ids = members.map(() => msgId());
     const acks = await Promise.all(

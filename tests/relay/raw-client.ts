@@ -7,6 +7,15 @@ import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { Identity, encodePublicIdentity } from '../../src-main/core/crypto/identity.js';
 import {
+  EntryAuthor,
+  JoinPolicy,
+  type GroupLog,
+  applyEntry,
+  decodeEntry,
+  startLog,
+} from '../../src-main/core/crypto/membership.js';
+import type { SigningKeyPair } from '../../src-main/core/crypto/primitives.js';
+import {
   RelayFrame,
   WIRE_VERSION,
   authSignatureInput,
@@ -203,3 +212,52 @@ export const msgId = (): string => randomUUID();
 /** A base64 body carrying `text` (the relay never reads it). */
 export const body = (text: string): string => Buffer.from(text).toString('base64');
 export const unbody = (b: string | undefined): string => Buffer.from(b ?? '', 'base64').toString();
+
+/**
+ * A test's own verified copy of a group's membership log, to make signed entries for raw clients the way
+ * a real client does (core/crypto/membership.ts) and to follow what the relay accepted.
+ */
+export class TestGroup {
+  readonly entries: Uint8Array[] = [];
+  log!: GroupLog;
+
+  private constructor(readonly name: string) {}
+
+  /** A group whose genesis `creator` signs (not yet sent). */
+  static create(
+    name: string,
+    creator: { id: string; identity: Identity },
+    policy: JoinPolicy = JoinPolicy.INVITE_ONLY,
+  ): { group: TestGroup; genesis: Uint8Array } {
+    const group = new TestGroup(name);
+    return { group, genesis: authorFor(creator).genesis(name, policy) };
+  }
+
+  /** The next entry by `who` on the current head (not yet sent or applied). */
+  next(who: { id: string; identity: Identity }, body: Parameters<EntryAuthor['next']>[1]): Uint8Array {
+    return authorFor(who).next(this.log, body);
+  }
+
+  /** A JOIN by `who` (open, or with a link key). */
+  join(who: { id: string; identity: Identity }, link?: SigningKeyPair): Uint8Array {
+    return authorFor(who).join(this.log, link);
+  }
+
+  /** Takes an entry the relay accepted into our copy. */
+  apply(bytes: Uint8Array): this {
+    const entry = decodeEntry(bytes);
+    this.log = this.entries.length === 0 ? startLog(entry).log : applyEntry(this.log, entry).log;
+    this.entries.push(bytes);
+    return this;
+  }
+
+  /** Sends an entry as groupAppend; applies it when the relay accepts. */
+  async append(c: RawClient, bytes: Uint8Array): Promise<Reply> {
+    const reply = await c.request({ t: 'groupAppend', group: this.name, entry: b64(bytes) });
+    if (reply.t === 'ok') this.apply(bytes);
+    return reply;
+  }
+}
+
+const authorFor = (who: { id: string; identity: Identity }): EntryAuthor =>
+  new EntryAuthor(who.id, who.identity, Date.now);

@@ -86,7 +86,7 @@ describe('client robustness', () => {
     const bobKeys = new MemoryKeyStore();
     const bobState = new MemoryStateStore();
     const bob1 = await connectClient(proxy.url, 'bob', { keyStore: bobKeys, stateStore: bobState });
-    await alice.client.createGroup('g');
+    await alice.client.createGroup('g', { policy: 'open' });
     await bob1.client.joinGroup('g');
     await alice.rec.wait('groupMemberJoin');
     holdKeys = true;

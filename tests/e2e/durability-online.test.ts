@@ -253,7 +253,7 @@ describe('durability with the recipient online (relay SIGKILLed mid-stream)', ()
         cleanup.push(() => c.client.close());
         members.push(c);
       }
-      await alice.client.createGroup('g');
+      await alice.client.createGroup('g', { policy: 'open' });
       for (const c of members) await c.client.joinGroup('g');
       await until(
         () => alice.client.listGroups().find((g) => g.group === 'g')?.members.length === MEMBERS + 1,

@@ -22,7 +22,7 @@ describe('group load', () => {
       cleanup.push(() => m.client.close());
       members.push(m);
     }
-    await members[0]!.client.createGroup('big');
+    await members[0]!.client.createGroup('big', { policy: 'open' });
     for (const m of members.slice(1)) await m.client.joinGroup('big');
     // everyone has seen the last join before anyone sends
     for (const m of members.slice(0, -1)) {

@@ -25,6 +25,12 @@ export class Recorder {
       'groupLeave',
       'groupMemberJoin',
       'groupMemberLeave',
+      'groupInvitation',
+      'groupMemberInvited',
+      'groupJoinRequest',
+      'groupRoleChanged',
+      'groupPolicyChanged',
+      'groupOutOfSync',
       'identityChanged',
       'keysRotated',
     ];

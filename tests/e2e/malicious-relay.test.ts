@@ -66,7 +66,7 @@ describe('relay view', () => {
     const bob = await connectClient(proxy.url, 'bob');
     const carol = await connectClient(proxy.url, 'carol');
     for (const c of [alice, bob, carol]) cleanup.push(() => c.client.close());
-    await alice.client.createGroup('club');
+    await alice.client.createGroup('club', { policy: 'open' });
     await bob.client.joinGroup('club');
     await carol.client.joinGroup('club');
     await alice.rec.waitCount('groupMemberJoin', 2);
@@ -149,7 +149,7 @@ describe('malicious relay', () => {
       return f;
     };
     const [alice, bob] = await clients(proxy.url, ['alice', 'bob']);
-    await alice!.client.createGroup('g');
+    await alice!.client.createGroup('g', { policy: 'open' });
     await bob!.client.joinGroup('g');
     await alice!.rec.wait('groupMemberJoin');
     await alice!.client.sendDirectMessage('bob', 'once');
@@ -242,7 +242,7 @@ describe('malicious relay', () => {
       return f;
     };
     const [alice, bob, carol] = await clients(proxy.url, ['alice', 'bob', 'carol']);
-    await alice!.client.createGroup('team');
+    await alice!.client.createGroup('team', { policy: 'open' });
     await bob!.client.joinGroup('team');
     await carol!.client.joinGroup('team');
     await alice!.rec.waitCount('groupMemberJoin', 2);

@@ -233,6 +233,13 @@ export class TestGroup {
     return { group, genesis: authorFor(creator).genesis(name, policy) };
   }
 
+  /** A copy of a group's log from its entries (verified as a client does). */
+  static fromEntries(name: string, entries: readonly Uint8Array[]): TestGroup {
+    const group = new TestGroup(name);
+    for (const e of entries) group.apply(e);
+    return group;
+  }
+
   /** The next entry by `who` on the current head (not yet sent or applied). */
   next(who: { id: string; identity: Identity }, body: Parameters<EntryAuthor['next']>[1]): Uint8Array {
     return authorFor(who).next(this.log, body);

@@ -19,6 +19,7 @@ import {
   type Role,
   type RosterChange,
   applyEntry,
+  compareView,
   decodeEntry,
   members,
 } from '../crypto/membership.js';
@@ -250,6 +251,7 @@ export class GroupChanges {
             : `${group} is invite-only: ask an admin to invite you`,
         );
       const bytes = this.c.author().join(log, key);
+      applyEntry(log, decodeEntry(bytes)); // a revoked link or a closed group fails here
       try {
         await this.append(group, bytes);
       } catch (e) {
@@ -257,7 +259,14 @@ export class GroupChanges {
         throw e;
       }
       return this.c.exclusive(async () => {
-        const mine = applyEntry(log, decodeEntry(bytes));
+        const entry = decodeEntry(bytes);
+        // The relay's copy of our entry may have come first (and been applied, and announced).
+        const known = this.c.groups.get(group);
+        if (known && compareView(known.log, entry.epoch, entry.hash) !== 'fork') {
+          await this.c.write(changes);
+          return known.log.roster.get(this.c.userId)?.standing === 'requested' ? 'requested' : 'member';
+        }
+        const mine = applyEntry(log, entry);
         await this.c.write(new Map([...changes, ...this.c.groups.adopt(group, mine.log)]));
         announce(
           this.c.events,
@@ -282,6 +291,9 @@ export class GroupChanges {
       if (g.problem?.kind === 'fork' || g.problem?.kind === 'missing')
         throw new ProtocolError(ErrorCode.GROUP_OUT_OF_SYNC, outOfSyncSentence(group, g.problem));
       const bytes = this.c.author().next(g.log, body(g.log));
+      // Checked as every member will check it before the relay sees it: a change we may not make
+      // fails here, with the core's sentence.
+      applyEntry(g.log, decodeEntry(bytes));
       try {
         await this.append(group, bytes);
       } catch (e) {

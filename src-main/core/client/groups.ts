@@ -330,9 +330,13 @@ export class Groups {
       changes.set(`${LOG_PREFIX}${group}`, null);
     } else if (roster.length > 0) for (const [k, v] of this.entries(group, g)) changes.set(k, v);
     if (failure !== undefined) {
-      // The relay sent an entry that does not verify: it is not applied, and the group is out of step.
+      // The relay sent an entry that does not verify: it is not applied, and we cannot know what the
+      // others' log holds after it: out of step until a member's view agrees with ours again.
       if (!(failure instanceof E2EEError)) throw failure;
-      return { changes, roster, problem: stillOn ? { kind: 'withheld', epoch: log.epoch } : undefined };
+      if (!stillOn) return { changes, roster };
+      g.problem = { kind: 'withheld', epoch: log.epoch + 1 };
+      changes.set(...this.entry(group, g));
+      return { changes, roster, problem: g.problem };
     }
     return { changes, roster };
   }

@@ -1,0 +1,293 @@
+/**
+ * Issue 8, signed group membership, tried as an attacker would: real clients, a real relay on 127.0.0.1,
+ * and where the relay itself is the attacker, a proxy in front of one member that drops, rewrites or
+ * invents what the relay says to it. Before signed membership each of these worked: the relay (or anyone
+ * who knew a group's name) decided who was in a group, and members sent their sender keys to whoever it
+ * listed.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Identity } from '../../src-main/core/crypto/identity.js';
+import { EntryAuthor, EntryType } from '../../src-main/core/crypto/membership.js';
+import { MemoryKeyStore } from '../../src-main/core/index.js';
+import { b64, unb64 } from '../../src-main/core/protocol/wire.js';
+import { startRelay, type Relay } from '../../src-main/relay/index.js';
+import { RawClient, TestGroup } from '../relay/raw-client.js';
+import { connectClient, until } from './helpers.js';
+import { startProxy, type Proxy } from './proxy.js';
+
+type Client = Awaited<ReturnType<typeof connectClient>> & { keyStore: MemoryKeyStore };
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function relay(): Promise<Relay> {
+  const r = await startRelay({ port: 0 });
+  cleanup.push(() => r.close());
+  return r;
+}
+
+async function client(url: string, userId: string): Promise<Client> {
+  const keyStore = new MemoryKeyStore();
+  const c = await connectClient(url, userId, { keyStore });
+  cleanup.push(() => c.client.close());
+  return { ...c, keyStore };
+}
+
+/** A proxy whose traffic to each user can be hooked, and which records the entries it passed on. */
+async function proxy(url: string): Promise<Proxy & { entries: Uint8Array[] }> {
+  const p = Object.assign(await startProxy(url), { entries: [] as Uint8Array[] });
+  cleanup.push(() => p.close());
+  return p;
+}
+
+const identityOf = async (c: Client): Promise<{ id: string; identity: Identity }> => ({
+  id: c.client.userId,
+  identity: Identity.deserialize((await c.keyStore.get('identity'))!),
+});
+
+/** The groupEntry event a deliver frame carries, if any. */
+function entryEvent(frame: string): { group: string; epoch: number; entry: string } | undefined {
+  if (!frame.startsWith('{"t":"deliver"')) return undefined;
+  const f = JSON.parse(frame) as {
+    kind: string;
+    event?: { type: string; group: string; epoch: number; entry: string };
+  };
+  return f.kind === 'event' && f.event?.type === 'groupEntry' ? f.event : undefined;
+}
+
+/**
+ * Hooks one user's connection: `deliver` decides for each groupEntry event the relay sends them
+ * (forward it, drop it: null, or replace it); `logPage` rewrites the relay's answers to their groupLog.
+ */
+function intercept(
+  p: Proxy,
+  user: string,
+  hooks: {
+    deliver?: (e: {
+      group: string;
+      epoch: number;
+      entry: string;
+    }) => { epoch: number; entry: string } | null | undefined;
+    logPage?: (page: { epoch: number; entries: string[] }) => { epoch: number; entries: string[] };
+    ready?: (
+      groups: { group: string; epoch: number; head: string }[],
+    ) => { group: string; epoch: number; head: string }[];
+  },
+): void {
+  const logRids = new Set<number>();
+  p.hooks = {
+    fromClient: (frame, conn) => {
+      if (conn.userId === user && frame.includes('"t":"groupLog"'))
+        logRids.add((JSON.parse(frame) as { rid: number }).rid);
+      return frame;
+    },
+    fromRelay: (frame, conn) => {
+      if (conn.userId !== user) return frame;
+      const e = entryEvent(frame);
+      if (e && hooks.deliver) {
+        const out = hooks.deliver(e);
+        if (out === null) return null;
+        if (out) {
+          const f = JSON.parse(frame) as { event: object };
+          return JSON.stringify({ ...f, event: { ...f.event, ...out } });
+        }
+      }
+      if (hooks.logPage && frame.startsWith('{"t":"ok"')) {
+        const f = JSON.parse(frame) as { rid: number; epoch: number; entries: string[] };
+        if (logRids.has(f.rid)) return JSON.stringify({ ...f, ...hooks.logPage(f) });
+      }
+      if (hooks.ready && frame.startsWith('{"t":"ready"')) {
+        const f = JSON.parse(frame) as { groups: { group: string; epoch: number; head: string }[] };
+        return JSON.stringify({ ...f, groups: hooks.ready(f.groups) });
+      }
+      return frame;
+    },
+  };
+}
+
+/** alice's invite-only group with `others` invited and accepted, everyone having seen everything. */
+async function setUp(name: string, alice: Client, others: Client[]): Promise<void> {
+  await alice.client.createGroup(name);
+  for (const o of others) {
+    await alice.client.inviteToGroup(name, o.client.userId);
+    await o.rec.wait('groupInvitation', (e) => e.group === name);
+    await o.client.acceptGroupInvitation(name);
+    await alice.rec.wait('groupMemberJoin', (e) => e.group === name && e.userId === o.client.userId);
+  }
+  for (const o of others)
+    await until(() => o.client.groupDetails(name)?.epoch === alice.client.groupDetails(name)?.epoch);
+}
+
+/**
+ * The test's own copy of a group's log, read from the (honest) relay by a member on a raw socket (which
+ * replaces that member's client connection: use one whose client has done its part).
+ */
+async function copyOf(name: string, url: string, member: Client): Promise<TestGroup> {
+  const raw = await RawClient.connect(url, member.client.userId, (await identityOf(member)).identity, {
+    keep: (f) => f.t === 'ok' || f.t === 'error',
+  });
+  const page = await raw.request({ t: 'groupLog', group: name, from: 0 });
+  await raw.close();
+  return TestGroup.fromEntries(
+    name,
+    (page.entries as string[]).map((e) => unb64(e)),
+  );
+}
+
+describe('signed group membership against a hostile relay and strangers', () => {
+  it('a stranger who knows the name can neither join an invite-only group nor read it', async () => {
+    const r = await relay();
+    const [alice, bob, mallory] = [
+      await client(r.url, 'alice'),
+      await client(r.url, 'bob'),
+      await client(r.url, 'mallory'),
+    ];
+    await setUp('club', alice, [bob]);
+    await expect(mallory.client.joinGroup('club')).rejects.toMatchObject({
+      code: 'E2EE_NOT_ALLOWED',
+      message: expect.stringMatching(/invite-only/),
+    });
+    const id = await alice.client.sendGroupMessage('club', 'members only');
+    await bob.rec.wait('groupMessage', (m) => m.id === id);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(mallory.rec.all('groupMessage')).toEqual([]);
+    expect(await alice.client.groupMembers('club')).toEqual(['alice', 'bob']);
+    expect(await bob.client.groupMembers('club')).toEqual(['alice', 'bob']);
+  });
+
+  it('a ghost the relay lists at ready is refused: it cannot sign anyone in', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    const alice = await client(r.url, 'alice');
+    const bob = await client(p.url, 'bob');
+    const mallory = await client(r.url, 'mallory');
+    await setUp('club', alice, [bob]);
+    await bob.client.close();
+    const g = await copyOf('club', r.url, bob);
+    // The relay says the group moved on, and serves an entry inviting mallory "by alice", which only
+    // mallory's key signed (the relay has no admin's key).
+    const forged = new EntryAuthor('alice', (await identityOf(mallory)).identity, Date.now).next(g.log, {
+      type: EntryType.INVITE,
+      userId: 'mallory',
+      identity: (await identityOf(mallory)).identity.publicIdentity,
+    });
+    intercept(p, 'bob', {
+      ready: (groups) =>
+        groups.map((h) => ({ ...h, epoch: h.epoch + 1, head: b64(new Uint8Array(32).fill(7)) })),
+      logPage: (page) => ({ epoch: page.epoch + 1, entries: [b64(forged)] }),
+    });
+    await bob.client.connect();
+    const warning = await bob.rec.wait('groupOutOfSync', (e) => e.group === 'club');
+    expect(warning).toMatchObject({ kind: 'withheld' });
+    expect(await bob.client.groupMembers('club')).toEqual(['alice', 'bob']);
+    // Sending stops (it could reach someone who is not a member) with the reason.
+    await expect(bob.client.sendGroupMessage('club', 'to whom?')).rejects.toMatchObject({
+      code: 'E2EE_GROUP_OUT_OF_SYNC',
+    });
+  });
+
+  it('a join the relay hides is found and shown when a member’s message names a later head', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    const alice = await client(r.url, 'alice');
+    const bob = await client(p.url, 'bob');
+    const carol = await client(r.url, 'carol');
+    await setUp('club', alice, [bob]);
+    // The relay drops every later entry on its way to bob.
+    intercept(p, 'bob', { deliver: () => null });
+    await alice.client.inviteToGroup('club', 'carol');
+    await carol.rec.wait('groupInvitation');
+    await carol.client.acceptGroupInvitation('club');
+    await alice.rec.wait('groupMemberJoin', (e) => e.userId === 'carol');
+    // bob does not know carol yet: his sender key does not go to her.
+    const fromBob = await bob.client.sendGroupMessage('club', 'before I knew');
+    await alice.rec.wait('groupMessage', (m) => m.id === fromBob);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(carol.rec.all('groupMessage').map((m) => m.id)).not.toContain(fromBob);
+    expect(bob.rec.all('groupMemberJoin').filter((e) => e.userId === 'carol')).toEqual([]);
+    // alice's next message carries her head: bob reads the log and the join becomes visible.
+    const fromAlice = await alice.client.sendGroupMessage('club', 'hello all');
+    await bob.rec.wait('groupMessage', (m) => m.id === fromAlice);
+    expect(await bob.rec.wait('groupMemberJoin', (e) => e.userId === 'carol')).toMatchObject({
+      group: 'club',
+    });
+    expect(await bob.client.groupMembers('club')).toEqual(['alice', 'bob', 'carol']);
+    expect(bob.client.groupDetails('club')!.safetyNumber).toBe(
+      alice.client.groupDetails('club')!.safetyNumber,
+    );
+  });
+
+  it('a forked roster (the relay shows one member another history) is detected and stops sending', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    const alice = await client(r.url, 'alice');
+    const bob = await client(p.url, 'bob');
+    const dave = await client(r.url, 'dave');
+    await client(r.url, 'carol');
+    const erin = await client(r.url, 'erin');
+    await setUp('club', alice, [bob, dave]);
+    await alice.client.setGroupRole('club', 'dave', 'admin');
+    await until(() => bob.client.groupDetails('club')?.epoch === alice.client.groupDetails('club')?.epoch);
+    const g = await copyOf('club', r.url, dave);
+    // Another valid entry for the same epoch, by the other admin: the relay could have accepted both
+    // and shown each to different members.
+    const other = g.next(await identityOf(dave), {
+      type: EntryType.INVITE,
+      userId: 'erin',
+      identity: (await identityOf(erin)).identity.publicIdentity,
+    });
+    const forkAt = g.log.epoch + 1;
+    intercept(p, 'bob', {
+      deliver: (e) => (e.epoch === forkAt ? { epoch: forkAt, entry: b64(other) } : undefined),
+    });
+    await alice.client.inviteToGroup('club', 'carol');
+    await until(() => bob.client.groupDetails('club')?.epoch === forkAt);
+    expect(bob.client.groupDetails('club')!.roster.map((m) => m.userId)).toContain('erin');
+    const id = await alice.client.sendGroupMessage('club', 'which list?');
+    await bob.rec.wait('groupMessage', (m) => m.id === id);
+    expect(await bob.rec.wait('groupOutOfSync')).toMatchObject({
+      group: 'club',
+      kind: 'fork',
+      userId: 'alice',
+    });
+    expect(bob.client.groupDetails('club')!.safetyNumber).not.toBe(
+      alice.client.groupDetails('club')!.safetyNumber,
+    );
+    await expect(bob.client.sendGroupMessage('club', 'x')).rejects.toMatchObject({
+      code: 'E2EE_GROUP_OUT_OF_SYNC',
+    });
+  });
+
+  it('a removal the relay withholds is detected: the member stops sending to the group', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    const alice = await client(r.url, 'alice');
+    const bob = await client(p.url, 'bob');
+    const mallory = await client(r.url, 'mallory');
+    await setUp('club', alice, [bob, mallory]);
+    const epoch = alice.client.groupDetails('club')!.epoch;
+    // The relay hides mallory's removal from bob: it drops the entry and stops his log at the old head.
+    intercept(p, 'bob', {
+      deliver: (e) => (e.epoch > epoch ? null : undefined),
+      logPage: () => ({ epoch, entries: [] }),
+    });
+    await alice.client.removeFromGroup('club', 'mallory');
+    await mallory.rec.wait('groupLeave', (e) => e.removedBy === 'alice');
+    expect(await bob.client.groupMembers('club')).toContain('mallory'); // bob was fooled...
+    const id = await alice.client.sendGroupMessage('club', 'mallory is out');
+    await bob.rec.wait('groupMessage', (m) => m.id === id);
+    // ...until alice's message named a head the relay would not give him.
+    expect(await bob.rec.wait('groupOutOfSync')).toMatchObject({
+      group: 'club',
+      kind: 'withheld',
+      userId: 'alice',
+    });
+    await expect(bob.client.sendGroupMessage('club', 'for mallory too?')).rejects.toMatchObject({
+      code: 'E2EE_GROUP_OUT_OF_SYNC',
+    });
+    await new Promise((res) => setTimeout(res, 200));
+    expect(mallory.rec.all('groupMessage').map((m) => m.text)).not.toContain('for mallory too?');
+  });
+});

@@ -20,6 +20,7 @@ import {
   type RelayFrame,
 } from '../core/protocol/wire.js';
 import { RelayError, afterDurable, type RelayContext } from './context.js';
+import { Throttle, isLoopback } from './limits.js';
 import { handleRequest, type Client } from './handlers.js';
 
 /** Schema or JSON failures tolerated per connection before it is closed. */
@@ -184,40 +185,49 @@ export class Connection implements Client {
     this.process(data, isBinary);
   }
 
-  private process(data: RawData, isBinary: boolean): void {
+  /** Handles one frame; false when it was held back (Throttle) to be handled again later. */
+  private process(data: RawData, isBinary: boolean): boolean {
     try {
-      this.handleMessage(data, isBinary);
+      return this.handleMessage(data, isBinary);
     } catch (err) {
       // Last line of defence: nothing a client sends may take the relay down.
       this.ctx.log(`${this.label} internal error: ${err instanceof Error ? err.stack : String(err)}`);
+      return true;
     }
   }
 
-  private handleMessage(data: RawData, isBinary: boolean): void {
-    if (this.closed) return;
+  private handleMessage(data: RawData, isBinary: boolean): boolean {
+    if (this.closed) return true;
     if (isBinary) {
       this.badFrame('Binary frames are not accepted: send JSON text frames.');
-      return;
+      return true;
     }
     const text = rawText(data);
     const parsed = parseFrameByType(ClientFrame, text);
     if (!parsed.ok) {
       this.badFrame(`Bad frame: ${parsed.error}.`, ridOf(text));
-      return;
+      return true;
     }
     const frame = parsed.value;
     const rid = 'rid' in frame ? frame.rid : undefined;
     try {
       this.dispatch(frame);
     } catch (err) {
+      if (err instanceof Throttle) {
+        // Over a per-user budget (group fan-out, bundle requests): the frame waits, first in line, and
+        // the socket is not read meanwhile, so the sender slows down and nothing is lost or reordered.
+        this.holdBack(data, isBinary, err.delayMs);
+        return false;
+      }
       if (err instanceof RelayError) {
         // After the commit, so replies keep the order of the requests.
         this.respond(rid, () => ({ t: 'error', rid, code: err.code, message: err.message }));
-        return;
+        return true;
       }
       this.ctx.log(`${this.label} internal error on ${frame.t}: ${err instanceof Error ? err.stack : err}`);
       this.error(RelayErrorCode.INTERNAL, 'The relay failed to process this frame.', rid);
     }
+    return true;
   }
 
   private dispatch(frame: ClientFrame): void {
@@ -281,6 +291,17 @@ export class Connection implements Client {
     }
     if (known) {
       this.authenticated(userId, false);
+      return;
+    }
+    // New accounts per address: someone scripting throwaway accounts is told to wait (1013: try later).
+    const address = this.socket.remoteAddress;
+    if (!this.ctx.limits.exempt(address) && !this.ctx.limits.registrations.take(address ?? '?')) {
+      this.ctx.log(`${this.label} registration refused: too many from ${address}`);
+      this.error(
+        RelayErrorCode.RATE_LIMITED,
+        'Too many new accounts from your address; try again in a minute.',
+      );
+      this.close(1013, 'try again later');
       return;
     }
     // Registered durably (committed and synced) before the user or anyone else is told.
@@ -366,8 +387,24 @@ export class Connection implements Client {
 
   private waitForTokens(): void {
     if (this.resumeTimer) return;
-    this.ws.pause();
     const ms = Math.ceil(((1 - this.tokens) / this.ctx.options.rateLimit.framesPerSecond) * 1000);
+    this.pauseFor(ms);
+  }
+
+  /**
+   * Puts a throttled frame back first in line (its frame token refunded) and tries it again after `ms`,
+   * or after a second at most (the budget is checked again then, whatever the clock did meanwhile).
+   */
+  private holdBack(data: RawData, isBinary: boolean, ms: number): void {
+    this.backlog.unshift([data, isBinary]);
+    this.tokens = Math.min(this.ctx.options.rateLimit.burst, this.tokens + 1);
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
+    this.pauseFor(Math.min(ms, 1000));
+  }
+
+  private pauseFor(ms: number): void {
+    this.ws.pause();
     this.resumeTimer = setTimeout(() => this.drainBacklog(), Math.max(1, ms));
   }
 
@@ -375,7 +412,7 @@ export class Connection implements Client {
     this.resumeTimer = undefined;
     while (this.backlog.length > 0 && !this.closed && this.takeToken()) {
       const [data, isBinary] = this.backlog.shift()!;
-      this.process(data, isBinary);
+      if (!this.process(data, isBinary)) return; // held back again: a timer is set
     }
     if (this.closed) this.backlog = [];
     else if (this.backlog.length > 0) this.waitForTokens();

@@ -1,6 +1,7 @@
 /** What the relay's parts share, and the error a request handler throws to refuse a request. */
 import type { RelayErrorCode } from '../core/protocol/wire.js';
 import type { Groups } from './groups.js';
+import type { RelayLimits } from './limits.js';
 import type { ResolvedOptions } from './options.js';
 import type { DeliveryQueue } from './queue/index.js';
 import type { Router } from './router.js';
@@ -13,6 +14,7 @@ export interface RelayContext {
   readonly queue: DeliveryQueue;
   readonly router: Router;
   readonly groups: Groups;
+  readonly limits: RelayLimits;
   /** Every registered user id (the identities stay in SQLite; this answers "exists?" per message). */
   readonly users: Set<string>;
   readonly log: (line: string) => void;

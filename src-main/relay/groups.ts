@@ -61,7 +61,7 @@ export class Groups {
     private readonly router: Router,
     private readonly registry: Registry,
     private readonly now: () => number,
-    private readonly maxMembers: number,
+    private readonly limits: { readonly groupMembers: number; readonly groupsPerUser: number },
   ) {
     for (const { group, state } of store.loadGroupStates()) this.track(group, decodeGroupLog(state));
   }
@@ -118,6 +118,7 @@ export class Groups {
         if (before)
           throw new RelayError(RelayErrorCode.GROUP_EXISTS, `A group named "${group}" already exists.`);
         this.checkRegistered(userId, entry.creator);
+        this.checkRoom(userId);
         after = startLog(entry).log;
       } else {
         if (!before) throw unknownGroup(group);
@@ -126,21 +127,39 @@ export class Groups {
             RelayErrorCode.STALE_ENTRY,
             `The entry is for epoch ${entry.epoch}; "${group}" is at epoch ${before.epoch}. Read the log and try again.`,
           );
-        if (entry.type === EntryType.INVITE) this.checkRegistered(entry.userId, entry.identity);
-        if (entry.type === EntryType.JOIN) this.checkRegistered(userId, entry.identity);
-        after = applyEntry(before, entry, { maxRoster: this.maxMembers }).log;
+        if (entry.type === EntryType.INVITE) {
+          this.checkRegistered(entry.userId, entry.identity);
+          this.checkRoom(entry.userId);
+        }
+        if (entry.type === EntryType.JOIN) {
+          this.checkRegistered(userId, entry.identity);
+          this.checkRoom(userId);
+        }
+        after = applyEntry(before, entry, { maxRoster: this.limits.groupMembers }).log;
       }
     } catch (e) {
       if (e instanceof RelayError) throw e;
       throw this.refusal(e, group, before);
     }
 
-    // Everyone it concerns hears of it, durably: those on the roster before or after (the removed too).
-    const told = new Set([...(before?.roster.keys() ?? []), ...after.roster.keys()]);
+    // Those it concerns get the entry; everyone else on the roster a notice of the new head, which
+    // replaces the older one they have not read yet.
+    const told = concerned(entry, before, after);
     const event: RelayEvent = { type: 'groupEntry', group, epoch: entry.epoch, entry: b64(bytes) };
     const text = JSON.stringify(event);
     const ts = this.now();
     for (const user of told) this.router.route(user, { kind: 'event', event: text }, ts);
+    if (!after.deleted) {
+      const notice: RelayEvent = {
+        type: 'groupHead',
+        group,
+        epoch: after.epoch,
+        head: b64(after.heads[after.epoch]!),
+      };
+      const noticeText = JSON.stringify(notice);
+      for (const user of new Set([...(before?.roster.keys() ?? []), ...after.roster.keys()]))
+        if (!told.has(user)) this.router.routeHead(user, group, noticeText, ts);
+    }
 
     if (after.deleted) {
       this.untrack(group);
@@ -162,11 +181,11 @@ export class Groups {
     const message = e instanceof Error ? e.message : String(e);
     if (e instanceof E2EEError) {
       if (e.code === ErrorCode.NOT_ALLOWED) {
-        const full = before && before.roster.size >= this.maxMembers;
+        const full = before && before.roster.size >= this.limits.groupMembers;
         return new RelayError(
           full ? RelayErrorCode.GROUP_FULL : RelayErrorCode.FORBIDDEN,
           full
-            ? `"${group}" has reached this relay's limit of ${this.maxMembers} people.`
+            ? `"${group}" has reached this relay's limit of ${this.limits.groupMembers} people.`
             : `Not allowed: ${message}.`,
         );
       }
@@ -177,6 +196,15 @@ export class Groups {
         );
     }
     return badEntry(`The group entry was refused: ${message}.`);
+  }
+
+  /** Someone joining a group's roster must have room for one more group (limits.groupsPerUser). */
+  private checkRoom(userId: string): void {
+    if ((this.byUser.get(userId)?.size ?? 0) >= this.limits.groupsPerUser)
+      throw new RelayError(
+        RelayErrorCode.QUOTA,
+        `${userId} is already in ${this.limits.groupsPerUser} groups, this relay's limit per person.`,
+      );
   }
 
   /** An identity named in an entry must be the one the user registered here. */
@@ -241,4 +269,20 @@ function sameKeysAs(registered: Uint8Array, identity: PublicIdentity): boolean {
     equalBytes(registered.subarray(0, P256_PUBLIC_BYTES), identity.signingKey) &&
     equalBytes(registered.subarray(P256_PUBLIC_BYTES, 2 * P256_PUBLIC_BYTES), identity.dhKey)
   );
+}
+
+/**
+ * Who gets an entry itself (a durable `groupEntry` delivery). A removal and a deletion go to everyone on
+ * the roster, so that nobody goes on sending to someone removed. Any other change goes to its author, the
+ * person it is about, and the admins (who invite and approve); the other members get a head notice, of
+ * which at most one per group waits for them, and read the entries with groupLog (docs/PROTOCOL.md,
+ * Groups). So a thousand joins leave at most one notice per member queued, not a thousand.
+ */
+function concerned(entry: Entry, before: GroupLog | undefined, after: GroupLog): Set<string> {
+  if (entry.type === EntryType.REMOVE || entry.type === EntryType.DELETE)
+    return new Set([...(before?.roster.keys() ?? []), ...after.roster.keys()]);
+  const told = new Set([entry.author]);
+  if ('userId' in entry) told.add(entry.userId);
+  for (const [user, m] of after.roster) if (m.standing === 'member' && m.role === 'admin') told.add(user);
+  return told;
 }

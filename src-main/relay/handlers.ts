@@ -17,6 +17,7 @@ import {
   type RelayFrame,
 } from '../core/protocol/wire.js';
 import { RelayError, afterDurable, type RelayContext } from './context.js';
+import { Throttle } from './limits.js';
 import type { Peer } from './router.js';
 import type { StoredPreKey } from './store.js';
 
@@ -43,17 +44,37 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
   switch (f.t) {
     case 'send': {
       if (!ctx.users.has(f.to)) throw unknownUser(f.to);
+      if (!hasRoom(ctx, f.to, f.body.length))
+        throw new RelayError(
+          RelayErrorCode.MAILBOX_FULL,
+          `${f.to}'s mailbox on this relay is full: the message was not sent. Try again once ${f.to} has read some.`,
+        );
       ctx.router.route(f.to, { kind: 'direct', from: me, id: f.id, body: f.body }, now);
       client.respond(f.rid, () => ({ t: 'ack', rid: f.rid, id: f.id, to: f.to, state: 'sent' }));
       return;
     }
     case 'groupSend': {
       // Uploaded once, one delivery per other full member of the verified roster.
-      for (const m of ctx.groups.membersFor(f.group, me)) {
-        if (m !== me)
-          ctx.router.route(m, { kind: 'group', from: me, id: f.id, group: f.group, body: f.body }, now);
+      const members = ctx.groups.membersFor(f.group, me);
+      // Fan-out budget per sender (bytes × recipients a minute): over it, the sender waits.
+      const cost = f.body.length * Math.max(1, members.length - 1);
+      if (!ctx.limits.fanout.take(me, cost)) throw new Throttle(ctx.limits.fanout.waitMs(me, cost));
+      const skipped: string[] = [];
+      for (const m of members) {
+        if (m === me) continue;
+        // A full mailbox misses this message (refusing the whole send would let one member who never
+        // comes back silence the group); the sender is told who.
+        if (!hasRoom(ctx, m, f.body.length)) skipped.push(m);
+        else ctx.router.route(m, { kind: 'group', from: me, id: f.id, group: f.group, body: f.body }, now);
       }
-      client.respond(f.rid, () => ({ t: 'ack', rid: f.rid, id: f.id, group: f.group, state: 'sent' }));
+      client.respond(f.rid, () => ({
+        t: 'ack',
+        rid: f.rid,
+        id: f.id,
+        group: f.group,
+        state: 'sent',
+        ...(skipped.length > 0 ? { skipped } : {}),
+      }));
       return;
     }
     case 'received':
@@ -81,6 +102,13 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
     case 'deleteAccount':
       return deleteAccount(ctx, client, f.rid);
   }
+}
+
+/** True when one more item of `bytes` fits `recipient`'s mailbox quota. */
+function hasRoom(ctx: RelayContext, recipient: string, bytes: number): boolean {
+  const { items, bytes: waiting } = ctx.queue.usage(recipient);
+  const l = ctx.limits.options;
+  return items < l.queuedItemsPerRecipient && waiting + bytes <= l.queuedBytesPerRecipient;
 }
 
 function invalidBundle(message: string): RelayError {
@@ -129,13 +157,24 @@ function publishPreKeys(
 }
 
 function getBundle(ctx: RelayContext, client: Client, f: Extract<Request, { t: 'getBundle' }>): void {
+  const me = client.userId;
   const owner = f.userId;
+  // Bundle requests per requester: over the budget, the requester waits (nothing is refused).
+  if (!ctx.limits.bundles.take(me)) throw new Throttle(ctx.limits.bundles.waitMs(me));
   const stored = ctx.users.has(owner) ? ctx.store.bundleOf(owner) : undefined;
   if (!stored)
     throw new RelayError(RelayErrorCode.UNKNOWN_USER, `"${owner}" is not registered or has no prekeys yet.`);
   const base = decodePreKeyBundle(stored);
   const count = ctx.store.preKeyCount(owner);
-  const opk = ctx.store.firstPreKey(owner);
+  // One-time prekeys handed out per owner and per requester: beyond either budget the bundle comes
+  // without one (X3DH still works, from the signed prekey), so nobody can drain a user's stock fast.
+  const mayTake =
+    ctx.limits.preKeysOfTarget.waitMs(owner) === 0 && ctx.limits.preKeysForRequester.waitMs(me) === 0;
+  const opk = mayTake ? ctx.store.firstPreKey(owner) : undefined;
+  if (opk) {
+    ctx.limits.preKeysOfTarget.take(owner);
+    ctx.limits.preKeysForRequester.take(me);
+  }
   // Each one-time prekey is handed out once: deleted in the batch that the reply waits for.
   if (opk) ctx.store.deletePreKey(owner, opk.id);
   const remaining = opk ? count - 1 : count;

@@ -9,6 +9,7 @@ import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
 import { Groups } from './groups.js';
+import { createLimits } from './limits.js';
 import { resolveOptions, type RelayOptions } from './options.js';
 import { MemoryDeliveryQueue } from './queue/memory.js';
 import { SqliteDeliveryQueue } from './queue/sqlite.js';
@@ -49,12 +50,14 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   }
   store.seqsAbove(queue.maxSeq);
   const router = new Router(store, queue, opts);
+  const limits = createLimits(opts.limits, opts.now);
   const ctx: RelayContext = {
     options: opts,
     store,
     queue,
     router,
-    groups: new Groups(store, router, store, opts.now, opts.maxGroupMembers),
+    groups: new Groups(store, router, store, opts.now, opts.limits),
+    limits,
     users: new Set(store.userIds()),
     log,
   };
@@ -69,6 +72,15 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     perMessageDeflate: false,
     maxPayload: MAX_FRAME_BYTES, // ws closes with 1009 above it
     clientTracking: true,
+    // New connections per address: refused before the upgrade, with 429.
+    verifyClient: (info, done) => {
+      const address = info.req.socket.remoteAddress;
+      if (limits.exempt(address) || limits.connections.take(address ?? '?')) done(true);
+      else {
+        log(`refused a connection from ${address}: too many per minute`);
+        done(false, 429, 'Too many connections from your address; try again in a minute');
+      }
+    },
   });
   let nextId = 1;
   wss.on('connection', (ws, req) => {

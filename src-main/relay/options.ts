@@ -13,6 +13,39 @@ export interface RateLimitOptions {
   burst?: number;
 }
 
+/**
+ * What users and network addresses may make the relay do (issue 9: abuse resistance). Every limit has a
+ * default that keeps one abusive account or address from locking others out or filling the disk;
+ * `Infinity` turns a budget off. docs/PROTOCOL.md (Limits) says what each protects.
+ */
+export interface LimitOptions {
+  /** People a group's roster may hold, in any standing (default 1,000). */
+  groupMembers?: number;
+  /** Groups one user may be on the roster of, in any standing (default 200). */
+  groupsPerUser?: number;
+  /** Items waiting in one recipient's mailbox (default 20,000). */
+  queuedItemsPerRecipient?: number;
+  /** Bytes of message bodies waiting in one recipient's mailbox (default 64 MiB). */
+  queuedBytesPerRecipient?: number;
+  /** Bytes one sender's group messages may fan out per minute: body × recipients (default 64 MiB). */
+  groupFanoutBytesPerMinute?: number;
+  /** New connections per IP address per minute (default 120). */
+  connectionsPerIpPerMinute?: number;
+  /** New accounts per IP address per minute (default 10). */
+  registrationsPerIpPerMinute?: number;
+  /**
+   * Apply the per-address limits to loopback connections too (default false: the app's own connection
+   * and a reverse proxy on the same machine come from loopback).
+   */
+  limitLoopback?: boolean;
+  /** Prekey bundles one user may ask for per minute (default 300); more are held back, not refused. */
+  bundleRequestsPerMinute?: number;
+  /** One-time prekeys of one user handed out per minute (default 30); beyond, bundles come without one. */
+  oneTimePreKeysPerTargetPerMinute?: number;
+  /** One-time prekeys one requester may take per minute, all users together (default 60); likewise. */
+  oneTimePreKeysPerRequesterPerMinute?: number;
+}
+
 /** Options of `startRelay`. */
 export interface RelayOptions {
   /** Interface to listen on (default 127.0.0.1). */
@@ -29,8 +62,8 @@ export interface RelayOptions {
   rateLimit?: RateLimitOptions;
   /** A connection that has not authenticated within this is closed (default 10 s). */
   handshakeTimeoutMs?: number;
-  /** Most people a group's roster may hold, in any standing (default 1,000). */
-  maxGroupMembers?: number;
+  /** Quotas and budgets per user and per address (see LimitOptions). */
+  limits?: LimitOptions;
   /** Receives one line per connection event; never message content (default: no-op). */
   log?: (line: string) => void;
   /** Clock for timestamps and timeouts, in ms since the epoch (default Date.now). */
@@ -46,7 +79,7 @@ export interface ResolvedOptions {
   readonly maxBufferedBytes: number;
   readonly rateLimit: { readonly framesPerSecond: number; readonly burst: number };
   readonly handshakeTimeoutMs: number;
-  readonly maxGroupMembers: number;
+  readonly limits: Readonly<Required<LimitOptions>>;
   readonly log: (line: string) => void;
   readonly now: () => number;
 }
@@ -60,7 +93,19 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   maxBufferedBytes: 4 * 1024 * 1024,
   rateLimit: Object.freeze({ framesPerSecond: 300, burst: 600 }),
   handshakeTimeoutMs: 10_000,
-  maxGroupMembers: 1_000,
+  limits: Object.freeze({
+    groupMembers: 1_000,
+    groupsPerUser: 200,
+    queuedItemsPerRecipient: 20_000,
+    queuedBytesPerRecipient: 64 * 1024 * 1024,
+    groupFanoutBytesPerMinute: 64 * 1024 * 1024,
+    connectionsPerIpPerMinute: 120,
+    registrationsPerIpPerMinute: 10,
+    limitLoopback: false,
+    bundleRequestsPerMinute: 300,
+    oneTimePreKeysPerTargetPerMinute: 30,
+    oneTimePreKeysPerRequesterPerMinute: 60,
+  }),
   log: () => {},
   now: Date.now,
 });
@@ -69,6 +114,55 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const KNOWN = new Set<string>(Object.keys(DEFAULT_OPTIONS));
 const KNOWN_RATE = new Set(['framesPerSecond', 'burst']);
+const KNOWN_LIMITS = new Set<string>(Object.keys(DEFAULT_OPTIONS.limits));
+
+/** An integer count limit, or Infinity (off). */
+function count(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (v === Infinity) return v;
+  return integer(name, v, min, max);
+}
+
+function resolveLimits(value: unknown): Readonly<Required<LimitOptions>> {
+  if (typeof value !== 'object' || value === null) throw new TypeError('limits must be an object');
+  for (const key of Object.keys(value))
+    if (!KNOWN_LIMITS.has(key)) throw new TypeError(`unknown option "limits.${key}"`);
+  const l = { ...DEFAULT_OPTIONS.limits, ...stripUndefined(value as LimitOptions) };
+  if (typeof l.limitLoopback !== 'boolean') throw new TypeError('limits.limitLoopback must be a boolean');
+  return Object.freeze({
+    groupMembers: integer('limits.groupMembers', l.groupMembers, 2, MAX_ROSTER),
+    groupsPerUser: count('limits.groupsPerUser', l.groupsPerUser, 1),
+    queuedItemsPerRecipient: count('limits.queuedItemsPerRecipient', l.queuedItemsPerRecipient, 1),
+    // At least one largest message must fit a mailbox.
+    queuedBytesPerRecipient: count(
+      'limits.queuedBytesPerRecipient',
+      l.queuedBytesPerRecipient,
+      MAX_FRAME_BYTES,
+    ),
+    groupFanoutBytesPerMinute: count(
+      'limits.groupFanoutBytesPerMinute',
+      l.groupFanoutBytesPerMinute,
+      MAX_FRAME_BYTES,
+    ),
+    connectionsPerIpPerMinute: count('limits.connectionsPerIpPerMinute', l.connectionsPerIpPerMinute, 1),
+    registrationsPerIpPerMinute: count(
+      'limits.registrationsPerIpPerMinute',
+      l.registrationsPerIpPerMinute,
+      1,
+    ),
+    limitLoopback: l.limitLoopback,
+    bundleRequestsPerMinute: count('limits.bundleRequestsPerMinute', l.bundleRequestsPerMinute, 1),
+    oneTimePreKeysPerTargetPerMinute: count(
+      'limits.oneTimePreKeysPerTargetPerMinute',
+      l.oneTimePreKeysPerTargetPerMinute,
+      0,
+    ),
+    oneTimePreKeysPerRequesterPerMinute: count(
+      'limits.oneTimePreKeysPerRequesterPerMinute',
+      l.oneTimePreKeysPerRequesterPerMinute,
+      0,
+    ),
+  });
+}
 
 function integer(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number') throw new TypeError(`${name} must be a number`);
@@ -121,7 +215,7 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
     ),
     rateLimit: Object.freeze({ framesPerSecond, burst }),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMER_MS),
-    maxGroupMembers: integer('maxGroupMembers', o.maxGroupMembers, 2, MAX_ROSTER),
+    limits: resolveLimits(o.limits),
     log: fn<(line: string) => void>('log', o.log),
     now: fn<() => number>('now', o.now),
   });

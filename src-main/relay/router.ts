@@ -99,6 +99,15 @@ export class Router {
     else this.late.get(peer)?.push(item);
   }
 
+  /**
+   * Routes a group's head notice: the recipient's older notices of that group still queued are deleted
+   * first, so someone away for long keeps one per group, however many changes happened.
+   */
+  routeHead(recipient: string, group: string, event: string, ts: number): void {
+    this.queue.supersede(recipient, group);
+    this.route(recipient, { kind: 'event', group, event }, ts);
+  }
+
   private forward(peer: Peer, item: QueueItem): void {
     peer.send(deliverFrame(item));
     if (peer.bufferedAmount() > this.opts.maxBufferedBytes) peer.flush(); // held back is not slow

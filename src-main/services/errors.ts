@@ -42,6 +42,8 @@ export const ServiceCode = {
   PORT_IN_USE: 'PORT_IN_USE',
   HOSTING_FAILED: 'HOSTING_FAILED',
   SEND_FAILED: 'SEND_FAILED',
+  MAILBOX_FULL: 'MAILBOX_FULL',
+  QUOTA: 'QUOTA',
 } as const;
 export type ServiceCode = (typeof ServiceCode)[keyof typeof ServiceCode];
 
@@ -133,6 +135,15 @@ function fromRelay(relayCode: string, ctx: ErrorContext): ServiceError {
         ServiceCode.RATE_LIMITED,
         'You are sending too fast. Wait a moment and try again.',
       );
+    case 'MAILBOX_FULL':
+      return new ServiceError(
+        ServiceCode.MAILBOX_FULL,
+        ctx.userId
+          ? `${ctx.userId}'s mailbox on this relay is full: the message was not sent. Try again once they have read their messages.`
+          : 'The recipient’s mailbox on this relay is full: the message was not sent.',
+      );
+    case 'QUOTA':
+      return new ServiceError(ServiceCode.QUOTA, 'This relay’s limit for that was reached.');
     default:
       return new ServiceError(ServiceCode.RELAY_REFUSED, 'The relay refused the request. Please try again.');
   }

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Identity } from '../../src-main/core/crypto/identity.js';
-import { EntryAuthor, EntryType } from '../../src-main/core/crypto/membership.js';
+import { EntryAuthor, EntryType, decodeEntry } from '../../src-main/core/crypto/membership.js';
 import { MemoryKeyStore } from '../../src-main/core/index.js';
 import { b64, unb64 } from '../../src-main/core/protocol/wire.js';
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
@@ -47,29 +47,33 @@ const identityOf = async (c: Client): Promise<{ id: string; identity: Identity }
   identity: Identity.deserialize((await c.keyStore.get('identity'))!),
 });
 
-/** The groupEntry event a deliver frame carries, if any. */
-function entryEvent(frame: string): { group: string; epoch: number; entry: string } | undefined {
+/** A membership event as the relay delivers it: an entry, or a notice of a new head. */
+interface MembershipEvent {
+  type: 'groupEntry' | 'groupHead';
+  group: string;
+  epoch: number;
+  entry?: string;
+  head?: string;
+}
+
+/** The membership event a deliver frame carries, if any. */
+function membershipEvent(frame: string): MembershipEvent | undefined {
   if (!frame.startsWith('{"t":"deliver"')) return undefined;
-  const f = JSON.parse(frame) as {
-    kind: string;
-    event?: { type: string; group: string; epoch: number; entry: string };
-  };
-  return f.kind === 'event' && f.event?.type === 'groupEntry' ? f.event : undefined;
+  const f = JSON.parse(frame) as { kind: string; event?: MembershipEvent };
+  const type = f.event?.type;
+  return f.kind === 'event' && (type === 'groupEntry' || type === 'groupHead') ? f.event : undefined;
 }
 
 /**
- * Hooks one user's connection: `deliver` decides for each groupEntry event the relay sends them
- * (forward it, drop it: null, or replace it); `logPage` rewrites the relay's answers to their groupLog.
+ * Hooks one user's connection: `deliver` decides for each membership event the relay sends them
+ * (forward it: undefined, drop it: null, or rewrite it); `logPage` rewrites the relay's answers to their
+ * groupLog; `ready` the heads their ready frame lists.
  */
 function intercept(
   p: Proxy,
   user: string,
   hooks: {
-    deliver?: (e: {
-      group: string;
-      epoch: number;
-      entry: string;
-    }) => { epoch: number; entry: string } | null | undefined;
+    deliver?: (e: MembershipEvent) => MembershipEvent | null | undefined;
     logPage?: (page: { epoch: number; entries: string[] }) => { epoch: number; entries: string[] };
     ready?: (
       groups: { group: string; epoch: number; head: string }[],
@@ -85,14 +89,11 @@ function intercept(
     },
     fromRelay: (frame, conn) => {
       if (conn.userId !== user) return frame;
-      const e = entryEvent(frame);
+      const e = membershipEvent(frame);
       if (e && hooks.deliver) {
         const out = hooks.deliver(e);
         if (out === null) return null;
-        if (out) {
-          const f = JSON.parse(frame) as { event: object };
-          return JSON.stringify({ ...f, event: { ...f.event, ...out } });
-        }
+        if (out) return JSON.stringify({ ...(JSON.parse(frame) as object), event: out });
       }
       if (hooks.logPage && frame.startsWith('{"t":"ok"')) {
         const f = JSON.parse(frame) as { rid: number; epoch: number; entries: string[] };
@@ -239,8 +240,23 @@ describe('signed group membership against a hostile relay and strangers', () => 
       identity: (await identityOf(erin)).identity.publicIdentity,
     });
     const forkAt = g.log.epoch + 1;
+    // For bob, the relay swaps in the other entry wherever epoch forkAt appears: in an entry event, in
+    // a head notice, and in the pages of the log he reads.
+    const otherHead = b64(decodeEntry(other).hash);
     intercept(p, 'bob', {
-      deliver: (e) => (e.epoch === forkAt ? { epoch: forkAt, entry: b64(other) } : undefined),
+      deliver: (e) =>
+        e.epoch !== forkAt
+          ? undefined
+          : e.type === 'groupEntry'
+            ? { ...e, entry: b64(other) }
+            : { ...e, head: otherHead },
+      logPage: (page) =>
+        page.epoch < forkAt
+          ? page
+          : {
+              ...page,
+              entries: page.entries.map((x, i) => (i === page.entries.length - 1 ? b64(other) : x)),
+            },
     });
     await alice.client.inviteToGroup('club', 'carol');
     await until(() => bob.client.groupDetails('club')?.epoch === forkAt);

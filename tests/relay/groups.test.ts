@@ -154,9 +154,9 @@ describe('groups on the relay (signed membership log)', () => {
     expect(await g.append(a, invite())).toMatchObject({ t: 'ok', epoch: 4 });
   });
 
-  it('caps the roster (maxGroupMembers) with GROUP_FULL', async () => {
+  it('caps the roster (limits.groupMembers) with GROUP_FULL', async () => {
     await relay.close();
-    relay = await startRelay({ port: 0, maxGroupMembers: 2 });
+    relay = await startRelay({ port: 0, limits: { groupMembers: 2 } });
     const { a, g } = await team();
     await connect('carol');
     const third = g.next(who('alice'), {

@@ -92,7 +92,20 @@ export interface E2EEClientEvents {
   binaryMessage: [{ id: string; from: string; data: Uint8Array }];
   groupMessage: [{ id: string; group: string; from: string; text: string }];
   groupBinaryMessage: [{ id: string; group: string; from: string; data: Uint8Array }];
-  ack: [{ id: string; from: string; to: string; group?: string | undefined; state: 'sent' | 'delivered' }];
+  /**
+   * 'sent': the relay stored the message; for a group message, `skipped` names members whose mailbox on
+   * the relay was full (they will not get it). 'delivered': the recipient's client says it has it.
+   */
+  ack: [
+    {
+      id: string;
+      from: string;
+      to: string;
+      group?: string | undefined;
+      state: 'sent' | 'delivered';
+      skipped?: string[] | undefined;
+    },
+  ];
   userCreated: [{ userId: string }];
   userDeleted: [{ userId: string }];
   /**
@@ -594,10 +607,17 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     return out;
   }
 
-  private onSent(id: string, to: string | undefined, group: string | undefined): void {
+  private onSent(id: string, to: string | undefined, group: string | undefined, skipped?: string[]): void {
     const taken = this.outbox.take(id);
     if (!taken || taken.entry.internal) return;
-    this.emit('ack', { id, from: this.userId, to: to ?? group ?? '', group, state: 'sent' });
+    this.emit('ack', {
+      id,
+      from: this.userId,
+      to: to ?? group ?? '',
+      group,
+      state: 'sent',
+      ...(skipped && skipped.length > 0 ? { skipped } : {}),
+    });
     taken.waiter?.resolve(id);
   }
 
@@ -613,7 +633,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         void this.exclusive(async () => this.onReady(f)).catch((e: Error) => this.fail(e));
         return;
       case 'ack':
-        this.onSent(f.id, f.to, f.group);
+        this.onSent(f.id, f.to, f.group, f.skipped);
         return;
       case 'preKeysLow':
         if (this.sessions.isPublishing) return; // a burst of bundle fetches: one top-up is enough

@@ -300,8 +300,12 @@ export class Inbox {
       this.c.events.emit(e.type, { userId: e.userId });
       return;
     }
-    // A new entry of a group's signed log: verified and applied (or the missing ones read first).
-    const applied = await this.c.groups.receive(e.group, e.epoch, unb64(e.entry));
+    // A new entry of a group's signed log: verified and applied (or the missing ones read first); a
+    // head notice: the log is read up to it (a head that differs at our epoch is a fork).
+    const applied =
+      e.type === 'groupEntry'
+        ? await this.c.groups.receive(e.group, e.epoch, unb64(e.entry))
+        : await this.c.groups.syncHead(e.group, e.epoch, unb64(e.head));
     const changes: Changes = new Map();
     this.take(e.group, applied, changes);
     if (changes.size > 0) await this.c.store.write(changes);

@@ -36,6 +36,8 @@ const PERMANENT_SEND_ERRORS = new Set([
   'NOT_A_MEMBER',
   'BAD_FRAME',
   'FORBIDDEN',
+  // The recipient's mailbox is full: the message is not sent (the user may try again later).
+  'MAILBOX_FULL',
 ]);
 const RETRY_SEND_MS = 1000;
 /** How many sent ids are remembered for matching delivery receipts (as many as received ids). */

@@ -21,6 +21,12 @@ type Changes = Map<string, Uint8Array | null>;
 
 const ONE_TIME_PREKEY_TARGET = 100;
 const ONE_TIME_PREKEY_LOW = 20;
+/**
+ * Private one-time prekeys kept for keys the relay has handed out but no session start has used yet;
+ * beyond, the oldest are erased. Someone draining our stock with bundle requests then costs us no more
+ * than this, and never stops us from uploading new ones.
+ */
+const HANDED_OUT_KEPT = 1000;
 const SIGNED_PREKEY_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
 /** Our identity and prekeys, and the pairwise session records with our contacts. */
@@ -131,8 +137,13 @@ export class Sessions {
     const pk = this.prekeys!;
     if (this.now() - pk.currentSignedPreKeyCreatedAt() > SIGNED_PREKEY_MAX_AGE_MS)
       pk.rotateSignedPreKey(id, this.now());
-    // Never hold more private one-time prekeys than the relay can store for us (wire MAX_PREKEYS_STORED).
-    const room = Math.max(0, MAX_PREKEYS_STORED - pk.oneTimeCount);
+    // The relay holds `count` of ours; the others we hold were handed out (oldest first) and may still
+    // be used by a session start on its way. Keep the newest of those, erase the rest.
+    const handedOut = pk.oneTimeCount - count;
+    if (handedOut > HANDED_OUT_KEPT) pk.retireOldestOneTime(handedOut - HANDED_OUT_KEPT);
+    // Top up to the target whatever was handed out, within what the relay stores (MAX_PREKEYS_STORED):
+    // a user whose stock was drained gets new one-time prekeys at the next connection.
+    const room = Math.max(0, MAX_PREKEYS_STORED - count);
     const wanted = count < ONE_TIME_PREKEY_LOW ? ONE_TIME_PREKEY_TARGET - count : 0;
     const fresh = pk.generateOneTimePreKeys(Math.min(wanted, room));
     await this.store.write(new Map([['prekeys', pk.serialize()]]));

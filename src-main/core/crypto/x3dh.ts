@@ -149,6 +149,14 @@ export class PreKeys {
     return out;
   }
 
+  /**
+   * Erases the `n` oldest private one-time prekeys: a session start that names one of them fails with
+   * UNKNOWN_PREKEY. (The relay hands out the oldest first, so these are the ones given out longest ago.)
+   */
+  retireOldestOneTime(n: number): void {
+    for (const id of [...this.oneTime.keys()].slice(0, Math.max(0, n))) this.oneTime.delete(id);
+  }
+
   get oneTimeCount(): number {
     return this.oneTime.size;
   }

@@ -93,7 +93,14 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const RelayEvent = v.variant('type', [
   v.strictObject({ type: v.literal('userCreated'), userId: Name }),
   v.strictObject({ type: v.literal('userDeleted'), userId: Name }),
-  // A new entry of a group's log, to everyone on its roster before or after it (durable).
+  // A group's log has a new head: read it (durable; a newer one replaces an older one still queued).
+  v.strictObject({
+    type: v.literal('groupHead'),
+    group: Name,
+    epoch: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffffffff)),
+    head: B64(44),
+  }),
+  // A new entry of a group's log, to those it concerns (durable).
   v.strictObject({
     type: v.literal('groupEntry'),
     group: Name,
@@ -130,6 +137,8 @@ export const RelayFrame = v.variant('t', [
     to: v.optional(Name),
     group: v.optional(Name),
     state: v.literal('sent'),
+    // groupSend only: members whose mailbox was full, who will not get this message.
+    skipped: v.optional(v.array(Name)),
   }),
   v.strictObject({ t: v.literal('preKeysLow'), count: v.number() }),
   v.strictObject({
@@ -163,6 +172,8 @@ export const RelayErrorCode = {
   STALE_ENTRY: 'STALE_ENTRY',
   /** The group's roster is at the relay's limit. */
   GROUP_FULL: 'GROUP_FULL',
+  /** The recipient's mailbox on this relay is full (limits.queuedItemsPerRecipient / BytesPerRecipient). */
+  MAILBOX_FULL: 'MAILBOX_FULL',
   NOT_A_MEMBER: 'NOT_A_MEMBER',
   FORBIDDEN: 'FORBIDDEN',
   RATE_LIMITED: 'RATE_LIMITED',

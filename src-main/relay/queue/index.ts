@@ -28,6 +28,10 @@ export interface QueueItem {
   readonly ts: number;
 }
 
+/** An item's weight in its recipient's mailbox quota: the bytes of its body and event. */
+export const itemBytes = (item: Pick<QueueItem, 'body' | 'event'>): number =>
+  (item.body?.length ?? 0) + (item.event?.length ?? 0);
+
 /** Durable per-recipient queues of routed items. */
 export interface DeliveryQueue {
   /** The highest seq stored when the queue was opened (0 if none). */
@@ -36,8 +40,19 @@ export interface DeliveryQueue {
   enqueue(item: QueueItem): void;
   /** Deletes one of `recipient`'s items; another recipient's seq or an unknown one changes nothing. */
   dequeue(recipient: string, seq: number): void;
+  /**
+   * Deletes `recipient`'s queued head notices of `group` (group events stored with their group): a newer
+   * one is about to be enqueued, so a member who is away keeps one notice per group, not one per change.
+   */
+  supersede(recipient: string, group: string): void;
   /** Deletes every item of `recipient` (an account deleted). */
   deleteRecipient(recipient: string): void;
+  /**
+   * What waits in `recipient`'s mailbox: items, and bytes of bodies and events. Counts writes at once
+   * and deletions once the backend has done them (after a failed commit, what the backend counted then).
+   * For quotas: close to what is stored, erring on the side of more.
+   */
+  usage(recipient: string): { items: number; bytes: number };
   /** Up to `limit` of `recipient`'s items with seq > `after`, in seq order. */
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]>;
   /** Runs `done` once every write called so far is durable (or failed: `done(err)`). */

@@ -1,5 +1,5 @@
 /** The delivery queue of an in-memory relay: per-recipient arrays in seq order; nothing survives a restart. */
-import type { DeliveryQueue, QueueItem } from './index.js';
+import { type DeliveryQueue, type QueueItem, itemBytes } from './index.js';
 
 /** Index of the first item with seq > `after` (items are sorted by seq). */
 function firstAfter(items: readonly QueueItem[], after: number): number {
@@ -36,9 +36,25 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     if (items.length === 0) this.byRecipient.delete(recipient);
   }
 
+  supersede(recipient: string, group: string): void {
+    this.assertOpen();
+    const items = this.byRecipient.get(recipient);
+    if (!items) return;
+    const kept = items.filter((i) => !(i.kind === 'event' && i.group === group));
+    if (kept.length === 0) this.byRecipient.delete(recipient);
+    else this.byRecipient.set(recipient, kept);
+  }
+
   deleteRecipient(recipient: string): void {
     this.assertOpen();
     this.byRecipient.delete(recipient);
+  }
+
+  usage(recipient: string): { items: number; bytes: number } {
+    const items = this.byRecipient.get(recipient) ?? [];
+    let bytes = 0;
+    for (const item of items) bytes += itemBytes(item);
+    return { items: items.length, bytes };
   }
 
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]> {

@@ -28,11 +28,13 @@ export type EnqueueOp = [
 ];
 /** `['d', recipient, seq]`: dequeue one item. */
 export type DequeueOp = ['d', string, number];
+/** `['s', recipient, group]`: delete a recipient's queued head notices of a group. */
+export type SupersedeOp = ['s', string, string];
 /** `['x', recipient]`: delete every item of a recipient. */
 export type DeleteRecipientOp = ['x', string];
 /** `['p', requestId, recipient, after, limit]`: read a page. */
 export type PageOp = ['p', number, string, number, number];
-export type QueueOp = EnqueueOp | DequeueOp | DeleteRecipientOp | PageOp;
+export type QueueOp = EnqueueOp | DequeueOp | SupersedeOp | DeleteRecipientOp | PageOp;
 
 /** Main → worker: a numbered batch of operations. */
 export interface BatchMessage {
@@ -56,8 +58,8 @@ export interface QueueRow {
 
 /** Worker → main. */
 export type WorkerMessage =
-  /** Opened: the highest stored seq. */
-  | { readonly t: 'ready'; readonly maxSeq: number }
+  /** Opened: the highest stored seq, and what waits per recipient ([recipient, items, bytes]). */
+  | { readonly t: 'ready'; readonly maxSeq: number; readonly usage: [string, number, number][] }
   /** The database could not be opened. */
   | { readonly t: 'fatal'; readonly message: string; readonly code?: string | undefined }
   /**
@@ -69,4 +71,8 @@ export type WorkerMessage =
       readonly upTo: number;
       readonly error?: { readonly message: string; readonly code?: string | undefined } | undefined;
       readonly pages: [number, QueueRow[]][];
+      /** What the batches' deletions freed, per recipient: [recipient, items, bytes]. */
+      readonly freed: [string, number, number][];
+      /** After a failed batch: what waits per recipient now (the rolled-back inserts are gone). */
+      readonly usage?: [string, number, number][] | undefined;
     };

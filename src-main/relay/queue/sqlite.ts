@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { DeliveryQueue, QueueItem } from './index.js';
+import { type DeliveryQueue, type QueueItem, itemBytes } from './index.js';
 import type { BatchMessage, QueueOp, QueueRow, WorkerMessage } from './sqlite-protocol.js';
 
 interface Waiting {
@@ -82,14 +82,18 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   private readonly waiting: Waiting[] = [];
   private readonly pages = new Map<number, PageRequest>();
   private nextPage = 1;
+  /** What waits per recipient: items and bytes ([items, bytes]). */
+  private readonly waitingFor = new Map<string, [number, number]>();
   private closing: Promise<void> | undefined;
   private gone: Error | undefined;
 
   private constructor(
     private readonly worker: Worker,
     readonly maxSeq: number,
+    usage: [string, number, number][],
     private readonly onError: (err: unknown) => void,
   ) {
+    for (const [recipient, items, bytes] of usage) this.waitingFor.set(recipient, [items, bytes]);
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {
@@ -121,10 +125,12 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
         });
       throw new QueueStorageError(message, code);
     }
-    return new SqliteDeliveryQueue(worker, first.maxSeq, onError);
+    return new SqliteDeliveryQueue(worker, first.maxSeq, first.usage, onError);
   }
 
   enqueue(item: QueueItem): void {
+    const w = this.waitingFor.get(item.recipient) ?? [0, 0];
+    this.waitingFor.set(item.recipient, [w[0] + 1, w[1] + itemBytes(item)]);
     let body = -1;
     if (item.body !== undefined) {
       // A group message fans out the same string to every member, one enqueue after the other: it
@@ -151,8 +157,18 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     this.push(['d', recipient, seq]);
   }
 
+  supersede(recipient: string, group: string): void {
+    this.push(['s', recipient, group]);
+  }
+
   deleteRecipient(recipient: string): void {
     this.push(['x', recipient]);
+    this.waitingFor.delete(recipient);
+  }
+
+  usage(recipient: string): { items: number; bytes: number } {
+    const [items, bytes] = this.waitingFor.get(recipient) ?? [0, 0];
+    return { items, bytes };
   }
 
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]> {
@@ -211,6 +227,17 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
       const request = this.pages.get(id);
       this.pages.delete(id);
       request?.resolve(rows.map(toItem));
+    }
+    for (const [recipient, items, bytes] of m.freed) {
+      const w = this.waitingFor.get(recipient);
+      if (!w) continue;
+      if (w[0] <= items) this.waitingFor.delete(recipient);
+      else this.waitingFor.set(recipient, [w[0] - items, Math.max(0, w[1] - bytes)]);
+    }
+    if (m.usage) {
+      // A failed batch rolled its inserts back: take the worker's count instead of ours.
+      this.waitingFor.clear();
+      for (const [recipient, items, bytes] of m.usage) this.waitingFor.set(recipient, [items, bytes]);
     }
     let error: QueueStorageError | undefined;
     if (m.error) {

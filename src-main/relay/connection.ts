@@ -20,7 +20,7 @@ import {
   type RelayFrame,
 } from '../core/protocol/wire.js';
 import { RelayError, afterDurable, type RelayContext } from './context.js';
-import { Throttle, isLoopback } from './limits.js';
+import { Throttle } from './limits.js';
 import { handleRequest, type Client } from './handlers.js';
 
 /** Schema or JSON failures tolerated per connection before it is closed. */

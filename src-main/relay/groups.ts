@@ -85,7 +85,12 @@ export class Groups {
    * A page of a group's log from epoch `from`: for people on its roster, and for anyone when the group
    * lets people join by themselves (open or link: the joiner needs the log to make its entry).
    */
-  readLog(group: string, userId: string, from: number, limit = MAX_LOG_PAGE): { epoch: number; entries: string[] } {
+  readLog(
+    group: string,
+    userId: string,
+    from: number,
+    limit = MAX_LOG_PAGE,
+  ): { epoch: number; entries: string[] } {
     const log = this.get(group);
     if (!log.roster.has(userId) && log.policy === JoinPolicy.INVITE_ONLY) throw notAMember(group);
     const count = Math.max(0, Math.min(limit, MAX_LOG_PAGE, log.epoch - from + 1));
@@ -108,7 +113,8 @@ export class Groups {
     let after: GroupLog;
     try {
       if (entry.type === EntryType.GENESIS) {
-        if (before) throw new RelayError(RelayErrorCode.GROUP_EXISTS, `A group named "${group}" already exists.`);
+        if (before)
+          throw new RelayError(RelayErrorCode.GROUP_EXISTS, `A group named "${group}" already exists.`);
         this.checkRegistered(userId, entry.creator);
         after = startLog(entry).log;
       } else {
@@ -157,7 +163,9 @@ export class Groups {
         const full = before && before.roster.size >= this.maxMembers;
         return new RelayError(
           full ? RelayErrorCode.GROUP_FULL : RelayErrorCode.FORBIDDEN,
-          full ? `"${group}" has reached this relay's limit of ${this.maxMembers} people.` : `Not allowed: ${message}.`,
+          full
+            ? `"${group}" has reached this relay's limit of ${this.maxMembers} people.`
+            : `Not allowed: ${message}.`,
         );
       }
       if (e.code === ErrorCode.BAD_ENTRY && before && /does not follow/.test(message))
@@ -185,7 +193,8 @@ export class Groups {
 
   private track(group: string, log: GroupLog): void {
     const previous = this.byId.get(group);
-    for (const user of previous?.roster.keys() ?? []) if (!log.roster.has(user)) this.byUser.get(user)?.delete(group);
+    for (const user of previous?.roster.keys() ?? [])
+      if (!log.roster.has(user)) this.byUser.get(user)?.delete(group);
     for (const user of log.roster.keys()) {
       let set = this.byUser.get(user);
       if (!set) this.byUser.set(user, (set = new Set()));

@@ -44,7 +44,9 @@ export function prepare(db: Database.Database) {
       'SELECT key_id, key FROM prekeys WHERE user_id = ? ORDER BY rowid LIMIT 1',
     ),
     deletePreKey: db.prepare<[string, number]>('DELETE FROM prekeys WHERE user_id = ? AND key_id = ?'),
-    groupStates: db.prepare<[], { group_id: string; state: Buffer }>('SELECT group_id, state FROM group_states'),
+    groupStates: db.prepare<[], { group_id: string; state: Buffer }>(
+      'SELECT group_id, state FROM group_states',
+    ),
     putGroupState: db.prepare<[string, Uint8Array]>(
       'INSERT INTO group_states (group_id, state) VALUES (?, ?) ON CONFLICT (group_id) DO UPDATE SET state = excluded.state',
     ),

@@ -377,7 +377,9 @@ function moveQueueOut(db: Database.Database, queueFile: string): void {
  * the first start of this version; its members create it again (docs/PROTOCOL.md, Group membership).
  */
 function dropUnsignedGroups(db: Database.Database, log: (message: unknown) => void): void {
-  const legacy = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chat_groups'").get();
+  const legacy = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chat_groups'")
+    .get();
   if (!legacy) return;
   const { n } = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM chat_groups').get()!;
   db.exec('DROP TABLE chat_groups; DROP TABLE IF EXISTS group_members');

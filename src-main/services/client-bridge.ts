@@ -163,7 +163,11 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
     };
 
   const handlers = {
-    connect: guard('connect', () => ctx.setConnection('connected')),
+    connect: guard('connect', () => {
+      ctx.setConnection('connected');
+      // Connecting compared every group with the relay's log: a problem may have been found or resolved.
+      for (const { group } of client.listGroups()) groups.changed(group);
+    }),
     disconnect: guard('disconnect', () => ctx.setConnection('reconnecting')),
     error: guard('error', (e: Error) => {
       // Only a refused authentication is final; socket errors are retried by the client.

@@ -8,6 +8,7 @@ import QRCode from 'qrcode';
 import * as v from 'valibot';
 import type { E2EEClient } from '../core/client/client.js';
 import { parseInviteLink } from '../core/client/group-changes.js';
+import { RelayError } from '../core/errors.js';
 import { Name } from '../core/protocol/wire.js';
 import type {
   ConversationId,
@@ -285,13 +286,15 @@ export async function joinGroupWithLink(s: ProfileSession, link: string): Promis
   const known = groupInfoOf(client, group, s.userId);
   if (known?.me.standing === 'invited')
     throw notAllowed(`You are invited to ${group}: accept the invitation to join it.`);
+  const stale = `This invite link to ${group} does not work any more: an admin replaced or revoked it. Ask for a new one.`;
   if (!known)
-    await groupCall(
-      {
-        group,
-        notAllowed: `This invite link to ${group} does not work any more: an admin replaced or revoked it. Ask for a new one.`,
-      },
-      () => client.joinGroupWithLink(link),
+    await groupCall({ group, notAllowed: stale }, () =>
+      client.joinGroupWithLink(link).catch((e: unknown) => {
+        // The client signs with the link's key without comparing it to the group's current one: the
+        // relay then refuses the entry as BAD_ENTRY, which here means a replaced or revoked link.
+        if (e instanceof RelayError && e.relayCode === 'BAD_ENTRY') throw notAllowed(stale);
+        throw e;
+      }),
     );
   ensureGroupConversation(s, group);
   return infoAfter(s, client, group);

@@ -361,11 +361,12 @@ class GroupReports {
     const conversation: ConversationId = `group:${group}`;
     if (info?.outOfSync && info.outOfSync !== shown) {
       this.problems.set(group, info.outOfSync);
+      // Its own words first: the client's sentence may start with a user id, the line's subject is us.
       recordEvent(
         this.ctx,
         conversation,
         this.ctx.userId,
-        `${info.outOfSync} Sending to the group is paused.`,
+        `Member lists differ. ${info.outOfSync} Sending to the group is paused.`,
       );
     } else if (info && !info.outOfSync && shown !== undefined) {
       this.problems.delete(group);

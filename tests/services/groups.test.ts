@@ -403,8 +403,16 @@ describe('groups in the desktop services', () => {
     try {
       const warning =
         "The relay's member list of vault is older than yours: it lost changes, or is hiding them.";
-      await ida.events.item('group:vault', `${warning} Sending to the group is paused.`, 15_000);
-      await jon.events.item('group:vault', `${warning} Sending to the group is paused.`, 15_000);
+      await ida.events.item(
+        'group:vault',
+        `Member lists differ. ${warning} Sending to the group is paused.`,
+        15_000,
+      );
+      await jon.events.item(
+        'group:vault',
+        `Member lists differ. ${warning} Sending to the group is paused.`,
+        15_000,
+      );
       const info = await ida.service.getGroup({ group: 'vault' });
       expect(info.outOfSync).toBe(warning);
       // The member list itself stays as verified: kim is still invited on ida's side.

@@ -765,6 +765,15 @@ async function groupScreens(browser: Browser, url: string, bundle: string): Prom
     `admin's panel: the roster shows roles and standings (${rosterText.join(' | ')})`,
   );
   await shot(page, '34-group-panel-admin');
+  const adminStops = await tabWalk(page, 60);
+  checkStops(adminStops, "admin's group panel");
+  check(
+    adminStops.every((st) => st.inDialog) &&
+      ['Approve: frank', 'Remove: erin', 'Invite', 'Copy link', 'Delete group'].every((n) =>
+        adminStops.some((st) => st.name === n),
+      ),
+    `keyboard: the admin's group panel reaches every action and keeps Tab inside (${adminStops.map((st) => st.name).join(' | ')})`,
+  );
 
   await panel.getByRole('button', { name: 'Approve: frank' }).click();
   await page.getByRole('log').getByText('frank joined the group (you approved the request).').waitFor();
@@ -803,6 +812,7 @@ async function groupScreens(browser: Browser, url: string, bundle: string): Prom
   await invite.fill('gina');
   await invite.press('Enter');
   await panel.locator('[data-member="gina"]', { hasText: 'Invited' }).waitFor();
+  for (let i = 0; i < 40 && (await invite.inputValue()) !== ''; i++) await page.waitForTimeout(25);
   check((await invite.inputValue()) === '', 'invite: the field empties once gina is invited');
   await shot(page, '36-group-admin-actions');
 

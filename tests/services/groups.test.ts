@@ -17,6 +17,7 @@ const keychain = testKeychain();
 const dirs: (() => void)[] = [];
 const services: MessengerService[] = [];
 const clipboard: string[] = [];
+const notified: { userId: string; title: string; body: string }[] = [];
 
 interface User {
   readonly service: MessengerService;
@@ -30,6 +31,7 @@ async function user(userId: string, relayUrl = relay.url): Promise<User> {
     dataDir: t.dir,
     secrets: keychain.secrets(),
     writeClipboard: (text) => clipboard.push(text),
+    notify: (n) => notified.push({ userId, ...n }),
   });
   services.push(service);
   const events = new Events(service);
@@ -76,6 +78,9 @@ describe('groups in the desktop services', () => {
 
     // ben sees the invitation as a conversation with its line, and a group where he is invited.
     await ben.events.item('group:crew', 'amy invited you to the group. Accept to read and write here.');
+    expect(notified.filter((n) => n.userId === 'ben')).toEqual([
+      { userId: 'ben', title: 'Sealed', body: 'amy invited you to the group crew' },
+    ]);
     await until(() => lastGroupEvent(ben, 'crew'));
     expect(lastGroupEvent(ben, 'crew')).toMatchObject({
       type: 'group',

@@ -800,8 +800,9 @@ export function createFake(scenario: Scenario): FakeControl {
       record('leaveGroup', args);
       const g = onRoster(args.group);
       if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      const requested = g.roster.some((m) => m.userId === me && m.standing === 'requested');
       change(args.group, g, (r) => r.filter((m) => m.userId !== me));
-      line(args.group, me, 'You left the group.');
+      line(args.group, me, requested ? 'You withdrew your request to join.' : 'You left the group.');
       return reply(undefined);
     },
     deleteGroup(args) {

@@ -749,6 +749,18 @@ async function groupScreens(browser: Browser, url: string, bundle: string): Prom
     'join request: the conversation and the list say it waits for an admin',
   );
   await shot(page, '33-join-request-waiting');
+  await page.getByRole('button', { name: 'Group info' }).click();
+  await page
+    .getByRole('dialog', { name: 'climbing' })
+    .getByRole('button', { name: 'Withdraw request' })
+    .click();
+  await page.getByRole('log').getByText('You withdrew your request to join.').waitFor();
+  check(
+    (await page.evaluate<number>(
+      `globalThis.__fake.calls.filter((c) => c.method === 'leaveGroup' && c.args.group === 'climbing').length`,
+    )) === 1,
+    'join request: it can be withdrawn from the group panel',
+  );
 
   // The admin's view of book-club: a request in the conversation, the roster, the link, the number.
   await chats.getByRole('button', { name: /^book-club/ }).click();

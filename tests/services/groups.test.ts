@@ -335,6 +335,14 @@ describe('groups in the desktop services', () => {
     await dan.service.removeFromGroup({ group: 'open-house', userId: 'hal' });
     await dan.events.item('group:open-house', "You declined hal's request to join.");
     await hal.events.item('group:open-house', 'dan declined your request to join.');
+    // ...and one withdrawn by the one who asked.
+    await hal.service.joinGroupWithLink({ link: approving.link! });
+    await until(async () =>
+      (await dan.service.getGroup({ group: 'open-house' })).roster.some((m) => m.userId === 'hal'),
+    );
+    await hal.service.leaveGroup({ group: 'open-house' });
+    await hal.events.item('group:open-house', 'You withdrew your request to join.');
+    await dan.events.item('group:open-house', 'hal withdrew the request to join.');
 
     // Back to invite-only: the link is gone and no longer works.
     const closed = await dan.service.setGroupPolicy({ group: 'open-house', policy: 'invite-only' });

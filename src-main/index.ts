@@ -3,7 +3,7 @@
  * behind one IPC channel, and the desktop around it (tray, notifications, badge, title, theme).
  * The messenger itself lives in `services/` and `core/` (plain Node); this file only wires the shell.
  */
-import { app, BrowserWindow, dialog, ipcMain, nativeTheme, session } from 'electron';
+import { app, BrowserWindow, clipboard, dialog, ipcMain, nativeTheme, session } from 'electron';
 
 import { UNTRUSTED_SENDER_RESULT } from './security-policy.js';
 import { createIpcDispatcher, isAppUrl } from './services/ipc.js';
@@ -86,6 +86,8 @@ async function start(): Promise<void> {
       if (!isWindowFocused()) notifier.show(text);
     },
     isFocused: isWindowFocused,
+    // Invite links are copied here: the sandboxed renderer is refused every permission, the clipboard too.
+    writeClipboard: (text) => clipboard.writeText(text),
   });
 
   const refreshUnread = (): void => {

@@ -10,11 +10,14 @@ import { ErrorCode, RelayError } from '../core/errors.js';
 import type {
   ConnectionState,
   ConversationId,
+  GroupPolicy,
+  GroupStanding,
   HistoryItem,
   MessageStatus,
   MessengerEvent,
 } from '../shared/messenger-api.js';
 import { toServiceError } from './errors.js';
+import { groupInfoOf, leaveLine, policyLine } from './group-info.js';
 import type { LocalStore } from './local-store.js';
 
 /** A desktop notification; the shell shows it (or not, when the window is focused). */
@@ -143,6 +146,10 @@ function incoming(
 export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void {
   const dm = (userId: string): ConversationId => `dm:${userId}`;
   const grp = (group: string): ConversationId => `group:${group}`;
+  const me = ctx.userId;
+  /** A user as the subject of a line: "You" for the user themself. */
+  const who = (userId: string, self = 'You'): string => (userId === me ? self : userId);
+  const groups = new GroupReports(client, ctx);
   // A failing handler must not break the client's event loop: report it and carry on.
   const guard =
     <A extends unknown[]>(name: string, fn: (...args: A) => void) =>
@@ -156,7 +163,11 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
     };
 
   const handlers = {
-    connect: guard('connect', () => ctx.setConnection('connected')),
+    connect: guard('connect', () => {
+      ctx.setConnection('connected');
+      // Connecting compared every group with the relay's log: a problem may have been found or resolved.
+      for (const { group } of client.listGroups()) groups.changed(group);
+    }),
     disconnect: guard('disconnect', () => ctx.setConnection('reconnecting')),
     error: guard('error', (e: Error) => {
       // Only a refused authentication is final; socket errors are retried by the client.
@@ -177,6 +188,8 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
     }),
     groupMessage: guard('groupMessage', (m: { id: string; group: string; from: string; text: string }) => {
       if (incoming(ctx, grp(m.group), m.id, m.from, m.text)) notifyIncoming(ctx, m.from, m.text, m.group);
+      // A message carries its sender's view of the member list: ours may now agree again (or not).
+      groups.changed(m.group);
     }),
     ack: guard(
       'ack',
@@ -184,24 +197,93 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
         recordStatus(ctx, a.group ? grp(a.group) : dm(a.to), a.id, a.state);
       },
     ),
-    groupCreated: guard('groupCreated', (e: { group: string }) =>
-      recordEvent(ctx, grp(e.group), ctx.userId, 'You created the group.'),
-    ),
-    groupJoin: guard('groupJoin', (e: { group: string }) =>
-      recordEvent(ctx, grp(e.group), ctx.userId, 'You joined the group.'),
-    ),
-    groupMemberJoin: guard('groupMemberJoin', (e: { group: string; userId: string }) => {
-      if (e.userId !== ctx.userId) recordEvent(ctx, grp(e.group), e.userId, `${e.userId} joined the group.`);
+    // Every roster change is a line in the group's conversation (a change found when reading the log
+    // at connect time too: the client announces it the same way), and the group's new state an event.
+    groupCreated: guard('groupCreated', (e: { group: string }) => {
+      const policy = client.groupDetails(e.group)?.policy;
+      recordEvent(ctx, grp(e.group), me, `You created the group. ${policyLine(policy ?? 'invite-only')}`);
+      groups.changed(e.group);
     }),
-    groupMemberLeave: guard('groupMemberLeave', (e: { group: string; userId: string }) => {
-      if (e.userId !== ctx.userId) recordEvent(ctx, grp(e.group), e.userId, `${e.userId} left the group.`);
+    groupInvitation: guard('groupInvitation', (e: { group: string; by: string }) => {
+      recordEvent(
+        ctx,
+        grp(e.group),
+        e.by,
+        `${e.by} invited you to the group. Accept to read and write here.`,
+      );
+      notifyInvitation(ctx, e.by, e.group);
+      groups.changed(e.group);
     }),
-    groupLeave: guard('groupLeave', (e: { group: string }) =>
-      recordEvent(ctx, grp(e.group), ctx.userId, 'You left the group.'),
+    groupMemberInvited: guard('groupMemberInvited', (e: { group: string; userId: string; by: string }) => {
+      recordEvent(ctx, grp(e.group), e.by, `${who(e.by)} invited ${e.userId}.`);
+      groups.changed(e.group);
+    }),
+    groupJoinRequest: guard('groupJoinRequest', (e: { group: string; userId: string }) => {
+      recordEvent(
+        ctx,
+        grp(e.group),
+        e.userId,
+        e.userId === me
+          ? 'You asked to join with the invite link. An admin of the group has to approve your request.'
+          : `${e.userId} asked to join with the invite link.`,
+      );
+      groups.changed(e.group);
+    }),
+    groupJoin: guard('groupJoin', (e: { group: string }) => {
+      recordEvent(ctx, grp(e.group), me, 'You joined the group.');
+      groups.changed(e.group);
+    }),
+    groupMemberJoin: guard(
+      'groupMemberJoin',
+      (e: { group: string; userId: string; by?: string | undefined }) => {
+        const approved =
+          e.by !== undefined && e.by !== e.userId ? ` (${who(e.by, 'you')} approved the request)` : '';
+        recordEvent(ctx, grp(e.group), e.userId, `${e.userId} joined the group${approved}.`);
+        groups.changed(e.group);
+      },
     ),
-    groupDeleted: guard('groupDeleted', (e: { group: string }) =>
-      recordEvent(ctx, grp(e.group), ctx.userId, 'The group was deleted.'),
+    groupMemberLeave: guard('groupMemberLeave', (e: GroupLeave & { userId: string }) => {
+      recordEvent(ctx, grp(e.group), e.removedBy ?? e.userId, leaveLine(e.userId, e, me));
+      groups.changed(e.group);
+    }),
+    groupLeave: guard('groupLeave', (e: GroupLeave) => {
+      recordEvent(ctx, grp(e.group), e.removedBy ?? me, leaveLine(me, e, me));
+      groups.changed(e.group);
+    }),
+    groupRoleChanged: guard(
+      'groupRoleChanged',
+      (e: { group: string; userId: string; role: string; by: string }) => {
+        const target = who(e.userId, 'you');
+        const line =
+          e.role === 'admin'
+            ? `${who(e.by)} made ${target} an admin.`
+            : `${who(e.by)} took the admin role from ${target}.`;
+        recordEvent(ctx, grp(e.group), e.by, line);
+        groups.changed(e.group);
+      },
     ),
+    groupPolicyChanged: guard(
+      'groupPolicyChanged',
+      (e: { group: string; policy: GroupPolicy; approval: boolean; linkChanged: boolean; by: string }) => {
+        // A new link always replaces the previous one (if any); another policy revokes the link.
+        const line =
+          e.policy === 'link'
+            ? `${who(e.by)} made a new invite link: anyone with the link can now ${e.approval ? 'ask to join (an admin approves each request)' : 'join'}.`
+            : `${who(e.by)} changed who can join. ${policyLine(e.policy)}${e.linkChanged ? ' The invite link no longer works.' : ''}`;
+        recordEvent(ctx, grp(e.group), e.by, line);
+        groups.changed(e.group);
+      },
+    ),
+    groupOutOfSync: guard('groupOutOfSync', (e: { group: string }) => groups.changed(e.group)),
+    groupDeleted: guard('groupDeleted', (e: { group: string; by?: string | undefined }) => {
+      recordEvent(
+        ctx,
+        grp(e.group),
+        e.by ?? me,
+        e.by ? `${who(e.by)} deleted the group.` : 'The group was deleted.',
+      );
+      groups.changed(e.group);
+    }),
     keysRotated: guard('keysRotated', (e: { group: string }) =>
       recordEvent(ctx, grp(e.group), ctx.userId, 'Keys rotated: your next messages use a new group key.'),
     ),
@@ -219,6 +301,82 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
 
   for (const [name, fn] of Object.entries(handlers)) client.on(name as 'connect', fn as () => void);
   return () => {
+    groups.dispose();
     for (const [name, fn] of Object.entries(handlers)) client.off(name as 'connect', fn as () => void);
   };
+}
+
+type GroupLeave = { group: string; removedBy?: string | undefined; standing?: GroupStanding | undefined };
+
+function notifyInvitation(ctx: BridgeContext, by: string, group: string): void {
+  if (ctx.store.getSettings().notifications === 'none') return;
+  ctx.notify({ title: 'Sealed', body: `${by} invited you to the group ${group}` });
+}
+
+/**
+ * Reports groups whose state changed: a 'group' event with the new GroupInfo (or 'groupRemoved' once we
+ * are off the roster), once per group and turn however many client events touched it. A group whose
+ * member list stops (or starts again) agreeing with the other members' also gets a line saying so.
+ */
+class GroupReports {
+  private readonly dirty = new Set<string>();
+  /** The out-of-sync sentence last written into each group's conversation. */
+  private readonly problems = new Map<string, string>();
+  private scheduled = false;
+  private disposed = false;
+
+  constructor(
+    private readonly client: E2EEClient,
+    private readonly ctx: BridgeContext,
+  ) {}
+
+  changed(group: string): void {
+    this.dirty.add(group);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  dispose(): void {
+    this.disposed = true;
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const groups = [...this.dirty];
+    this.dirty.clear();
+    if (this.disposed || !this.ctx.store.unlocked) return;
+    for (const group of groups) {
+      try {
+        this.report(group);
+      } catch (e) {
+        this.ctx.log(`group report failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
+  private report(group: string): void {
+    const info = groupInfoOf(this.client, group, this.ctx.userId);
+    const shown = this.problems.get(group);
+    const conversation: ConversationId = `group:${group}`;
+    if (info?.outOfSync && info.outOfSync !== shown) {
+      this.problems.set(group, info.outOfSync);
+      // Its own words first: the client's sentence may start with a user id, the line's subject is us.
+      recordEvent(
+        this.ctx,
+        conversation,
+        this.ctx.userId,
+        `Member lists differ. ${info.outOfSync} Sending to the group is paused.`,
+      );
+    } else if (info && !info.outOfSync && shown !== undefined) {
+      this.problems.delete(group);
+      recordEvent(
+        this.ctx,
+        conversation,
+        this.ctx.userId,
+        "Your member list agrees with the other members' again. Sending is possible again.",
+      );
+    }
+    this.ctx.emit(info ? { type: 'group', info } : { type: 'groupRemoved', group });
+  }
 }

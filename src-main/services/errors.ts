@@ -44,6 +44,17 @@ export const ServiceCode = {
   SEND_FAILED: 'SEND_FAILED',
   MAILBOX_FULL: 'MAILBOX_FULL',
   QUOTA: 'QUOTA',
+  /** A group change the user may not make (not an admin, no invitation, a closed group...). */
+  NOT_ALLOWED: 'NOT_ALLOWED',
+  /** This device's member list of a group may differ from the others': sending and changes wait. */
+  GROUP_OUT_OF_SYNC: 'GROUP_OUT_OF_SYNC',
+  /** Others changed the group at the same moment, again and again: try again. */
+  GROUP_CHANGED: 'GROUP_CHANGED',
+  GROUP_FULL: 'GROUP_FULL',
+  /** A membership entry did not verify (the relay's copy, or ours refused by the relay). */
+  BAD_ENTRY: 'BAD_ENTRY',
+  /** The app cannot reach the system clipboard. */
+  CLIPBOARD_UNAVAILABLE: 'CLIPBOARD_UNAVAILABLE',
 } as const;
 export type ServiceCode = (typeof ServiceCode)[keyof typeof ServiceCode];
 
@@ -65,6 +76,8 @@ export const INTERNAL_MESSAGE = 'Something went wrong. Please try again.';
 export interface ErrorContext {
   userId?: string | undefined;
   group?: string | undefined;
+  /** The sentence for a membership change the core refused as not allowed (E2EE_NOT_ALLOWED). */
+  notAllowed?: string | undefined;
 }
 
 /** Translates any thrown value into a ServiceError with a plain sentence (INTERNAL when unknown). */
@@ -81,6 +94,17 @@ export function toServiceError(e: unknown, ctx: ErrorContext = {}): ServiceError
         return new ServiceError(ServiceCode.TOO_LARGE, 'This message is too long to send.');
       case ErrorCode.NOT_A_MEMBER:
         return notAMember(ctx.group);
+      case ErrorCode.NOT_ALLOWED:
+        return new ServiceError(
+          ServiceCode.NOT_ALLOWED,
+          ctx.notAllowed ??
+            (ctx.group ? `You cannot make this change to ${ctx.group}.` : 'This is not allowed.'),
+        );
+      case ErrorCode.GROUP_OUT_OF_SYNC:
+        // The core's own sentence (never the relay's text): what differs, and what to compare.
+        return new ServiceError(ServiceCode.GROUP_OUT_OF_SYNC, e.message);
+      case ErrorCode.BAD_ENTRY:
+        return badEntry(ctx.group);
       default:
         return new ServiceError(ServiceCode.INTERNAL, INTERNAL_MESSAGE);
     }
@@ -93,6 +117,14 @@ export function keyChanged(userId: string): ServiceError {
   return new ServiceError(
     ServiceCode.KEY_CHANGED,
     `${userId}'s security key changed. Compare safety numbers and accept the new key before you send.`,
+  );
+}
+
+/** A membership entry that did not verify: nothing was changed. */
+function badEntry(group: string | undefined): ServiceError {
+  return new ServiceError(
+    ServiceCode.BAD_ENTRY,
+    `The relay sent a change to ${group ?? 'the group'} that does not verify. Sealed ignored it and changed nothing.`,
   );
 }
 
@@ -129,7 +161,25 @@ function fromRelay(relayCode: string, ctx: ErrorContext): ServiceError {
     case 'NOT_A_MEMBER':
       return notAMember(ctx.group);
     case 'FORBIDDEN':
-      return new ServiceError(ServiceCode.FORBIDDEN, 'Only the group’s creator can do that.');
+      return new ServiceError(
+        ServiceCode.FORBIDDEN,
+        ctx.group ? `The relay did not allow this change to ${ctx.group}.` : 'The relay did not allow this.',
+      );
+    case 'STALE_ENTRY':
+      return new ServiceError(
+        ServiceCode.GROUP_CHANGED,
+        `Others changed ${ctx.group ?? 'the group'} at the same moment. Please try again.`,
+      );
+    case 'GROUP_FULL':
+      return new ServiceError(
+        ServiceCode.GROUP_FULL,
+        `${ctx.group ?? 'The group'} is full: the relay allows no more people in it.`,
+      );
+    case 'BAD_ENTRY':
+      return new ServiceError(
+        ServiceCode.BAD_ENTRY,
+        `The relay refused the change to ${ctx.group ?? 'the group'} as invalid. Nothing was changed.`,
+      );
     case 'RATE_LIMITED':
       return new ServiceError(
         ServiceCode.RATE_LIMITED,

@@ -72,6 +72,22 @@ const ConversationIdSchema = v.pipe(
   }, 'The conversation id is not valid.'),
   v.transform((s) => s as `dm:${string}` | `group:${string}`),
 );
+/** An invite link: sealed://join?relay=...&group=...#secret (the service checks its parts). */
+const InviteLink = v.pipe(
+  v.string('The invite link must be text.'),
+  v.maxLength(MAX_URL_CHARS, 'The invite link is too long.'),
+  v.check(
+    (s) => s.trim().startsWith('sealed://join?'),
+    'This is not a Sealed invite link. It starts with sealed://join.',
+  ),
+  v.transform((s) => s.trim()),
+);
+const Policy = v.picklist(['invite-only', 'open', 'link'], 'Who may join must be invite-only, open or link.');
+const NewGroupPolicy = v.picklist(
+  ['invite-only', 'open'],
+  'A new group is invite-only or open (an invite link is made once it exists).',
+);
+const Role = v.picklist(['admin', 'member'], 'The role must be admin or member.');
 const Cursor = v.pipe(
   v.string('The history position must be text.'),
   v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'The history position is not valid.'),
@@ -122,11 +138,26 @@ const SCHEMAS = {
   openDirect: args({ userId: UserId }),
   sendDirect: args({ to: UserId, text: Text }),
   sendGroup: args({ group: GroupName, text: Text }),
-  createGroup: args({ group: GroupName }),
+  createGroup: args({ group: GroupName, policy: v.optional(NewGroupPolicy) }),
   joinGroup: args({ group: GroupName }),
+  joinGroupWithLink: args({ link: InviteLink }),
+  inviteToGroup: args({ group: GroupName, userId: UserId }),
+  acceptGroupInvitation: args({ group: GroupName }),
+  declineGroupInvitation: args({ group: GroupName }),
+  approveJoinRequest: args({ group: GroupName, userId: UserId }),
+  removeFromGroup: args({ group: GroupName, userId: UserId }),
+  setGroupRole: args({ group: GroupName, userId: UserId, role: Role }),
+  setGroupPolicy: args({
+    group: GroupName,
+    policy: Policy,
+    approval: v.optional(v.boolean('Approval must be true or false.')),
+  }),
+  copyGroupLink: args({ group: GroupName }),
   leaveGroup: args({ group: GroupName }),
   deleteGroup: args({ group: GroupName }),
   getGroup: args({ group: GroupName }),
+  listGroups: NoArgs,
+  getGroupSafetyNumber: args({ group: GroupName }),
   getSettings: NoArgs,
   updateSettings: args({
     notifications: v.optional(

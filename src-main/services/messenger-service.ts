@@ -20,6 +20,9 @@ import type {
   ConversationSummary,
   DiscoveredRelay,
   GroupInfo,
+  GroupPolicy,
+  GroupRole,
+  GroupSafetyNumber,
   HistoryItem,
   HistoryPage,
   HostedRelay,
@@ -60,6 +63,8 @@ export interface MessengerServiceDeps {
   now?: (() => number) | undefined;
   /** Shows a desktop notification (default: none). */
   notify?: ((n: Notification) => void) | undefined;
+  /** Writes text to the system clipboard (default: none, and copying an invite link is refused). */
+  writeClipboard?: ((text: string) => void) | undefined;
   /** While it returns true no notification is shown (the user is looking at the window). */
   isFocused?: (() => boolean) | undefined;
   /** Diagnostics; never receives message text or keys (default: none). */
@@ -471,14 +476,59 @@ export class MessengerService
     return messaging.sendGroup(this.requireSession(), args.group, args.text);
   }
 
-  async createGroup(args: { group: string }): Promise<GroupInfo> {
+  async createGroup(args: { group: string; policy?: 'invite-only' | 'open' }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.createGroup(this.requireSession(), args.group);
+    return messaging.createGroup(this.requireSession(), args.group, args.policy);
   }
 
   async joinGroup(args: { group: string }): Promise<GroupInfo> {
     await this.ready();
     return messaging.joinGroup(this.requireSession(), args.group);
+  }
+
+  async joinGroupWithLink(args: { link: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.joinGroupWithLink(this.requireSession(), args.link);
+  }
+
+  async inviteToGroup(args: { group: string; userId: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.inviteToGroup(this.requireSession(), args.group, args.userId);
+  }
+
+  async acceptGroupInvitation(args: { group: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.acceptGroupInvitation(this.requireSession(), args.group);
+  }
+
+  async declineGroupInvitation(args: { group: string }): Promise<void> {
+    await this.ready();
+    await messaging.declineGroupInvitation(this.requireSession(), args.group);
+  }
+
+  async approveJoinRequest(args: { group: string; userId: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.approveJoinRequest(this.requireSession(), args.group, args.userId);
+  }
+
+  async removeFromGroup(args: { group: string; userId: string }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.removeFromGroup(this.requireSession(), args.group, args.userId);
+  }
+
+  async setGroupRole(args: { group: string; userId: string; role: GroupRole }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.setGroupRole(this.requireSession(), args.group, args.userId, args.role);
+  }
+
+  async setGroupPolicy(args: { group: string; policy: GroupPolicy; approval?: boolean }): Promise<GroupInfo> {
+    await this.ready();
+    return messaging.setGroupPolicy(this.requireSession(), args.group, args.policy, args.approval);
+  }
+
+  async copyGroupLink(args: { group: string }): Promise<void> {
+    await this.ready();
+    await messaging.copyGroupLink(this.requireSession(), args.group, this.deps.writeClipboard);
   }
 
   async leaveGroup(args: { group: string }): Promise<void> {
@@ -494,6 +544,16 @@ export class MessengerService
   async getGroup(args: { group: string }): Promise<GroupInfo> {
     await this.ready();
     return messaging.getGroup(this.requireSession(), args.group);
+  }
+
+  async listGroups(): Promise<readonly GroupInfo[]> {
+    await this.ready();
+    return messaging.listGroups(this.requireSession());
+  }
+
+  async getGroupSafetyNumber(args: { group: string }): Promise<GroupSafetyNumber> {
+    await this.ready();
+    return messaging.groupSafetyNumber(this.requireSession(), args.group);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -132,10 +132,60 @@ export interface SafetyNumber {
   readonly keyChanged: boolean;
 }
 
+/** Who may join a group without an admin's invitation. */
+export type GroupPolicy =
+  /** Only people an admin invites (the default). */
+  | 'invite-only'
+  /** Anyone on the relay who knows the name: they can join and read later messages. */
+  | 'open'
+  /** Anyone holding the invite link an admin made (with `approval`, an admin approves each one). */
+  | 'link';
+
+export type GroupRole = 'admin' | 'member';
+
+/** A person's place on a roster: a full member, invited by an admin, or asking to join with the link. */
+export type GroupStanding = 'member' | 'invited' | 'requested';
+
+export interface GroupMember {
+  readonly userId: string;
+  readonly role: GroupRole;
+  readonly standing: GroupStanding;
+}
+
+/**
+ * A group as this device verified it from its signed membership log: the relay cannot add, drop or
+ * change anyone here without it showing.
+ */
 export interface GroupInfo {
   readonly group: string;
   readonly creator: string;
+  /** Full members, sorted. */
   readonly members: readonly string[];
+  /** Everyone on the roster (members, invitations, join requests), sorted by user id. */
+  readonly roster: readonly GroupMember[];
+  /** The user's own place on the roster. */
+  readonly me: GroupMember;
+  readonly policy: GroupPolicy;
+  /** With the 'link' policy: an admin approves each person who uses the link. */
+  readonly approval: boolean;
+  /** The current invite link, when this device made it (only admins make links); else null. */
+  readonly link: string | null;
+  /** The group safety number (60 digits): members who see the same number have the same member list. */
+  readonly safetyNumber: string;
+  /**
+   * Why this device's member list may differ from the other members' (a plain sentence), or null.
+   * While set, sending to the group is refused with this sentence.
+   */
+  readonly outOfSync: string | null;
+}
+
+/** A group's safety number with its QR code (like a contact's SafetyNumber). */
+export interface GroupSafetyNumber {
+  readonly group: string;
+  /** 60 digits, shown in 12 groups of 5. */
+  readonly digits: string;
+  /** QR code of the digits as an SVG document. */
+  readonly qrSvg: string;
 }
 
 export type NotificationPrivacy = 'none' | 'sender' | 'sender-and-text';
@@ -164,6 +214,10 @@ export type MessengerEvent =
   | { readonly type: 'contact'; readonly contact: Contact }
   | { readonly type: 'relays'; readonly relays: readonly DiscoveredRelay[] }
   | { readonly type: 'settings'; readonly settings: Settings }
+  /** A group's roster, policy, safety number or sync state changed (or we joined or were invited). */
+  | { readonly type: 'group'; readonly info: GroupInfo }
+  /** We are no longer on a group's roster (left, declined, removed, deleted); its conversation stays. */
+  | { readonly type: 'groupRemoved'; readonly group: string }
   /** A failure the user should read: always a plain sentence. */
   | { readonly type: 'error'; readonly message: string };
 
@@ -210,11 +264,40 @@ export interface MessengerApi {
   sendDirect(args: { to: string; text: string }): Promise<HistoryItem>;
   sendGroup(args: { group: string; text: string }): Promise<HistoryItem>;
 
-  createGroup(args: { group: string }): Promise<GroupInfo>;
+  /**
+   * Creates a group with the user as its first admin: invite-only unless `policy` is 'open' (anyone
+   * who knows the name can join and read later messages), which must be chosen explicitly.
+   */
+  createGroup(args: { group: string; policy?: 'invite-only' | 'open' }): Promise<GroupInfo>;
+  /** Joins an open group by its name; any other group refuses with a sentence saying how to get in. */
   joinGroup(args: { group: string }): Promise<GroupInfo>;
+  /** Joins with an invite link: a member at once, or (`me.standing` 'requested') once an admin approves. */
+  joinGroupWithLink(args: { link: string }): Promise<GroupInfo>;
+  /** Admins: invites a user, who then accepts or declines. */
+  inviteToGroup(args: { group: string; userId: string }): Promise<GroupInfo>;
+  acceptGroupInvitation(args: { group: string }): Promise<GroupInfo>;
+  declineGroupInvitation(args: { group: string }): Promise<void>;
+  /** Admins: approves a join request made with the invite link. */
+  approveJoinRequest(args: { group: string; userId: string }): Promise<GroupInfo>;
+  /** Admins: removes a member, withdraws an invitation or declines a join request. */
+  removeFromGroup(args: { group: string; userId: string }): Promise<GroupInfo>;
+  /** Admins: makes a member an admin, or an admin a member (a group keeps at least one admin). */
+  setGroupRole(args: { group: string; userId: string; role: GroupRole }): Promise<GroupInfo>;
+  /**
+   * Admins: sets who may join. 'link' makes a new invite link (an earlier one stops working), shown
+   * in the returned `link`; `approval` (link only) makes an admin approve each person who uses it.
+   */
+  setGroupPolicy(args: { group: string; policy: GroupPolicy; approval?: boolean }): Promise<GroupInfo>;
+  /** Admins: puts the current invite link on the system clipboard. */
+  copyGroupLink(args: { group: string }): Promise<void>;
   leaveGroup(args: { group: string }): Promise<void>;
+  /** Admins: deletes the group for everyone. */
   deleteGroup(args: { group: string }): Promise<void>;
+  /** A group the user is on the roster of (a member, invited, or asking to join). */
   getGroup(args: { group: string }): Promise<GroupInfo>;
+  /** Every group the user is on the roster of. */
+  listGroups(): Promise<readonly GroupInfo[]>;
+  getGroupSafetyNumber(args: { group: string }): Promise<GroupSafetyNumber>;
 
   getSettings(): Promise<Settings>;
   updateSettings(args: Partial<Settings>): Promise<Settings>;
@@ -247,9 +330,20 @@ export const API_METHODS = [
   'sendGroup',
   'createGroup',
   'joinGroup',
+  'joinGroupWithLink',
+  'inviteToGroup',
+  'acceptGroupInvitation',
+  'declineGroupInvitation',
+  'approveJoinRequest',
+  'removeFromGroup',
+  'setGroupRole',
+  'setGroupPolicy',
+  'copyGroupLink',
   'leaveGroup',
   'deleteGroup',
   'getGroup',
+  'listGroups',
+  'getGroupSafetyNumber',
   'getSettings',
   'updateSettings',
 ] as const satisfies readonly (keyof MessengerApi)[];

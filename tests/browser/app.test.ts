@@ -4,8 +4,9 @@
  * the real MessengerService (bridge-server.ts, the same IPC dispatcher as the Electron shell), real
  * keychain (keytar against the Secret Service `npm test` provides), real SQLite history and a real
  * relay. Two pages (alice, bob, each in its own browser context like two computers) and a headless
- * E2EEClient (carol) chat directly and in a group; then trust (safety numbers, a key change), a
- * restart of alice's service, and dark mode. No page may log an error or a CSP violation.
+ * E2EEClient (carol) chat directly and in a group (invited, accepted, the group safety number, then bob
+ * removed and reading nothing later); then trust (safety numbers, a key change), a restart of alice's
+ * service, and dark mode. No page may log an error or a CSP violation.
  *
  * Screenshots: test-results/screenshots/browser/.
  */
@@ -17,7 +18,7 @@ import { WebSocket } from 'ws';
 
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
 import { isAppUrl } from '../../src-main/services/ipc.js';
-import { API_METHODS } from '../../src-main/shared/messenger-api.js';
+import { API_METHODS, type MessengerEvent } from '../../src-main/shared/messenger-api.js';
 import { connectClient, type Recorder } from '../e2e/helpers.js';
 import { startService, tempDir, testKeychain } from '../services/helpers.js';
 import type { E2EEClient } from '../../src-main/core/index.js';
@@ -277,26 +278,67 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
     expect(bobHistory.items.at(-1)).toMatchObject({ text: 'First line\nsecond line', direction: 'in' });
   });
 
-  it('chats in a group: created and joined in the UI, a headless member, event lines, the panel', async () => {
+  it('chats in a group: created and invited in the UI, accepted, a headless member, event lines, the panel', async () => {
+    // carol: a headless client, registered before anyone invites her.
+    carol = await connectClient(relay.url, 'carol');
+    const carolInvited = new Promise<void>((resolve) =>
+      carol.client.on('groupInvitation', (e) => {
+        if (e.group === 'book-club') resolve();
+      }),
+    );
+
     await sidebar(alice).getByRole('button', { name: 'New group', exact: true }).click();
     const create = alice.getByRole('dialog', { name: 'New group' });
     await create.getByLabel('Group name').fill('book-club');
+    // Invite-only unless the user chooses otherwise.
+    expect(await create.getByRole('radio', { name: 'Only people you invite' }).isChecked()).toBe(true);
     await create.getByRole('button', { name: 'Create group' }).click();
     await alice.getByRole('heading', { name: 'book-club', exact: true }).waitFor();
+    await row(alice, 'book-club', 'You created the group. Only people an admin invites can join.').waitFor();
 
+    // Knowing the name is not enough to get in.
     await sidebar(bob).getByRole('button', { name: 'New group', exact: true }).click();
     const join = bob.getByRole('dialog', { name: 'New group' });
     await join.getByLabel('Group name').fill('book-club');
     await join.getByRole('button', { name: 'Join group' }).click();
-    await bob.getByRole('heading', { name: 'book-club', exact: true }).waitFor();
+    await join
+      .getByText('You can only join book-club with an invitation or its invite link. Ask one of its admins.')
+      .waitFor();
+    await bob.keyboard.press('Escape');
+    await join.waitFor({ state: 'detached' });
 
-    carol = await connectClient(relay.url, 'carol');
-    await carol.client.joinGroup('book-club');
-
-    await row(alice, 'book-club', 'bob joined the group.').waitFor();
-    await row(alice, 'book-club', 'carol joined the group.').waitFor();
+    // alice invites bob from the group's panel; bob answers the invitation in his conversation.
+    await alice.getByRole('button', { name: 'Group info' }).click();
+    const panel = alice.getByRole('dialog', { name: 'book-club' });
+    await panel.getByLabel('Invite someone').fill('bob');
+    await panel.getByLabel('Invite someone').press('Enter');
+    await panel.locator('[data-member="bob"]', { hasText: 'Invited' }).waitFor();
+    const invitation = conversationButton(bob, 'group:book-club');
+    await invitation.getByText('You are invited').waitFor();
+    await invitation.click();
+    await row(bob, 'book-club', 'alice invited you to the group. Accept to read and write here.').waitFor();
+    expect(await bob.getByLabel('Message book-club').isDisabled()).toBe(true);
+    await shot(bob, '03-group-invitation');
+    await bob.getByRole('button', { name: 'Accept invitation' }).click();
     await row(bob, 'book-club', 'You joined the group.').waitFor();
+    await row(alice, 'book-club', 'bob joined the group.').waitFor();
+    expect(await bob.getByLabel('Message book-club').isEnabled()).toBe(true);
+
+    // ... then carol, who accepts from her headless client.
+    await panel.getByLabel('Invite someone').fill('carol');
+    await panel.getByLabel('Invite someone').press('Enter');
+    await carolInvited;
+    await carol.client.acceptGroupInvitation('book-club');
+    await row(alice, 'book-club', 'carol joined the group.').waitFor();
+    await row(bob, 'book-club', 'alice invited carol.').waitFor();
     await row(bob, 'book-club', 'carol joined the group.').waitFor();
+    await panel.getByText('3 members').waitFor();
+    const members = (await panel.locator('.members li .who').allTextContents()).map((t) =>
+      t.replace(/\s+/g, ' ').trim(),
+    );
+    expect(members).toEqual(['alice (you) Admin', 'bob', 'carol']);
+    await alice.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
 
     const welcome = 'Welcome to the book club!';
     await send(alice, 'book-club', welcome);
@@ -311,15 +353,73 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
     // Group bubbles name their sender.
     expect(await row(bob, 'book-club', fromCarol).locator('.sender').textContent()).toBe('carol');
 
+    // Every member shows the same group safety number, and carol's client has it too.
+    const groupNumber = async (page: Page): Promise<string> => {
+      await page.getByRole('button', { name: 'Group info' }).click();
+      const dialog = page.getByRole('dialog', { name: 'book-club' });
+      await dialog
+        .getByRole('img', { name: 'QR code of your safety number with the members of book-club' })
+        .waitFor();
+      await until(page, `(document.querySelector('[role=dialog] img.qr')?.naturalWidth ?? 0) > 0`);
+      const digits = (await dialog.locator('.digits .group').allTextContents()).join('');
+      return digits;
+    };
+    const aliceNumber = await groupNumber(alice);
+    await alice
+      .getByRole('dialog', { name: 'book-club' })
+      .locator('.safety')
+      .evaluate((el) => el.scrollIntoView({ block: 'end' }));
+    await shot(alice, '03b-group-safety-number');
+    expect(aliceNumber).toMatch(/^\d{60}$/);
+    expect(await groupNumber(bob)).toBe(aliceNumber);
+    expect(carol.client.groupDetails('book-club')?.safetyNumber).toBe(aliceNumber);
+    await bob.keyboard.press('Escape');
+    await alice
+      .getByRole('dialog', { name: 'book-club' })
+      .locator('.members')
+      .evaluate((el) => el.scrollIntoView());
+    await shot(alice, '03c-group-panel');
+    await alice.keyboard.press('Escape');
+  });
+
+  it('removes bob: he is told, cannot write, and gets nothing said after', async () => {
+    const bobService = bridge.service('bob')!;
+    const bobEvents: MessengerEvent[] = [];
+    const unsubscribe = bobService.subscribe((e) => bobEvents.push(e));
+
     await alice.getByRole('button', { name: 'Group info' }).click();
     const panel = alice.getByRole('dialog', { name: 'book-club' });
-    await panel.getByText('3 members').waitFor();
-    const members = await panel.locator('.members li .member').allTextContents();
-    expect(members).toEqual(['alice (you)', 'bob', 'carol']);
-    expect(await panel.locator('.members li', { hasText: 'alice' }).getByText('Creator').count()).toBe(1);
-    await shot(alice, '03-group-panel');
+    await panel.getByRole('button', { name: 'Remove: bob' }).click();
+    await panel.locator('[data-confirm]').getByRole('button', { name: 'Remove' }).click();
+    await panel.getByText('2 members').waitFor();
     await alice.keyboard.press('Escape');
-    await panel.waitFor({ state: 'detached' });
+    await row(alice, 'book-club', 'You removed bob.').waitFor();
+
+    // What bob sees: the line, a composer that says why it is off, and no member list any more.
+    const removed = 'alice removed you from the group. You no longer receive its messages.';
+    await row(bob, 'book-club', removed).waitFor();
+    const seen = bobEvents.length;
+    const composer = bob.getByLabel('Message book-club');
+    await bob.getByText('You are not a member of this group. Its history stays here.').waitFor();
+    expect(await composer.isDisabled()).toBe(true);
+    await expect(bobService.getGroup({ group: 'book-club' })).rejects.toMatchObject({ code: 'NOT_A_MEMBER' });
+
+    // alice writes and carol answers; carol reads it, alice reads her; bob's side gets nothing at all.
+    const after = 'Only for carol now.';
+    await send(alice, 'book-club', after);
+    await carol.rec.wait('groupMessage', (m) => m.text === after, 15_000);
+    await carol.client.sendGroupMessage('book-club', 'Carol agrees.');
+    await row(alice, 'book-club', 'Carol agrees.').waitFor();
+    await bob.waitForTimeout(500);
+    unsubscribe();
+    expect(bobEvents.slice(seen).filter((e) => e.type === 'item' || e.type === 'error')).toEqual([]);
+    const history = await bobService.getHistory({ conversationId: 'group:book-club' });
+    const texts = history.items.map((i) => i.text);
+    expect(texts.at(-1)).toBe(removed);
+    expect(texts).not.toContain(after);
+    expect(texts).not.toContain('Carol agrees.');
+    expect(await log(bob, 'book-club').getByText(after).count()).toBe(0);
+    await shot(bob, '03d-removed-member');
   });
 
   it('shows the same safety number on both pages, with a QR code, and marks bob verified', async () => {
@@ -413,7 +513,7 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
     await connectedBadge(alice).waitFor();
     // The list (from the new service) previews each conversation's last message, not an event line.
     await conversationButton(alice, 'group:book-club')
-      .getByText('carol: Hi both, carol here (headless).')
+      .getByText('carol: Carol agrees.')
       .waitFor({ timeout: 5000 });
     await conversationButton(alice, 'dm:bob').click();
     for (const text of [hello, reply, 'second line', 'New computer, same bob.', 'Welcome back, bob.']) {

@@ -14,6 +14,9 @@ import type {
   ConversationSummary,
   DiscoveredRelay,
   GroupInfo,
+  GroupMember,
+  GroupPolicy,
+  GroupSafetyNumber,
   HistoryItem,
   MessageStatus,
   MessengerApi,
@@ -29,6 +32,8 @@ export type Scenario =
   | 'relay-setup-no-multicast'
   | 'main'
   | 'main-key-changed'
+  /** book-club's member list differs from another member's (the relay showed them different logs). */
+  | 'main-group-out-of-sync'
   /** The profile's keys are gone from the keychain. */
   | 'keys-missing'
   /** The keychain does not answer at start; "Try again" succeeds (as after unlocking it). */
@@ -45,6 +50,8 @@ export interface FakeControl {
   /** Every call made, in order: method name and arguments. */
   readonly calls: { method: string; args: unknown }[];
   emit(event: MessengerEvent): void;
+  /** What copyGroupLink put on the "clipboard". */
+  readonly clipboard: string[];
   /** Adds an incoming message to a conversation and emits it (and the updated summary). */
   receive(conversationId: ConversationId, from: string, text: string): HistoryItem;
 }
@@ -137,7 +144,9 @@ export function createFake(scenario: Scenario): FakeControl {
       : null,
     keychainAvailable: scenario !== 'first-run-no-keychain',
     locked: scenario === 'locked',
-    connection: ['main', 'main-key-changed', 'start-fails'].includes(scenario) ? 'connected' : 'offline',
+    connection: ['main', 'main-key-changed', 'main-group-out-of-sync', 'start-fails'].includes(scenario)
+      ? 'connected'
+      : 'offline',
     hostedRelay: null,
     discoveryProblem: noMulticast ? NO_MULTICAST : null,
     profileProblem:
@@ -182,9 +191,94 @@ export function createFake(scenario: Scenario): FakeControl {
     ['erin', { userId: 'erin', verified: true, keyChanged: false }],
   ]);
 
-  const groups = new Map<string, GroupInfo>([
-    ['book-club', { group: 'book-club', creator: me, members: [me, 'bob', 'carol', 'erin'] }],
+  /**
+   * The relay's groups as the fake knows them. alice is an admin of book-club (with a join request
+   * and an invitation pending, and an invite link she made), invited to hiking, and not on open-mic
+   * (open: she can join it by name) nor climbing (its link below makes a request).
+   */
+  const groups = new Map<string, FakeGroup>([
+    [
+      'book-club',
+      {
+        creator: me,
+        epoch: 9,
+        roster: [
+          { userId: me, role: 'admin', standing: 'member' },
+          { userId: 'bob', role: 'admin', standing: 'member' },
+          { userId: 'carol', role: 'member', standing: 'member' },
+          { userId: 'erin', role: 'member', standing: 'member' },
+          { userId: 'dave', role: 'member', standing: 'invited' },
+          { userId: 'frank', role: 'member', standing: 'requested' },
+        ],
+        policy: 'link',
+        approval: true,
+        link: BOOK_CLUB_LINK,
+        outOfSync:
+          scenario === 'main-group-out-of-sync'
+            ? "bob sees a different member list of book-club than you: the relay may be showing you different histories. Compare the group's safety number."
+            : null,
+      },
+    ],
+    [
+      'hiking',
+      {
+        creator: 'bob',
+        epoch: 3,
+        roster: [
+          { userId: 'bob', role: 'admin', standing: 'member' },
+          { userId: 'erin', role: 'member', standing: 'member' },
+          { userId: me, role: 'member', standing: 'invited' },
+        ],
+        policy: 'invite-only',
+        approval: false,
+        link: null,
+        outOfSync: null,
+      },
+    ],
+    [
+      'open-mic',
+      {
+        creator: 'carol',
+        epoch: 4,
+        roster: [{ userId: 'carol', role: 'admin', standing: 'member' }],
+        policy: 'open',
+        approval: false,
+        link: null,
+        outOfSync: null,
+      },
+    ],
+    [
+      'climbing',
+      {
+        creator: 'erin',
+        epoch: 6,
+        roster: [{ userId: 'erin', role: 'admin', standing: 'member' }],
+        policy: 'link',
+        approval: true,
+        link: null,
+        outOfSync: null,
+      },
+    ],
   ]);
+  const onRoster = (name: string): FakeGroup | undefined => {
+    const g = groups.get(name);
+    return g?.roster.some((m) => m.userId === me) ? g : undefined;
+  };
+  const info = (name: string, g: FakeGroup): GroupInfo => {
+    const members = g.roster.filter((m) => m.standing === 'member').map((m) => m.userId);
+    return {
+      group: name,
+      creator: g.creator,
+      members: [...members].sort(),
+      roster: [...g.roster].sort((a, b) => a.userId.localeCompare(b.userId)),
+      me: g.roster.find((m) => m.userId === me) ?? { userId: me, role: 'member', standing: 'member' },
+      policy: g.policy,
+      approval: g.approval,
+      link: g.link,
+      safetyNumber: digitsFor(`${name}#${g.epoch}`),
+      outOfSync: g.outOfSync,
+    };
+  };
 
   const histories = new Map<ConversationId, HistoryItem[]>();
   const bob: HistoryItem[] = [
@@ -292,6 +386,17 @@ export function createFake(scenario: Scenario): FakeControl {
     item('group:book-club', 13, now - 6 * MINUTE, me, 'erin', 'Catching up tonight.', 'in'),
   ];
   histories.set('group:book-club', club);
+  histories.set('group:hiking', [
+    {
+      id: 'h#e0',
+      conversationId: 'group:hiking',
+      kind: 'event',
+      from: 'bob',
+      text: 'bob invited you to the group. Accept to read and write here.',
+      at: now - 4 * 60 * MINUTE,
+      direction: 'in',
+    },
+  ]);
   histories.set('dm:dave', generated('dm:dave', me, 'dave', 10_000, 4 * 60 * MINUTE, now));
   histories.set('dm:carol', generated('dm:carol', me, 'carol', 24, 2 * 60 * MINUTE, now));
   histories.set('dm:erin', [
@@ -358,6 +463,34 @@ export function createFake(scenario: Scenario): FakeControl {
       );
     }
     return reply(out);
+  }
+
+  const clipboard: string[] = [];
+  let linkSeq = 0;
+
+  /** A roster change: a new epoch (so a new safety number), reported as the service does. */
+  function change(name: string, g: FakeGroup, next: (roster: GroupMember[]) => GroupMember[]): void {
+    g.roster = next(g.roster);
+    g.epoch++;
+    const shown = onRoster(name);
+    emit(shown ? { type: 'group', info: info(name, shown) } : { type: 'groupRemoved', group: name });
+  }
+
+  /** A timeline line in a group's conversation (created if needed), emitted with its summary. */
+  function line(name: string, from: string, text: string): void {
+    const id: ConversationId = `group:${name}`;
+    const event: HistoryItem = {
+      id: `line-${++seq}`,
+      conversationId: id,
+      kind: 'event',
+      from,
+      text,
+      at: Date.now(),
+      direction: from === me ? 'out' : 'in',
+    };
+    histories.set(id, [...(histories.get(id) ?? []), event]);
+    emit({ type: 'item', item: event });
+    emit({ type: 'conversation', summary: summary(id) });
   }
 
   const api: MessengerApi = {
@@ -514,37 +647,195 @@ export function createFake(scenario: Scenario): FakeControl {
     sendGroup: (args) => (record('sendGroup', args), send(`group:${args.group}`, args.text)),
     createGroup(args) {
       record('createGroup', args);
-      if (groups.has(args.group))
-        return fail('GROUP_EXISTS', 'A group with that name already exists. Join it instead.');
-      const info = { group: args.group, creator: me, members: [me] };
-      groups.set(args.group, info);
+      if (onRoster(args.group))
+        return fail('GROUP_EXISTS', `You are already in a group named ${args.group}.`);
+      if (groups.has(args.group)) return fail('GROUP_EXISTS', `A group named ${args.group} already exists.`);
+      const g: FakeGroup = {
+        creator: me,
+        epoch: 0,
+        roster: [{ userId: me, role: 'admin', standing: 'member' }],
+        policy: args.policy ?? 'invite-only',
+        approval: false,
+        link: null,
+        outOfSync: null,
+      };
+      groups.set(args.group, g);
       histories.set(`group:${args.group}`, []);
-      return reply(info);
+      line(args.group, me, `You created the group. ${POLICY_LINES[g.policy]}`);
+      return reply(info(args.group, g));
     },
     joinGroup(args) {
       record('joinGroup', args);
-      const info = groups.get(args.group);
-      if (!info) return fail('NO_GROUP', 'There is no group with that name on this relay.');
-      return reply(info);
+      const g = groups.get(args.group);
+      if (!g) return fail('UNKNOWN_GROUP', `There is no group ${args.group} on this relay.`);
+      if (onRoster(args.group)) return reply(info(args.group, g));
+      if (g.policy !== 'open')
+        return fail(
+          'NOT_ALLOWED',
+          `You can only join ${args.group} with an invitation or its invite link. Ask one of its admins.`,
+        );
+      change(args.group, g, (r) => [...r, { userId: me, role: 'member', standing: 'member' }]);
+      line(args.group, me, 'You joined the group.');
+      return reply(info(args.group, g));
+    },
+    joinGroupWithLink(args) {
+      record('joinGroupWithLink', args);
+      const group = /[?&]group=([^&#]+)/.exec(args.link)?.[1];
+      const g = group ? groups.get(decodeURIComponent(group)) : undefined;
+      if (!group || !g || args.link !== (g.link ?? linkFor(decodeURIComponent(group))))
+        return fail(
+          'NOT_ALLOWED',
+          'This invite link does not work any more: an admin replaced or revoked it.',
+        );
+      const name = decodeURIComponent(group);
+      change(name, g, (r) => [
+        ...r,
+        { userId: me, role: 'member', standing: g.approval ? 'requested' : 'member' },
+      ]);
+      line(
+        name,
+        me,
+        g.approval
+          ? 'You asked to join with the invite link. An admin of the group has to approve your request.'
+          : 'You joined the group.',
+      );
+      return reply(info(name, g));
+    },
+    inviteToGroup(args) {
+      record('inviteToGroup', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      if (args.userId === 'nobody') return fail('UNKNOWN_USER', 'There is no user nobody on this relay.');
+      if (g.roster.some((m) => m.userId === args.userId))
+        return fail('INVALID_ARGUMENT', `${args.userId} is already in ${args.group}.`);
+      change(args.group, g, (r) => [...r, { userId: args.userId, role: 'member', standing: 'invited' }]);
+      line(args.group, me, `You invited ${args.userId}.`);
+      return reply(info(args.group, g));
+    },
+    acceptGroupInvitation(args) {
+      record('acceptGroupInvitation', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      change(args.group, g, (r) =>
+        r.map((m) => (m.userId === me ? { ...m, standing: 'member' as const } : m)),
+      );
+      line(args.group, me, 'You joined the group.');
+      return reply(info(args.group, g));
+    },
+    declineGroupInvitation(args) {
+      record('declineGroupInvitation', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      change(args.group, g, (r) => r.filter((m) => m.userId !== me));
+      line(args.group, me, 'You declined the invitation.');
+      return reply(undefined);
+    },
+    approveJoinRequest(args) {
+      record('approveJoinRequest', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      change(args.group, g, (r) =>
+        r.map((m) => (m.userId === args.userId ? { ...m, standing: 'member' as const } : m)),
+      );
+      line(args.group, args.userId, `${args.userId} joined the group (you approved the request).`);
+      return reply(info(args.group, g));
+    },
+    removeFromGroup(args) {
+      record('removeFromGroup', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      const was = g.roster.find((m) => m.userId === args.userId);
+      change(args.group, g, (r) => r.filter((m) => m.userId !== args.userId));
+      line(
+        args.group,
+        me,
+        was?.standing === 'requested'
+          ? `You declined ${args.userId}'s request to join.`
+          : was?.standing === 'invited'
+            ? `You withdrew ${args.userId}'s invitation.`
+            : `You removed ${args.userId}.`,
+      );
+      return reply(info(args.group, g));
+    },
+    setGroupRole(args) {
+      record('setGroupRole', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      change(args.group, g, (r) => r.map((m) => (m.userId === args.userId ? { ...m, role: args.role } : m)));
+      line(
+        args.group,
+        me,
+        args.role === 'admin'
+          ? `You made ${args.userId} an admin.`
+          : `You took the admin role from ${args.userId}.`,
+      );
+      return reply(info(args.group, g));
+    },
+    setGroupPolicy(args) {
+      record('setGroupPolicy', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      const hadLink = g.policy === 'link';
+      g.policy = args.policy;
+      g.approval = args.policy === 'link' && (args.approval ?? false);
+      g.link = args.policy === 'link' ? linkFor(args.group, ++linkSeq) : null;
+      change(args.group, g, (r) => r);
+      line(
+        args.group,
+        me,
+        args.policy === 'link'
+          ? `You made a new invite link: anyone with the link can now ${g.approval ? 'ask to join (an admin approves each request)' : 'join'}.`
+          : `You changed who can join. ${POLICY_LINES[args.policy]}${hadLink ? ' The invite link no longer works.' : ''}`,
+      );
+      return reply(info(args.group, g));
+    },
+    copyGroupLink(args) {
+      record('copyGroupLink', args);
+      const g = onRoster(args.group);
+      if (!g?.link) return fail('NOT_FOUND', `This computer has no invite link to ${args.group}.`);
+      clipboard.push(g.link);
+      return reply(undefined);
     },
     leaveGroup(args) {
       record('leaveGroup', args);
-      groups.delete(args.group);
-      histories.delete(`group:${args.group}`);
-      emit({ type: 'conversationRemoved', id: `group:${args.group}` });
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      const requested = g.roster.some((m) => m.userId === me && m.standing === 'requested');
+      change(args.group, g, (r) => r.filter((m) => m.userId !== me));
+      line(args.group, me, requested ? 'You withdrew your request to join.' : 'You left the group.');
       return reply(undefined);
     },
     deleteGroup(args) {
       record('deleteGroup', args);
+      if (!onRoster(args.group))
+        return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
       groups.delete(args.group);
-      histories.delete(`group:${args.group}`);
-      emit({ type: 'conversationRemoved', id: `group:${args.group}` });
+      emit({ type: 'groupRemoved', group: args.group });
+      line(args.group, me, 'You deleted the group.');
       return reply(undefined);
     },
     getGroup(args) {
       record('getGroup', args);
-      const info = groups.get(args.group);
-      return info ? reply(info) : fail('NO_GROUP', 'There is no group with that name on this relay.');
+      const g = onRoster(args.group);
+      return g
+        ? reply(info(args.group, g))
+        : fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+    },
+    listGroups() {
+      record('listGroups', undefined);
+      return reply([...groups].filter(([name]) => onRoster(name)).map(([name, g]) => info(name, g)));
+    },
+    getGroupSafetyNumber(args) {
+      record('getGroupSafetyNumber', args);
+      const g = onRoster(args.group);
+      if (!g) return fail('NOT_A_MEMBER', `You are not a member of the group ${args.group}.`);
+      const shown = info(args.group, g);
+      const number: GroupSafetyNumber = {
+        group: args.group,
+        digits: shown.safetyNumber,
+        qrSvg: fakeQr(`${args.group}#${g.epoch}`),
+      };
+      return reply(number);
     },
     getSettings: () => (record('getSettings', undefined), reply(settings)),
     updateSettings(args) {
@@ -563,6 +854,7 @@ export function createFake(scenario: Scenario): FakeControl {
     api,
     calls,
     emit,
+    clipboard,
     receive(conversationId, from, text) {
       const list = histories.get(conversationId) ?? [];
       const incoming: HistoryItem = {
@@ -581,6 +873,58 @@ export function createFake(scenario: Scenario): FakeControl {
       return incoming;
     },
   };
+}
+
+interface FakeGroup {
+  creator: string;
+  /** Counts roster changes: the safety number follows it. */
+  epoch: number;
+  roster: GroupMember[];
+  policy: GroupPolicy;
+  approval: boolean;
+  link: string | null;
+  outOfSync: string | null;
+}
+
+const POLICY_LINES: Record<GroupPolicy, string> = {
+  'invite-only': 'Only people an admin invites can join.',
+  open: 'Anyone who knows its name can join and read later messages.',
+  link: 'Anyone with the invite link can join.',
+};
+
+/** The invite link of a group (a new secret for every `seq`), as the service formats one. */
+function linkFor(group: string, seq = 0): string {
+  let secret = '';
+  let h = 2166136261;
+  for (const ch of `${group}/${seq}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  for (let i = 0; i < 43; i++) {
+    h ^= h << 13;
+    h ^= h >>> 17;
+    h ^= h << 5;
+    h >>>= 0;
+    secret += alphabet[h % 64];
+  }
+  return `sealed://join?relay=ws%3A%2F%2F192.168.1.20%3A8787&group=${encodeURIComponent(group)}#${secret}`;
+}
+
+const BOOK_CLUB_LINK = linkFor('book-club');
+/** The invite link of climbing (erin's group): it makes a join request, as its approval is on. */
+export const CLIMBING_LINK = linkFor('climbing');
+
+/** 60 digits for a group safety number (12 chunks of 5 from a seeded xorshift, no visible pattern). */
+function digitsFor(seed: string): string {
+  let h = 2166136261;
+  for (const ch of seed) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  let out = '';
+  for (let i = 0; i < 12; i++) {
+    h ^= h << 13;
+    h ^= h >>> 17;
+    h ^= h << 5;
+    h >>>= 0;
+    out += String(h % 100_000).padStart(5, '0');
+  }
+  return out;
 }
 
 /**

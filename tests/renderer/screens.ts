@@ -18,7 +18,7 @@ import { CSP_LISTENER, bundleForPage, launchChromium, until as pollUntil } from 
 
 import { CONTENT_SECURITY_POLICY } from '../../src-main/security-policy.js';
 import { Auditor, focusState, tabWalk, type FocusState } from './a11y.js';
-import { NO_MULTICAST, type Scenario } from './fake-messenger.js';
+import { CLIMBING_LINK, NO_MULTICAST, type Scenario } from './fake-messenger.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RENDERER = join(ROOT, 'out/renderer');
@@ -367,7 +367,7 @@ async function mainScreen(
   );
   const infoButton = page.getByRole('button', { name: 'Group info' });
   await infoButton.click();
-  await page.getByRole('dialog', { name: 'book-club' }).getByText('Creator', { exact: true }).waitFor();
+  await page.getByRole('dialog', { name: 'book-club' }).getByText('Asks to join', { exact: true }).waitFor();
   await shot(page, `${prefix}12-group-panel`);
   if (scheme === 'light') {
     await page.getByRole('button', { name: 'Delete group' }).click();
@@ -558,20 +558,23 @@ async function interactions(page: Page): Promise<void> {
     'contact panel: "Mark as verified" off shows "Not verified"',
   );
 
-  // Deleting a group (creator): confirmation, the conversation goes, focus lands somewhere useful.
+  // Deleting a group (an admin): confirmation; the conversation and its history stay, writing ends.
   await page.getByRole('button', { name: /^book-club/ }).click();
   await page.getByRole('button', { name: 'Group info' }).click();
   await page.getByRole('button', { name: 'Delete group' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Delete group' }).click();
   await page.getByRole('dialog').waitFor({ state: 'detached' });
+  await page.getByRole('log').getByText('You deleted the group.').waitFor();
   await page.waitForTimeout(50);
   check(
-    (await page.getByRole('button', { name: /^book-club/ }).count()) === 0,
-    'group delete removes the conversation',
+    (await page.getByRole('button', { name: /^book-club/ }).count()) === 1 &&
+      (await page.getByLabel('Message book-club').isDisabled()) &&
+      (await page.getByText('You are not a member of this group. Its history stays here.').isVisible()),
+    'group delete: the conversation stays with its history, and the composer says why it is off',
   );
   check(
-    (await focused(page)).includes('New chat'),
-    `group delete: focus goes to "New chat" (${await focused(page)})`,
+    (await focused(page)).includes('Group info'),
+    `group delete: focus goes back to "Group info" (${await focused(page)})`,
   );
 }
 
@@ -604,6 +607,335 @@ async function keyChange(browser: Browser, url: string, bundle: string): Promise
   await dark.page.getByRole('button', { name: /bob/ }).first().click();
   await dark.page.getByText("bob's security key changed").first().waitFor();
   await shot(dark.page, 'dark-20-key-change');
+  await dark.close();
+}
+
+/** Scrolls an element of the open dialog into view (for the screenshot of a long panel's section). */
+async function scrollTo(page: Page, selector: string): Promise<void> {
+  await page
+    .locator(selector)
+    .first()
+    .evaluate((el) => el.scrollIntoView({ block: 'start' }));
+  await page.waitForTimeout(100);
+}
+
+/**
+ * Groups (issue 8): an invitation, the policy choice, joining by name and by link, a join request,
+ * the admin's panel (roster with roles and standings, approving, roles, removing, inviting, the
+ * invite link and copying it, changing who can join), the group safety number with its QR code, a
+ * member's panel, and a group whose member list differs from another member's.
+ */
+async function groupScreens(browser: Browser, url: string, bundle: string): Promise<void> {
+  const { page, close } = await open(browser, url, bundle, 'main');
+  const chats = page.getByRole('navigation', { name: 'Conversations' });
+
+  // An invitation: said in the list, in a banner with its two answers, and by the composer.
+  const hiking = chats.getByRole('button', { name: /^hiking/ });
+  await hiking.waitFor();
+  check(
+    (await hiking.textContent())?.includes('You are invited') ?? false,
+    'invitation: the list says "You are invited"',
+  );
+  await hiking.click();
+  await page.getByRole('heading', { name: 'You are invited to hiking' }).waitFor();
+  await page.getByRole('log').getByText('bob invited you to the group.', { exact: false }).waitFor();
+  check(
+    (await page.getByLabel('Message hiking').isDisabled()) &&
+      (await page.getByText('Accept the invitation to write in this group.').isVisible()) &&
+      (await page
+        .getByRole('log')
+        .getByText('bob invited you to the group. Accept to read and write here.')
+        .isVisible()),
+    'invitation: the line says who invited, and the composer waits for an answer',
+  );
+  await shot(page, '30-group-invitation');
+  await page.getByRole('button', { name: 'Accept invitation' }).click();
+  await page.getByRole('log').getByText('You joined the group.').waitFor();
+  await page.waitForTimeout(50);
+  check(
+    (await page.getByLabel('Message hiking').isEnabled()) &&
+      (await focusState(page)).name === 'Message hiking',
+    'invitation accepted: the composer is usable and has focus',
+  );
+  check(
+    (await page.getByRole('heading', { name: 'You are invited to hiking' }).count()) === 0,
+    'invitation accepted: the banner is gone',
+  );
+
+  // A member's (not an admin's) panel: roster and policy, no admin controls, the safety number.
+  await page.getByRole('button', { name: 'Group info' }).click();
+  const memberPanel = page.getByRole('dialog', { name: 'hiking' });
+  await memberPanel
+    .getByText('Only people an admin invites can join; each one accepts or declines.')
+    .waitFor();
+  check(
+    (await memberPanel.getByRole('button', { name: /^(Remove|Make admin|Approve)/ }).count()) === 0 &&
+      (await memberPanel.getByLabel('Invite someone').count()) === 0 &&
+      (await memberPanel.getByRole('button', { name: 'Delete group' }).count()) === 0,
+    "member's group panel: no admin controls",
+  );
+  await shot(page, '31-group-panel-member');
+  await page.keyboard.press('Escape');
+
+  // The new-group dialog: who can join, with what "open" means said plainly.
+  await page.getByRole('complementary', { name: 'Chats' }).getByRole('button', { name: 'New group' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New group' });
+  await dialog.getByLabel('Group name').waitFor();
+  check(
+    await dialog.getByRole('radio', { name: 'Only people you invite' }).isChecked(),
+    'new group: invite-only is chosen unless the user picks "open"',
+  );
+  await dialog.getByRole('radio', { name: 'Anyone who knows the name' }).check();
+  check(
+    await dialog
+      .getByText('Anyone on this relay who knows the name can join and read later messages.')
+      .isVisible(),
+    'new group: "open" says that anyone who knows the name can join and read later messages',
+  );
+  await dialog.getByLabel('Group name').fill('climbing');
+  await dialog.getByRole('button', { name: 'Join group' }).click();
+  await dialog
+    .getByText('You can only join climbing with an invitation or its invite link. Ask one of its admins.')
+    .waitFor();
+  await shot(page, '32-new-group-policy-join-refused');
+  await dialog.getByLabel('Group name').fill('garden');
+  await dialog.getByRole('button', { name: 'Create group' }).click();
+  await page.getByRole('heading', { name: 'garden', exact: true }).waitFor();
+  await page
+    .getByRole('log')
+    .getByText('You created the group. Anyone who knows its name can join and read later messages.')
+    .waitFor();
+  const created = await page.evaluate<unknown>(
+    `globalThis.__fake.calls.filter((c) => c.method === 'createGroup').at(-1).args`,
+  );
+  check(
+    JSON.stringify(created) === JSON.stringify({ group: 'garden', policy: 'open' }),
+    `new group: created with the policy chosen (${JSON.stringify(created)})`,
+  );
+
+  // Joining an open group by name, then with an invite link that needs an admin's approval.
+  await page.getByRole('complementary', { name: 'Chats' }).getByRole('button', { name: 'New group' }).click();
+  await dialog.getByLabel('Group name').fill('open-mic');
+  await dialog.getByRole('button', { name: 'Join group' }).click();
+  await page.getByRole('heading', { name: 'open-mic', exact: true }).waitFor();
+  check(
+    await page.getByLabel('Message open-mic').isEnabled(),
+    'join by name: an open group can be written to at once',
+  );
+  await page.getByRole('complementary', { name: 'Chats' }).getByRole('button', { name: 'New group' }).click();
+  await dialog.getByLabel('Invite link', { exact: true }).fill('https://example.org/not-a-link');
+  await dialog.getByRole('button', { name: 'Join with link' }).click();
+  await dialog.getByText('This is not a Sealed invite link. It starts with sealed://join.').waitFor();
+  check(
+    (await page.evaluate<number>(
+      `globalThis.__fake.calls.filter((c) => c.method === 'joinGroupWithLink').length`,
+    )) === 0,
+    'join with link: something else than a link is refused with a sentence, before any call',
+  );
+  await dialog.getByLabel('Invite link', { exact: true }).fill(CLIMBING_LINK);
+  await dialog.getByRole('button', { name: 'Join with link' }).click();
+  await page.getByRole('heading', { name: 'climbing', exact: true }).waitFor();
+  await page
+    .getByRole('log')
+    .getByText('You asked to join with the invite link. An admin of the group has to approve your request.')
+    .waitFor();
+  check(
+    (await page.getByLabel('Message climbing').isDisabled()) &&
+      (await page.getByText('You can write here once an admin approves your request to join.').isVisible()) &&
+      ((await chats.getByRole('button', { name: /^climbing/ }).textContent())?.includes(
+        'Waiting for approval',
+      ) ??
+        false),
+    'join request: the conversation and the list say it waits for an admin',
+  );
+  await shot(page, '33-join-request-waiting');
+  await page.getByRole('button', { name: 'Group info' }).click();
+  await page
+    .getByRole('dialog', { name: 'climbing' })
+    .getByRole('button', { name: 'Withdraw request' })
+    .click();
+  await page.getByRole('log').getByText('You withdrew your request to join.').waitFor();
+  check(
+    (await page.evaluate<number>(
+      `globalThis.__fake.calls.filter((c) => c.method === 'leaveGroup' && c.args.group === 'climbing').length`,
+    )) === 1,
+    'join request: it can be withdrawn from the group panel',
+  );
+
+  // The admin's view of book-club: a request in the conversation, the roster, the link, the number.
+  await chats.getByRole('button', { name: /^book-club/ }).click();
+  await page.getByRole('heading', { name: 'frank asks to join' }).waitFor();
+  await page.getByRole('button', { name: 'Review requests' }).click();
+  const panel = page.getByRole('dialog', { name: 'book-club' });
+  await panel.getByText('Asks to join', { exact: true }).waitFor();
+  const rosterText = (await panel.locator('.members li .who').allTextContents()).map((t) =>
+    t.replace(/\s+/g, ' ').trim(),
+  );
+  check(
+    rosterText.join(' | ') ===
+      'alice (you) Admin | bob Admin | carol | erin | frank Asks to join | dave Invited',
+    `admin's panel: the roster shows roles and standings (${rosterText.join(' | ')})`,
+  );
+  await shot(page, '34-group-panel-admin');
+  const adminStops = await tabWalk(page, 60);
+  checkStops(adminStops, "admin's group panel");
+  check(
+    adminStops.every((st) => st.inDialog) &&
+      ['Approve: frank', 'Remove: erin', 'Invite', 'Copy link', 'Delete group'].every((n) =>
+        adminStops.some((st) => st.name === n),
+      ),
+    `keyboard: the admin's group panel reaches every action and keeps Tab inside (${adminStops.map((st) => st.name).join(' | ')})`,
+  );
+
+  await panel.getByRole('button', { name: 'Approve: frank' }).click();
+  await page.getByRole('log').getByText('frank joined the group (you approved the request).').waitFor();
+  await panel.getByRole('button', { name: 'Make admin: carol' }).click();
+  await page.getByRole('log').getByText('You made carol an admin.').waitFor();
+  // With the keyboard: the button pressed goes with dave's row, and focus must not go with it.
+  await panel.getByRole('button', { name: 'Withdraw invitation: dave' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('log').getByText("You withdrew dave's invitation.").waitFor();
+  check(
+    (await panel.locator('[data-member="frank"]').textContent())?.includes('Asks to join') === false &&
+      (await panel.locator('[data-member="carol"]').textContent())?.includes('Admin') === true &&
+      (await panel.locator('[data-member="dave"]').count()) === 0,
+    "admin's panel: approving, making an admin and withdrawing show at once in the roster",
+  );
+  const afterWithdraw = await focusState(page);
+  check(
+    afterWithdraw.inDialog && afterWithdraw.visible && afterWithdraw.name !== '<body>',
+    `admin's panel: focus stays in the panel when the row acted on goes (${afterWithdraw.tag} "${afterWithdraw.name}")`,
+  );
+  await panel.getByRole('button', { name: 'Remove: erin' }).click();
+  check((await focused(page)) === 'Cancel', 'remove: asks first, focus on "Cancel"');
+  await shot(page, '35-group-remove-confirm');
+  await page.keyboard.press('Escape');
+  check((await focused(page)) === 'Remove: erin', 'remove: Escape cancels, focus back on "Remove"');
+  await panel.getByRole('button', { name: 'Remove: erin' }).click();
+  await panel.locator('[data-confirm]').getByRole('button', { name: 'Remove' }).click();
+  await page.getByRole('log').getByText('You removed erin.').waitFor();
+  check((await panel.locator('[data-member="erin"]').count()) === 0, 'remove: erin is off the roster');
+
+  // Inviting: a refusal inline, then an invitation in the roster.
+  const invite = panel.getByLabel('Invite someone');
+  await invite.fill('nobody');
+  await invite.press('Enter');
+  await panel.getByText('There is no user nobody on this relay.').waitFor();
+  await invite.fill('gina');
+  await invite.press('Enter');
+  await panel.locator('[data-member="gina"]', { hasText: 'Invited' }).waitFor();
+  for (let i = 0; i < 40 && (await invite.inputValue()) !== ''; i++) await page.waitForTimeout(25);
+  check((await invite.inputValue()) === '', 'invite: the field empties once gina is invited');
+  await shot(page, '36-group-admin-actions');
+
+  // The invite link: shown to the admin who made it, copied by the app, replaced or revoked.
+  await scrollTo(page, '[role=dialog] .policy');
+  const linkField = panel.getByLabel('Invite link', { exact: true });
+  const shownLink = await linkField.inputValue();
+  check(shownLink.startsWith('sealed://join?'), 'invite link: shown to the admin who made it');
+  await panel.getByRole('button', { name: 'Copy link' }).click();
+  await page.getByText('Invite link copied.').waitFor();
+  const copied = await page.evaluate<string[]>('globalThis.__fake.clipboard');
+  check(copied.at(-1) === shownLink, 'invite link: "Copy link" copies the link shown');
+  await shot(page, '37-group-invite-link');
+  await panel.getByRole('button', { name: 'Make a new link' }).click();
+  await page
+    .getByRole('log')
+    .getByText(
+      'You made a new invite link: anyone with the link can now ask to join (an admin approves each request).',
+    )
+    .waitFor();
+  await until(
+    page,
+    `document.querySelector('[role=dialog] textarea[readonly]')?.value !== ${JSON.stringify(shownLink)}`,
+  );
+  check(true, 'invite link: "Make a new link" replaces it');
+  await panel.getByRole('radio', { name: 'Only people an admin invites' }).check();
+  await panel.getByRole('button', { name: 'Save' }).click();
+  await page
+    .getByRole('log')
+    .getByText(
+      'You changed who can join. Only people an admin invites can join. The invite link no longer works.',
+    )
+    .waitFor();
+  check(
+    (await panel.getByLabel('Invite link', { exact: true }).count()) === 0,
+    'invite-only again: the link is no longer shown',
+  );
+
+  // The group safety number, like a contact's: 12 groups of 5 digits and a QR code.
+  await scrollTo(page, '[role=dialog] .safety');
+  const qr = panel.getByRole('img', { name: 'QR code of your safety number with the members of book-club' });
+  await qr.waitFor();
+  await until(page, `(document.querySelector('[role=dialog] img.qr')?.naturalWidth ?? 0) > 0`);
+  const groupDigits = await panel.locator('.digits .group').allTextContents();
+  check(
+    groupDigits.length === 12 && groupDigits.every((g) => /^\d{5}$/.test(g)),
+    'group safety number: 12 groups of 5 digits with a QR code that loads under the CSP',
+  );
+  await shot(page, '38-group-safety-number');
+  await page.keyboard.press('Escape');
+  await close();
+
+  // A group whose member list differs from another member's.
+  const sync = await open(browser, url, bundle, 'main-group-out-of-sync');
+  const syncPage = sync.page;
+  const entry = syncPage
+    .getByRole('navigation', { name: 'Conversations' })
+    .getByRole('button', { name: /^book-club/ });
+  await entry.waitFor();
+  await until(
+    syncPage,
+    `document.querySelector('button[data-id="group:book-club"]').textContent.includes('Member lists differ')`,
+  );
+  await entry.click();
+  const alert = syncPage
+    .getByRole('alert')
+    .filter({ hasText: "Your member list of book-club differs from the other members'" });
+  await alert.waitFor();
+  check(
+    (await alert.getByText('bob sees a different member list of book-club than you').isVisible()) &&
+      (await syncPage.getByLabel('Message book-club').isDisabled()) &&
+      (await syncPage
+        .getByText("Sending is paused: your member list differs from the other members'.")
+        .isVisible()),
+    "out of sync: the client's sentence in a warning, the list says so, and sending is paused",
+  );
+  await shot(syncPage, '39-group-out-of-sync');
+  await alert.getByRole('button', { name: 'Compare safety number' }).click();
+  await syncPage.getByRole('dialog', { name: 'book-club' }).getByRole('alert').waitFor();
+  await shot(syncPage, '40-group-out-of-sync-panel');
+  await sync.close();
+
+  // Declining (dark theme, for the screenshots of both).
+  const dark = await open(browser, url, bundle, 'main', 'dark');
+  await dark.page
+    .getByRole('navigation', { name: 'Conversations' })
+    .getByRole('button', { name: /^hiking/ })
+    .click();
+  await dark.page.getByRole('heading', { name: 'You are invited to hiking' }).waitFor();
+  await shot(dark.page, 'dark-30-group-invitation');
+  await dark.page.getByRole('button', { name: 'Decline' }).click();
+  await dark.page.getByRole('log').getByText('You declined the invitation.').waitFor();
+  await dark.page.waitForTimeout(50);
+  check(
+    (await focused(dark.page)) === 'hiking' &&
+      (await dark.page.getByText('You are not a member of this group. Its history stays here.').isVisible()),
+    `invitation declined: focus on the heading, and the composer says why it is off (${await focused(dark.page)})`,
+  );
+  await dark.page
+    .getByRole('navigation', { name: 'Conversations' })
+    .getByRole('button', { name: /^book-club/ })
+    .click();
+  await dark.page.getByRole('button', { name: 'Group info' }).click();
+  await dark.page
+    .getByRole('dialog', { name: 'book-club' })
+    .getByText('Asks to join', { exact: true })
+    .waitFor();
+  await scrollTo(dark.page, '[role=dialog] .policy');
+  await shot(dark.page, 'dark-37-group-invite-link');
+  await scrollTo(dark.page, '[role=dialog] .safety');
+  await shot(dark.page, 'dark-38-group-safety-number');
   await dark.close();
 }
 
@@ -941,6 +1273,7 @@ export async function runScreenChecks(): Promise<string[]> {
     await mainScreen(browser, url, bundle, 'light');
     await mainScreen(browser, url, bundle, 'dark');
     await keyChange(browser, url, bundle);
+    await groupScreens(browser, url, bundle);
     await profileProblems(browser, url, bundle);
     await bigConversation(browser, url, bundle);
     await smallWindow(browser, url, bundle);

@@ -153,6 +153,27 @@ describe('IPC dispatcher', () => {
       ['leaveGroup', { group: '' }],
       ['deleteGroup', { group: 7 }],
       ['getGroup', undefined],
+      ['createGroup', { group: 'g', policy: 'link' }],
+      ['createGroup', { group: 'g', policy: 'public' }],
+      ['joinGroupWithLink', {}],
+      ['joinGroupWithLink', { link: 5 }],
+      ['joinGroupWithLink', { link: 'https://evil.example/join?group=g' }],
+      ['joinGroupWithLink', { link: `sealed://join?relay=x&group=g#${long(3000)}` }],
+      ['joinGroupWithLink', { link: 'sealed://join?group=g', group: 'g' }],
+      ['inviteToGroup', { group: 'g' }],
+      ['inviteToGroup', { group: 'g', userId: '../x' }],
+      ['acceptGroupInvitation', { group: 'g', userId: 'bob' }],
+      ['declineGroupInvitation', {}],
+      ['approveJoinRequest', { group: 'g', userId: '' }],
+      ['removeFromGroup', { group: 'g', userId: 7 }],
+      ['setGroupRole', { group: 'g', userId: 'bob' }],
+      ['setGroupRole', { group: 'g', userId: 'bob', role: 'owner' }],
+      ['setGroupPolicy', { group: 'g' }],
+      ['setGroupPolicy', { group: 'g', policy: 'everyone' }],
+      ['setGroupPolicy', { group: 'g', policy: 'link', approval: 'yes' }],
+      ['copyGroupLink', { group: 'g', text: 'anything' }],
+      ['listGroups', { group: 'g' }],
+      ['getGroupSafetyNumber', {}],
       ['updateSettings', { theme: 'blue' }],
       ['updateSettings', { notifications: 'all' }],
       ['updateSettings', { relayPort: 22 }],
@@ -171,6 +192,18 @@ describe('IPC dispatcher', () => {
     ).toBe('The message is longer than 60,000 characters.');
     expect(expectRefused(await call('createProfile', { userId: 'alice', x: 1 }), 'INVALID_ARGUMENT')).toBe(
       'The request has an unexpected field "x".',
+    );
+    expect(
+      expectRefused(
+        await call('setGroupRole', { group: 'g', userId: 'bob', role: 'owner' }),
+        'INVALID_ARGUMENT',
+      ),
+    ).toBe('The role must be admin or member.');
+    expect(
+      expectRefused(await call('joinGroupWithLink', { link: 'https://evil.example/' }), 'INVALID_ARGUMENT'),
+    ).toBe('This is not a Sealed invite link. It starts with sealed://join.');
+    expect(expectRefused(await call('createGroup', { group: 'g', policy: 'link' }), 'INVALID_ARGUMENT')).toBe(
+      'A new group is invite-only or open (an invite link is made once it exists).',
     );
 
     // Nothing happened: no profile, no events, same status.
@@ -201,6 +234,26 @@ describe('IPC dispatcher', () => {
     );
     expectRefused(await call('sendDirect', { to: 'ipc-user', text: 'hi' }), 'INVALID_ARGUMENT');
     expectRefused(await call('joinGroup', { group: 'nope' }), 'UNKNOWN_GROUP');
+    expect(await call('listGroups')).toEqual({ ok: true, value: [] });
+    expect(expectRefused(await call('getGroup', { group: 'nope' }), 'NOT_A_MEMBER')).toBe(
+      'You are not a member of the group nope.',
+    );
+    expectRefused(await call('inviteToGroup', { group: 'nope', userId: 'bob' }), 'NOT_A_MEMBER');
+    expectRefused(await call('copyGroupLink', { group: 'nope' }), 'NOT_A_MEMBER');
+    expect(await call('createGroup', { group: 'ipc-group' })).toMatchObject({
+      ok: true,
+      value: { group: 'ipc-group', policy: 'invite-only', me: { role: 'admin', standing: 'member' } },
+    });
+    expect(
+      expectRefused(await call('createGroup', { group: 'ipc-group', policy: 'open' }), 'GROUP_EXISTS'),
+    ).toBe('You are already in a group named ipc-group.');
+    expect(
+      expectRefused(
+        await call('joinGroupWithLink', { link: 'sealed://join?relay=ws%3A%2F%2Fx&group=ipc-group#abc' }),
+        'INVALID_ARGUMENT',
+      ),
+    ).toBe('This is not a Sealed invite link. It starts with sealed://join.');
+    expect(await call('copyGroupLink', { group: 'ipc-group' })).toMatchObject({ ok: false });
     // The failed message stays in its conversation, marked failed.
     const failed = await call('getHistory', { conversationId: 'dm:nobody' });
     expect(failed).toMatchObject({

@@ -173,8 +173,10 @@ describe.skipIf(refusal !== null).sequential('LAN on simulated networks', () => 
     await say(alice, bob, 'hello bob, this stays between us');
 
     await alice.call('createGroup', { group: 'lan-party' });
-    const joined = await bob.call<GroupInfo>('joinGroup', { group: 'lan-party' });
-    expect(joined).toEqual({ group: 'lan-party', creator: 'alice', members: ['alice', 'bob'] });
+    await alice.call('inviteToGroup', { group: 'lan-party', userId: 'bob' });
+    await bob.item('group:lan-party', 'alice invited you to the group. Accept to read and write here.');
+    const joined = await bob.call<GroupInfo>('acceptGroupInvitation', { group: 'lan-party' });
+    expect(joined).toMatchObject({ group: 'lan-party', creator: 'alice', members: ['alice', 'bob'] });
     await alice.item('group:lan-party', 'bob joined the group.');
     texts.push('group secret: the cake is in the fridge');
     await alice.call('sendGroup', { group: 'lan-party', text: texts.at(-1) });

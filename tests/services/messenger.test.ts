@@ -133,11 +133,24 @@ describe('MessengerService with a relay', () => {
     await dave.service.connect({ relayUrl: relay.url });
 
     const info = await carol.service.createGroup({ group: 'team' });
-    expect(info).toEqual({ group: 'team', creator: 'carol', members: ['carol'] });
-    await carol.events.item('group:team', 'You created the group.');
-    // The member who joins learns who created the group, at once and after the join event.
-    const joined = await dave.service.joinGroup({ group: 'team' });
-    expect(joined).toEqual({ group: 'team', creator: 'carol', members: ['carol', 'dave'] });
+    expect(info).toMatchObject({
+      group: 'team',
+      creator: 'carol',
+      members: ['carol'],
+      policy: 'invite-only',
+      me: { userId: 'carol', role: 'admin', standing: 'member' },
+    });
+    await carol.events.item('group:team', 'You created the group. Only people an admin invites can join.');
+    // Invite-only: knowing the name is not enough.
+    await expect(dave.service.joinGroup({ group: 'team' })).rejects.toMatchObject({
+      code: 'NOT_ALLOWED',
+      message: 'You can only join team with an invitation or its invite link. Ask one of its admins.',
+    });
+    await carol.service.inviteToGroup({ group: 'team', userId: 'dave' });
+    await carol.events.item('group:team', 'You invited dave.');
+    await dave.events.item('group:team', 'carol invited you to the group. Accept to read and write here.');
+    const joined = await dave.service.acceptGroupInvitation({ group: 'team' });
+    expect(joined).toMatchObject({ group: 'team', creator: 'carol', members: ['carol', 'dave'] });
     await dave.events.item('group:team', 'You joined the group.');
     expect(await dave.service.getGroup({ group: 'team' })).toEqual(joined);
     await carol.events.item('group:team', 'dave joined the group.');
@@ -148,7 +161,7 @@ describe('MessengerService with a relay', () => {
     await carol.events.wait((e) => e.type === 'itemStatus' && e.id === m.id && e.status === 'delivered');
     await dave.service.sendGroup({ group: 'team', text: 'hi carol' });
     await carol.events.item('group:team', 'hi carol');
-    expect(await carol.service.getGroup({ group: 'team' })).toEqual({
+    expect(await carol.service.getGroup({ group: 'team' })).toMatchObject({
       group: 'team',
       creator: 'carol',
       members: ['carol', 'dave'],
@@ -162,13 +175,15 @@ describe('MessengerService with a relay', () => {
       message: 'You are not a member of the group team.',
     });
     await carol.service.deleteGroup({ group: 'team' });
-    await carol.events.item('group:team', 'The group was deleted.');
+    await carol.events.item('group:team', 'You deleted the group.');
     // The conversation and its history stay after the group is gone.
     const page = await carol.service.getHistory({ conversationId: 'group:team' });
     expect(page.items.map((i) => i.text)).toContain('hi carol');
     // Only outgoing messages carry a status; events (also the user's own) never do.
     const events = page.items.filter((i) => i.kind === 'event');
-    expect(events.map((i) => i.text)).toContain('You created the group.');
+    expect(events.map((i) => i.text)).toContain(
+      'You created the group. Only people an admin invites can join.',
+    );
     expect(events.every((i) => i.status === undefined)).toBe(true);
   });
 
@@ -207,7 +222,9 @@ describe('MessengerService with a relay', () => {
     await hank.service.sendDirect({ to: 'gina', text: `reply ${marker}` });
     await gina.events.item('dm:hank', `reply ${marker}`);
     await gina.service.createGroup({ group: 'secret-club' });
-    await hank.service.joinGroup({ group: 'secret-club' });
+    await gina.service.inviteToGroup({ group: 'secret-club', userId: 'hank' });
+    await hank.events.item('group:secret-club', /invited you/);
+    await hank.service.acceptGroupInvitation({ group: 'secret-club' });
     await gina.events.item('group:secret-club', 'hank joined the group.');
     await gina.service.sendGroup({ group: 'secret-club', text: `group ${marker}` });
     await hank.events.item('group:secret-club', `group ${marker}`);

@@ -15,6 +15,9 @@ import type {
   ConversationSummary,
   DiscoveredRelay,
   GroupInfo,
+  GroupPolicy,
+  GroupRole,
+  GroupSafetyNumber,
   HistoryItem,
   MessengerApi,
   MessengerEvent,
@@ -66,8 +69,12 @@ export class AppState {
   conversations = $state.raw<readonly ConversationSummary[]>([]);
   /** Contacts by user id (a small reactive map, updated in place). */
   readonly contacts = new SvelteMap<string, Contact>();
-  /** Groups by name, as last returned by getGroup/createGroup/joinGroup. */
+  /** Groups the user is on the roster of, by name (from listGroups, then 'group' events). */
   readonly groups = new SvelteMap<string, GroupInfo>();
+  /** The first listGroups answered: a group conversation without a group is one the user is not in. */
+  groupsLoaded = $state(false);
+  /** The group safety number shown in the group panel. */
+  groupSafety = $state.raw<GroupSafetyNumber | null>(null);
   relays = $state.raw<readonly DiscoveredRelay[]>([]);
   /** The last connection error, until the connection succeeds. */
   connectionError = $state<string | null>(null);
@@ -97,6 +104,18 @@ export class AppState {
   readonly me = $derived(this.status?.profile?.userId ?? '');
   readonly connection = $derived(this.status?.connection ?? 'offline');
   readonly currentSummary = $derived(this.conversations.find((c) => c.id === this.currentId) ?? null);
+  /** What the conversation list says of a group instead of its last message: invited, waiting, differs. */
+  readonly groupNotes: Readonly<Record<ConversationId, { text: string; warn: boolean }>> = $derived(
+    Object.fromEntries(
+      [...this.groups.values()].flatMap((info): [ConversationId, { text: string; warn: boolean }][] => {
+        const id: ConversationId = `group:${info.group}`;
+        if (info.outOfSync) return [[id, { text: 'Member lists differ', warn: true }]];
+        if (info.me.standing === 'invited') return [[id, { text: 'You are invited', warn: false }]];
+        if (info.me.standing === 'requested') return [[id, { text: 'Waiting for approval', warn: false }]];
+        return [];
+      }),
+    ),
+  );
 
   readonly #api: MessengerApi;
   // eslint-disable-next-line svelte/prefer-svelte-reactivity -- bookkeeping the UI never reads
@@ -179,6 +198,12 @@ export class AppState {
       case 'settings':
         this.settings = event.settings;
         break;
+      case 'group':
+        this.#setGroup(event.info);
+        break;
+      case 'groupRemoved':
+        this.groups.delete(event.group);
+        break;
       case 'error':
         this.notices.show(event.message);
         break;
@@ -219,6 +244,10 @@ export class AppState {
       }, report),
       this.#api.getSettings().then((settings) => (this.settings = settings), report),
       this.#api.listDiscoveredRelays().then((relays) => (this.relays = relays), report),
+      this.#api.listGroups().then((list) => {
+        for (const info of list) this.groups.set(info.group, info);
+        this.groupsLoaded = true;
+      }, report),
     ]);
   }
 
@@ -231,10 +260,6 @@ export class AppState {
     }
     if (item.kind === 'message' && (!summary.last || summary.last.at <= item.at)) {
       this.#upsertConversation({ ...summary, last: { from: item.from, text: item.text, at: item.at } });
-    }
-    const target = conversationTarget(item.conversationId);
-    if (item.kind === 'event' && target.kind === 'group' && this.groups.has(target.name)) {
-      void this.loadGroup(target.name);
     }
   }
 
@@ -397,8 +422,6 @@ export class AppState {
     }
     this.currentId = id;
     this.current = history;
-    const target = conversationTarget(id);
-    if (target.kind === 'group' && !this.groups.has(target.name)) void this.loadGroup(target.name);
     this.#maybeMarkRead(true);
   }
 
@@ -470,21 +493,38 @@ export class AppState {
     });
   }
 
-  /** Creates or joins a group and shows its conversation. */
-  async enterGroup(mode: 'create' | 'join', name: string): Promise<string | null> {
+  /** Creates a group (invite-only unless 'open' was chosen) and shows its conversation. */
+  async createGroup(name: string, policy: 'invite-only' | 'open'): Promise<string | null> {
     const group = name.trim();
     const invalid = validateName(group, 'group name');
     if (invalid) return invalid;
-    return this.#answer(async () => {
-      const info =
-        mode === 'create' ? await this.#api.createGroup({ group }) : await this.#api.joinGroup({ group });
-      this.#setGroup(info);
-      const id: ConversationId = `group:${info.group}`;
-      this.#touched.set(id, Date.now());
-      this.#setConversations(await this.#api.listConversations());
-      this.closePanel();
-      this.openConversation(id);
-    });
+    return this.#answer(async () => this.#enterGroup(await this.#api.createGroup({ group, policy })));
+  }
+
+  /** Joins an open group by its name and shows its conversation. */
+  async joinGroup(name: string): Promise<string | null> {
+    const group = name.trim();
+    const invalid = validateName(group, 'group name');
+    if (invalid) return invalid;
+    return this.#answer(async () => this.#enterGroup(await this.#api.joinGroup({ group })));
+  }
+
+  /** Joins with an invite link (or asks to, when an admin approves) and shows the conversation. */
+  async joinGroupWithLink(text: string): Promise<string | null> {
+    const link = text.trim();
+    if (!link) return 'Paste the invite link someone sent you.';
+    if (!link.startsWith('sealed://join?'))
+      return 'This is not a Sealed invite link. It starts with sealed://join.';
+    return this.#answer(async () => this.#enterGroup(await this.#api.joinGroupWithLink({ link })));
+  }
+
+  async #enterGroup(info: GroupInfo): Promise<void> {
+    this.#setGroup(info);
+    const id: ConversationId = `group:${info.group}`;
+    this.#touched.set(id, Date.now());
+    this.#setConversations(await this.#api.listConversations());
+    this.closePanel();
+    this.openConversation(id);
   }
 
   async loadGroup(group: string): Promise<void> {
@@ -496,10 +536,82 @@ export class AppState {
   }
 
   #setGroup(info: GroupInfo): void {
+    const before = this.groups.get(info.group);
     this.groups.set(info.group, info);
+    // The panel's safety number follows the verified log: a new roster, a new number.
+    const panel = this.panel;
+    if (panel?.kind === 'group' && panel.group === info.group && before?.safetyNumber !== info.safetyNumber)
+      void this.#loadGroupSafety(info.group);
   }
 
-  /** Leaves or deletes (creator only) a group; its conversation goes away. */
+  async #loadGroupSafety(group: string): Promise<void> {
+    try {
+      const safety = await this.#api.getGroupSafetyNumber({ group });
+      const panel = this.panel;
+      if (panel?.kind === 'group' && panel.group === group) this.groupSafety = safety;
+    } catch {
+      this.groupSafety = null; // not (or no longer) on the roster: the panel says so itself
+    }
+  }
+
+  /** An admin invites a user; the answer is the form's sentence. */
+  async inviteToGroup(group: string, name: string): Promise<string | null> {
+    const userId = name.trim();
+    const invalid = validateName(userId, 'user id');
+    if (invalid) return invalid;
+    if (userId === this.me) return 'That is your own user id. Enter the user id of the person to invite.';
+    return this.#answer(async () => this.#setGroup(await this.#api.inviteToGroup({ group, userId })));
+  }
+
+  /** Accepts an invitation: the user becomes a member. */
+  acceptInvitation(group: string): Promise<string | null> {
+    return this.#answer(async () => this.#setGroup(await this.#api.acceptGroupInvitation({ group })));
+  }
+
+  /** Declines an invitation (the conversation and its lines stay). */
+  declineInvitation(group: string): Promise<string | null> {
+    return this.#answer(async () => {
+      await this.#api.declineGroupInvitation({ group });
+      this.groups.delete(group);
+    });
+  }
+
+  /** An admin's change about one person: approve, remove (or decline), make admin or member. */
+  changeMember(
+    group: string,
+    userId: string,
+    change: 'approve' | 'remove' | GroupRole,
+  ): Promise<string | null> {
+    return this.#answer(async () => {
+      const info =
+        change === 'approve'
+          ? await this.#api.approveJoinRequest({ group, userId })
+          : change === 'remove'
+            ? await this.#api.removeFromGroup({ group, userId })
+            : await this.#api.setGroupRole({ group, userId, role: change });
+      this.#setGroup(info);
+    });
+  }
+
+  /** An admin sets who may join; 'link' makes a new invite link. */
+  setGroupPolicy(group: string, policy: GroupPolicy, approval: boolean): Promise<string | null> {
+    return this.#answer(async () => {
+      const info = await this.#api.setGroupPolicy(
+        policy === 'link' ? { group, policy, approval } : { group, policy },
+      );
+      this.#setGroup(info);
+    });
+  }
+
+  /** Copies the invite link (the main process writes the clipboard) and says so. */
+  copyGroupLink(group: string): Promise<string | null> {
+    return this.#answer(async () => {
+      await this.#api.copyGroupLink({ group });
+      this.notices.show('Invite link copied.', { tone: 'info' });
+    });
+  }
+
+  /** Leaves or deletes (admins only) a group; its conversation and history stay. */
   async exitGroup(mode: 'leave' | 'delete', group: string): Promise<string | null> {
     return this.#answer(async () => {
       if (mode === 'leave') await this.#api.leaveGroup({ group });
@@ -562,7 +674,9 @@ export class AppState {
       this.safetyError = null;
       void this.#loadSafetyNumber(panel.userId);
     } else if (panel.kind === 'group') {
+      this.groupSafety = null;
       void this.loadGroup(panel.group);
+      void this.#loadGroupSafety(panel.group);
     } else if (panel.kind === 'relay') {
       void this.#api.listDiscoveredRelays().then(
         (relays) => (this.relays = relays),

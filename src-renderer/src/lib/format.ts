@@ -4,7 +4,13 @@
  */
 import type { HTMLInputAttributes } from 'svelte/elements';
 
-import type { ConversationId, HistoryItem, MessageStatus } from '../../../src-main/shared/messenger-api';
+import type {
+  ConversationId,
+  GroupInfo,
+  GroupPolicy,
+  HistoryItem,
+  MessageStatus,
+} from '../../../src-main/shared/messenger-api';
 
 /** User and group ids (the wire protocol's `Name`): 1-64 of A-Z a-z 0-9 . _ - starting alphanumeric. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -180,4 +186,31 @@ export function nameHue(name: string): number {
     hash = Math.imul(hash, 16777619);
   }
   return (hash >>> 0) % 360;
+}
+
+/** What a group's join policy means, as a sentence (the group panel and the new-group dialog). */
+export function policySentence(policy: GroupPolicy, approval: boolean): string {
+  switch (policy) {
+    case 'invite-only':
+      return 'Only people an admin invites can join; each one accepts or declines.';
+    case 'open':
+      return 'Anyone on this relay who knows the name can join and read later messages.';
+    case 'link':
+      return approval
+        ? 'Anyone with the invite link can ask to join; an admin approves each request.'
+        : 'Anyone with the invite link can join and read later messages.';
+  }
+}
+
+/**
+ * Why the user cannot write in a group conversation now, or null: not (or no longer) a member, an
+ * invitation not accepted yet, a request an admin has not approved, or a member list that differs.
+ */
+export function groupSendBlock(info: GroupInfo | undefined, groupsLoaded: boolean): string | null {
+  if (!info) return groupsLoaded ? 'You are not a member of this group. Its history stays here.' : null;
+  if (info.me.standing === 'invited') return 'Accept the invitation to write in this group.';
+  if (info.me.standing === 'requested')
+    return 'You can write here once an admin approves your request to join.';
+  if (info.outOfSync) return "Sending is paused: your member list differs from the other members'.";
+  return null;
 }

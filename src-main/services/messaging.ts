@@ -290,8 +290,8 @@ export async function joinGroupWithLink(s: ProfileSession, link: string): Promis
   if (!known)
     await groupCall({ group, notAllowed: stale }, () =>
       client.joinGroupWithLink(link).catch((e: unknown) => {
-        // The client signs with the link's key without comparing it to the group's current one: the
-        // relay then refuses the entry as BAD_ENTRY, which here means a replaced or revoked link.
+        // The client refuses a link whose key is not the group's current one (NOT_ALLOWED, mapped to
+        // `stale` above); a relay that refuses the entry anyway means the same.
         if (e instanceof RelayError && e.relayCode === 'BAD_ENTRY') throw notAllowed(stale);
         throw e;
       }),

@@ -31,6 +31,7 @@ export class Recorder {
       'groupRoleChanged',
       'groupPolicyChanged',
       'groupOutOfSync',
+      'groupInSync',
       'identityChanged',
       'keysRotated',
     ];

@@ -162,6 +162,8 @@ describe('groups in the desktop services', () => {
       message: 'There is no user nobody on this relay.',
     });
     expect(await lines(amy, 'crew')).toEqual(before);
+    // Members who are not admins learn of changes from a head notice, a moment later.
+    await until(async () => (await ben.service.getGroup({ group: 'crew' })).members.length === 3);
     expect(roster(await ben.service.getGroup({ group: 'crew' }))).toEqual([
       'amy:admin:member',
       'ben:member:member',

@@ -136,6 +136,8 @@ export interface E2EEClientEvents {
    * sending to the group stops until it is resolved (docs/PROTOCOL.md "Group membership", forks).
    */
   groupOutOfSync: [{ group: string; kind: GroupProblemKind; userId?: string | undefined; epoch: number }];
+  /** A problem of groupOutOfSync cleared (a later view agrees with our log): sending resumes. */
+  groupInSync: [{ group: string }];
   /** A contact's identity key differs from the one pinned on first use. */
   identityChanged: [{ userId: string }];
   /** Sender key rotated for a group (a new key id is in use for our next message). */
@@ -153,7 +155,8 @@ export interface GroupDetails {
   readonly policy: PolicyName;
   /** With the 'link' policy: an admin approves each person who uses the link. */
   readonly approval: boolean;
-  readonly roster: readonly { userId: string; role: Role; standing: Standing }[];
+  /** Everyone on the roster, with who gave them their current standing or role (`by`). */
+  readonly roster: readonly { userId: string; role: Role; standing: Standing; by: string }[];
   /** 60 digits derived from the verified log head: members with the same number have the same log. */
   readonly safetyNumber: string;
   /** Set while our log cannot be trusted to match the others' (sending is refused meanwhile). */
@@ -450,7 +453,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       policy: policyName(log.policy),
       approval: log.approval,
       roster: [...log.roster]
-        .map(([userId, m]) => ({ userId, role: m.role, standing: m.standing }))
+        .map(([userId, m]) => ({ userId, role: m.role, standing: m.standing, by: m.by }))
         .sort((a, b) => a.userId.localeCompare(b.userId)),
       safetyNumber: groupSafetyNumber(log),
       outOfSync: g.problem ? { ...g.problem, message: outOfSyncSentence(group, g.problem) } : null,

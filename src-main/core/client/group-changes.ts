@@ -24,6 +24,7 @@ import {
   members,
 } from '../crypto/membership.js';
 import { SigningKeyPair } from '../crypto/primitives.js';
+import { equalBytes } from '../encoding.js';
 import { ErrorCode, ProtocolError, RelayError, UsageError } from '../errors.js';
 import { b64 } from '../protocol/wire.js';
 import type { E2EEClientEvents } from './client.js';
@@ -86,6 +87,7 @@ export function announce(
 ): void {
   for (const c of applied.roster) announceChange(events, me, group, c, log);
   if (applied.problem) announceProblem(events, group, applied.problem);
+  else if (applied.cleared) events.emit('groupInSync', { group });
 }
 
 function announceChange(
@@ -244,6 +246,8 @@ export class GroupChanges {
         throw relayRefusal(e, group);
       });
       if (log.deleted) throw refused(`${group} was deleted`);
+      if (key && (log.policy !== JoinPolicy.LINK || !log.linkKey || !equalBytes(log.linkKey, key.publicKey)))
+        throw refused(`this invite link to ${group} no longer works: an admin replaced or revoked it`);
       if (!key && log.policy !== JoinPolicy.OPEN)
         throw refused(
           log.policy === JoinPolicy.LINK

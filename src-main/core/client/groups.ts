@@ -76,8 +76,10 @@ export type Changes = Map<string, Uint8Array | null>;
 export interface Applied {
   readonly changes: Changes;
   readonly roster: RosterChange[];
-  /** A problem found on the way (also stored in the group's state). */
+  /** A problem found on the way (also stored in the group's state), when it is new. */
   readonly problem?: GroupProblem | undefined;
+  /** A problem cleared on the way. */
+  readonly cleared?: boolean | undefined;
 }
 
 const PREFIX = 'group/';
@@ -358,6 +360,10 @@ export class Groups {
   }
 
   private async markProblem(group: string, g: GroupState, problem: GroupProblem): Promise<Applied> {
+    const p = g.problem;
+    // The same problem seen again (every message of the member who disagrees) is not news.
+    if (p && p.kind === problem.kind && p.userId === problem.userId && p.epoch === problem.epoch)
+      return { changes: new Map(), roster: [] };
     g.problem = problem;
     return { changes: new Map([this.entry(group, g)]), roster: [], problem };
   }
@@ -368,7 +374,7 @@ export class Groups {
     if (!p || p.kind === 'fork' || p.kind === 'missing' || epoch < p.epoch)
       return { changes: new Map(), roster: [] };
     g.problem = undefined;
-    return { changes: new Map([this.entry(group, g)]), roster: [] };
+    return { changes: new Map([this.entry(group, g)]), roster: [], cleared: true };
   }
 
   private fresh(log: GroupLog): GroupState {
@@ -387,6 +393,7 @@ function merge(a: Applied, b: Applied): Applied {
     changes: new Map([...a.changes, ...b.changes]),
     roster: [...a.roster, ...b.roster],
     problem: b.problem ?? a.problem,
+    cleared: b.cleared ?? a.cleared,
   };
 }
 

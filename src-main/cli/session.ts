@@ -68,6 +68,11 @@ export class ChatSession implements ChatActions {
   private readonly url: string;
   private term!: Terminal;
   private readonly sent = new Map<string, SentMessage>();
+  /**
+   * Groups this chat is joining now, and whether the outcome was printed: the client can announce our
+   * own JOIN twice, once from the relay's copy and once from the command (see joinGroup).
+   */
+  private readonly joining = new Map<string, boolean>();
   private sentCount = 0;
   private everConnected = false;
   private lastHint: string | undefined;
@@ -182,6 +187,7 @@ export class ChatSession implements ChatActions {
   }
 
   async joinGroup(groupOrLink: string): Promise<void> {
+    let group = groupOrLink;
     if (isInviteLink(groupOrLink)) {
       let link: { relay: string; group: string };
       try {
@@ -196,12 +202,16 @@ export class ChatSession implements ChatActions {
         );
         return;
       }
-      if (this.alreadyIn(link.group)) return;
-      await this.client.joinGroupWithLink(groupOrLink);
-      return;
+      group = link.group;
     }
-    if (this.alreadyIn(groupOrLink)) return;
-    await this.client.joinGroup(groupOrLink);
+    if (this.alreadyIn(group)) return;
+    this.joining.set(group, false);
+    try {
+      if (group === groupOrLink) await this.client.joinGroup(group);
+      else await this.client.joinGroupWithLink(groupOrLink);
+    } finally {
+      this.joining.delete(group);
+    }
   }
 
   async makeLink(group: string, approval: boolean): Promise<void> {
@@ -265,7 +275,7 @@ export class ChatSession implements ChatActions {
     if (!d) return;
     const members = d.roster.filter((m) => m.standing === 'member').length;
     const lines = [
-      `${group}: ${d.policy === 'link' ? 'joined with its invite link' : d.policy}, ${POLICY_MEANS[d.policy](group, d.approval)}; created by ${d.creator}; ${plural(members, 'member')}; ${STANDING_SAYS[this.myStanding(d) ?? 'member'](group)}.`,
+      `${group} is ${POLICY_IS[d.policy]}: ${POLICY_MEANS[d.policy](group, d.approval)}. Created by ${d.creator}; ${plural(members, 'member')}; ${STANDING_SAYS[this.myStanding(d) ?? 'member'](group)}.`,
     ];
     if (d.link) lines.push(`Your invite link to ${group}:\n${d.link}`);
     lines.push(
@@ -418,6 +428,18 @@ export class ChatSession implements ChatActions {
     return me.standing === 'member' ? me.role : me.standing;
   }
 
+  /**
+   * True when the outcome of our own /join of `group` was printed already. E2EEClient.joinGroup and
+   * joinGroupWithLink announce our JOIN when they apply it, and so does the relay's copy of the entry,
+   * which arrives first (group-changes.ts `join` does not check whether it was taken in meanwhile).
+   */
+  private joinAnnounced(group: string): boolean {
+    const printed = this.joining.get(group);
+    if (printed === undefined) return false;
+    this.joining.set(group, true);
+    return printed;
+  }
+
   /** Says so, and returns true, when we are on the group's roster already (a /join then changes nothing). */
   private alreadyIn(group: string): boolean {
     const d = this.client.groupDetails(group);
@@ -562,6 +584,7 @@ export class ChatSession implements ChatActions {
     );
     c.on('groupJoinRequest', ({ group, userId }) => {
       if (userId === me) {
+        if (this.joinAnnounced(group)) return;
         this.info(`You asked to join ${group} with its invite link; an admin of ${group} must let you in.`);
         return;
       }
@@ -572,9 +595,10 @@ export class ChatSession implements ChatActions {
           : `${userId} asks to join ${group} with its invite link; an admin decides.`,
       );
     });
-    c.on('groupJoin', ({ group, members }) =>
-      this.info(`You are now a member of ${group}; members: ${members.join(', ')}.`),
-    );
+    c.on('groupJoin', ({ group, members }) => {
+      if (this.joinAnnounced(group)) return;
+      this.info(`You are now a member of ${group}; members: ${members.join(', ')}.`);
+    });
     c.on('groupMemberJoin', ({ group, userId, by }) => {
       if (!by || by === userId) this.info(`${userId} joined ${group}.`);
       else if (by === me) this.info(`You let ${userId} into ${group}.`);
@@ -636,6 +660,13 @@ const POLICY_MEANS = {
     approval
       ? 'whoever has the link can ask to join, and an admin lets each in'
       : 'whoever has the link can join',
+} as const;
+
+/** Each join policy's name in a sentence ("team is ..."). */
+const POLICY_IS = {
+  'invite-only': 'invite-only',
+  open: 'open',
+  link: 'joined with its invite link',
 } as const;
 
 /** Our standing in a group, as the group lines say it. */

@@ -123,6 +123,8 @@ describe('npm run chat between two terminals', () => {
     await alice.waitFor('* bob joined team.', { from: a });
     bob.type('/join team');
     await bob.waitFor('* You are already a member of team (alice, bob).', { from: b });
+    expect(bob.since(b).match(/You are now a member of team/g)).toHaveLength(1);
+    expect(alice.since(a).match(/bob joined team/g)).toHaveLength(1);
 
     a = alice.mark;
     alice.type('/send team hello  team');

@@ -49,7 +49,7 @@ describe('npm run chat: a relay whose group log differs from the members', () =>
     await relay.close();
     rmSync(data, { recursive: true, force: true });
     cpSync(backup, data, { recursive: true });
-    relay = await fx.relay({ port, dataDir: data });
+    await fx.relay({ port, dataDir: data });
     const warning =
       "! The relay's member list of club is older than yours: it lost changes, or is hiding them. Until this is resolved you cannot send to club.";
     await alice.waitFor(warning, { from: a });
@@ -86,7 +86,7 @@ describe('npm run chat: a relay whose group log differs from the members', () =>
 
   it('a relay that forgets the group: its members are told that nobody deleted it, and cannot send to it', async () => {
     fx = new CliFixture();
-    let relay = await fx.relay();
+    const relay = await fx.relay();
     const { port, url } = relay;
     const [alice, bob] = await Promise.all([fx.connected(url, 'alice'), fx.connected(url, 'bob')]);
     alice.type('/create lounge open');
@@ -97,7 +97,7 @@ describe('npm run chat: a relay whose group log differs from the members', () =>
     const a = alice.mark;
     const b = bob.mark;
     await relay.close();
-    relay = await fx.relay({ port }); // in memory: nothing of the first one
+    await fx.relay({ port }); // in memory: nothing of the first one
     const warning =
       '! The relay no longer knows lounge, and no one deleted it. Until this is resolved you cannot send to lounge.';
     await alice.waitFor(warning, { from: a });

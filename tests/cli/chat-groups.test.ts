@@ -18,9 +18,12 @@ let dave: TtySession;
 
 beforeAll(async () => {
   url = (await fx.relay()).url;
-  [alice, bob, carol, dave] = await Promise.all(
-    ['alice', 'bob', 'carol', 'dave'].map((user) => fx.connected(url, user)),
-  );
+  [alice, bob, carol, dave] = await Promise.all([
+    fx.connected(url, 'alice'),
+    fx.connected(url, 'bob'),
+    fx.connected(url, 'carol'),
+    fx.connected(url, 'dave'),
+  ]);
 });
 afterAll(() => fx.cleanup());
 

@@ -30,11 +30,12 @@ export interface MemoryReport {
 
 /**
  * What the reference understands: the same JSON frames the bench clients send our relay, without
- * the handshake (`hello` only names the connection) and with `joinGroup` as a plain set insertion.
+ * the handshake (`hello` only names the connection) and with `groupAppend` as a plain set insertion
+ * of its sender (the signed entry it carries is not looked at, and no one is told of it).
  */
 type BareFrame =
   | { t: 'hello'; userId: string }
-  | { t: 'joinGroup'; rid: number; group: string }
+  | { t: 'groupAppend'; rid: number; group: string; entry: string }
   | { t: 'send'; rid: number; to: string; id: string; body: string }
   | { t: 'groupSend'; rid: number; group: string; id: string; body: string }
   | { t: 'received'; seq: number };
@@ -77,7 +78,7 @@ async function startBare(): Promise<number> {
           users.set(userId, ws);
           ws.send(JSON.stringify({ t: 'ready', userId }));
           return;
-        case 'joinGroup': {
+        case 'groupAppend': {
           let members = groups.get(f.group);
           if (!members) groups.set(f.group, (members = new Set()));
           members.add(ws);

@@ -25,6 +25,14 @@ import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
 import { Identity, encodePublicIdentity } from '../src-main/core/crypto/identity.js';
+import {
+  EntryAuthor,
+  type GroupLog,
+  JoinPolicy,
+  applyEntry,
+  decodeEntry,
+  startLog,
+} from '../src-main/core/crypto/membership.js';
 import { WIRE_VERSION, authSignatureInput, b64, unb64 } from '../src-main/core/protocol/wire.js';
 import { Store } from '../src-main/relay/store.js';
 import {
@@ -578,14 +586,54 @@ async function routingStream(server: Server): Promise<Stream> {
   return accounted(server, p, [sender, recipient]);
 }
 
+/**
+ * The fan-out group, built as clients build it (docs/PROTOCOL.md "Group membership"): the sender
+ * creates an open group with a signed GENESIS, then every other member appends its own signed JOIN,
+ * one after another (each entry names the head before it), each `groupAppend` answered before the
+ * next. Our relay verifies every entry and tells everyone on the roster of it with a durable
+ * `groupEntry` event (4,950 of them for 99 joins); setup waits until every member has the last one,
+ * all of them answered with `received`. The bare reference takes the same frames as plain set
+ * insertions and tells nobody.
+ */
+async function buildGroup(
+  server: Server,
+  group: string,
+  members: readonly { client: Client; author: EntryAuthor }[],
+): Promise<void> {
+  const lastEpoch = members.length - 1;
+  // Deliveries reach each member in order: the last entry means every earlier one arrived too.
+  const settled =
+    server.kind === 'relay'
+      ? members.map(({ client }) =>
+          client.next((f) => {
+            const e = f.t === 'deliver' ? (f.event as Json | undefined) : undefined;
+            return e?.type === 'groupEntry' && e.group === group && e.epoch === lastEpoch;
+          }),
+        )
+      : [];
+  let log: GroupLog | undefined;
+  for (const { client, author } of members) {
+    const entry = log ? author.join(log) : author.genesis(group, JoinPolicy.OPEN);
+    await client.request({ t: 'groupAppend', group, entry: b64(entry) });
+    log = log ? applyEntry(log, decodeEntry(entry)).log : startLog(decodeEntry(entry)).log;
+  }
+  await Promise.all(settled);
+}
+
 async function fanoutStream(server: Server): Promise<Stream> {
   const group = 'bench-group';
-  const members = await openMany(FANOUT_MEMBERS, (i) => connectAs(server, `member${i}`, Identity.generate()));
+  const identities = Array.from({ length: FANOUT_MEMBERS }, () => Identity.generate());
+  const members = await openMany(FANOUT_MEMBERS, (i) => connectAs(server, `member${i}`, identities[i]!));
   const [sender, ...recipients] = members as [Client, ...Client[]];
-  if (server.kind === 'relay') await sender.request({ t: 'createGroup', group });
-  else await sender.request({ t: 'joinGroup', group });
-  await Promise.all(recipients.map((m) => m.request({ t: 'joinGroup', group })));
-  await quiet(); // the join events (durable deliveries on our relay) have all arrived and been acked
+  await buildGroup(
+    server,
+    group,
+    members.map((client, i) => ({
+      client,
+      author: new EntryAuthor(`member${i}`, identities[i]!, Date.now),
+    })),
+  );
+  await quiet(); // nothing of the setup is still arriving
   await probe(sender, recipients, { t: 'groupSend', group });
   const p = new Pipeline(() => sender.send(groupSendFrame(sender, group)), FANOUT_WINDOW, recipients.length);
   ackInto(sender, p);

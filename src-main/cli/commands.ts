@@ -14,28 +14,45 @@ import { Name } from '../core/protocol/wire.js';
 export interface ChatActions {
   sendDirect(to: string, text: string): Promise<void>;
   sendGroup(group: string, text: string): Promise<void>;
-  createGroup(group: string): Promise<void>;
-  joinGroup(group: string): Promise<void>;
+  createGroup(group: string, policy: 'invite-only' | 'open'): Promise<void>;
+  invite(group: string, userId: string): Promise<void>;
+  accept(group: string): Promise<void>;
+  decline(group: string): Promise<void>;
+  /** By name (an open group) or with an invite link. */
+  joinGroup(groupOrLink: string): Promise<void>;
+  makeLink(group: string, approval: boolean): Promise<void>;
+  setPolicy(group: string, policy: 'invite-only' | 'open'): Promise<void>;
+  approve(group: string, userId: string): Promise<void>;
+  remove(group: string, userId: string): Promise<void>;
+  setRole(group: string, userId: string, role: 'admin' | 'member'): Promise<void>;
   leaveGroup(group: string): Promise<void>;
   deleteGroup(group: string): Promise<void>;
   members(group: string): Promise<void>;
+  groupInfo(group: string): Promise<void>;
   listGroups(): Promise<void>;
   safety(userId: string): Promise<void>;
   help(): void;
   quit(): Promise<void>;
 }
 
-/** A parameter: a user id, a group name (both the wire's Name rule), or the rest of the line. */
-export interface ParamSpec {
-  readonly name: string;
-  readonly kind: 'user' | 'group' | 'text';
-}
+/**
+ * A parameter: a user id or a group name (both the wire's Name rule), a group name or an invite link,
+ * one word of a fixed set (`optional`: it may be left out, and the action gets ''), or the rest of the line.
+ */
+export type ParamSpec =
+  | { readonly name: string; readonly kind: 'user' | 'group' | 'groupOrLink' | 'text' }
+  | {
+      readonly name: string;
+      readonly kind: 'choice';
+      readonly choices: readonly string[];
+      readonly optional?: boolean;
+    };
 
 /** One command of the table. */
 export interface CommandSpec {
   /** Typed with a leading slash. */
   readonly name: string;
-  /** In order; a `text` parameter can only be last. */
+  /** In order; a `text` parameter can only be last, and optional ones come after the others. */
   readonly params: readonly ParamSpec[];
   readonly help: string;
   /**
@@ -68,17 +85,80 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: '/create',
-    params: [GROUP],
-    help: 'create group G (you are its first member)',
+    params: [GROUP, { name: 'open', kind: 'choice', choices: ['open'], optional: true }],
+    help: 'create group G, you its admin; open: anyone who knows G may join',
     runs: 'relay',
-    run: (c, [group]) => c.createGroup(group!),
+    run: (c, [group, open]) => c.createGroup(group!, open === 'open' ? 'open' : 'invite-only'),
+  },
+  {
+    name: '/invite',
+    params: [GROUP, USER],
+    help: 'invite USER to group G (admins); they /accept or /decline',
+    runs: 'relay',
+    run: (c, [g, u]) => c.invite(g!, u!),
+  },
+  {
+    name: '/accept',
+    params: [GROUP],
+    help: 'accept your invitation to group G',
+    runs: 'relay',
+    run: (c, [g]) => c.accept(g!),
+  },
+  {
+    name: '/decline',
+    params: [GROUP],
+    help: 'decline your invitation to group G',
+    runs: 'relay',
+    run: (c, [g]) => c.decline(g!),
   },
   {
     name: '/join',
-    params: [GROUP],
-    help: 'join group G',
+    params: [{ name: 'G|LINK', kind: 'groupOrLink' }],
+    help: 'join an open group by its name, or any group with its invite link',
     runs: 'relay',
     run: (c, [g]) => c.joinGroup(g!),
+  },
+  {
+    name: '/link',
+    params: [GROUP, { name: 'approval', kind: 'choice', choices: ['approval'], optional: true }],
+    help: 'print a new invite link to G; with approval, an admin lets each in',
+    runs: 'relay',
+    run: (c, [g, approval]) => c.makeLink(g!, approval === 'approval'),
+  },
+  {
+    name: '/policy',
+    params: [GROUP, { name: 'invite-only|open', kind: 'choice', choices: ['invite-only', 'open'] }],
+    help: 'who may join G: only those invited, or anyone who knows its name',
+    runs: 'relay',
+    run: (c, [g, policy]) => c.setPolicy(g!, policy === 'open' ? 'open' : 'invite-only'),
+  },
+  {
+    name: '/approve',
+    params: [GROUP, USER],
+    help: 'let USER, who asked with the invite link, into group G',
+    runs: 'relay',
+    run: (c, [g, u]) => c.approve(g!, u!),
+  },
+  {
+    name: '/remove',
+    params: [GROUP, USER],
+    help: 'remove USER from G: a member, an invitation or a join request',
+    runs: 'relay',
+    run: (c, [g, u]) => c.remove(g!, u!),
+  },
+  {
+    name: '/promote',
+    params: [GROUP, USER],
+    help: 'make member USER an admin of group G',
+    runs: 'relay',
+    run: (c, [g, u]) => c.setRole(g!, u!, 'admin'),
+  },
+  {
+    name: '/demote',
+    params: [GROUP, USER],
+    help: 'make admin USER a plain member of group G',
+    runs: 'relay',
+    run: (c, [g, u]) => c.setRole(g!, u!, 'member'),
   },
   {
     name: '/leave',
@@ -90,18 +170,31 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: '/delete',
     params: [GROUP],
-    help: 'delete group G (its creator only)',
+    help: 'delete group G for everyone (admins)',
     runs: 'relay',
     run: (c, [g]) => c.deleteGroup(g!),
   },
   {
     name: '/members',
     params: [GROUP],
-    help: 'list the members of group G',
-    runs: 'relay',
+    help: "list group G's people: roles, invitations, requests to join",
+    runs: 'local',
     run: (c, [g]) => c.members(g!),
   },
-  { name: '/groups', params: [], help: 'list your groups', runs: 'local', run: (c) => c.listGroups() },
+  {
+    name: '/group',
+    params: [GROUP],
+    help: 'group G: who may join, its safety number, sync warnings',
+    runs: 'local',
+    run: (c, [g]) => c.groupInfo(g!),
+  },
+  {
+    name: '/groups',
+    params: [],
+    help: 'list your groups and invitations',
+    runs: 'local',
+    run: (c) => c.listGroups(),
+  },
   {
     name: '/safety',
     params: [USER],
@@ -121,7 +214,10 @@ export const COMMANDS: readonly CommandSpec[] = [
 
 /** `/dm USER TEXT`: how a command is typed. */
 export function commandUsage(spec: CommandSpec): string {
-  return [spec.name, ...spec.params.map((p) => p.name)].join(' ');
+  return [
+    spec.name,
+    ...spec.params.map((p) => (p.kind === 'choice' && p.optional ? `[${p.name}]` : p.name)),
+  ].join(' ');
 }
 
 /** The command list /help prints, one aligned line per command. */
@@ -137,6 +233,10 @@ export interface ParsedCommand {
 }
 
 const WHAT = { user: 'user id', group: 'group name' } as const;
+const NAME_RULE = 'use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit';
+
+/** True for what looks like an invite link (`sealed://join?...`): its checks are the client's. */
+export const isInviteLink = (value: string): boolean => /^sealed:\/\//i.test(value);
 
 /**
  * Parses what the user typed; undefined for a blank line. Throws UsageError with one sentence for an
@@ -166,15 +266,47 @@ export function parseCommand(
       continue;
     }
     const m = /^\s+(\S+)/.exec(rest);
-    if (!m) throw new UsageError(`${usage}`);
+    if (!m) {
+      if (param.kind === 'choice' && param.optional) {
+        args.push('');
+        continue;
+      }
+      throw new UsageError(`${usage}`);
+    }
     const value = m[1]!;
-    if (!v.is(Name, value))
-      throw new UsageError(
-        `"${value}" is not a valid ${WHAT[param.kind]}: use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.`,
-      );
-    args.push(value);
+    args.push(checkArgument(param, value, usage));
     rest = rest.slice(m[0].length);
   }
   if (rest.trim() !== '') throw new UsageError(`Too many arguments. ${usage}`);
   return { spec, args };
+}
+
+/** One argument as the action gets it (a choice in lower case), or UsageError with a sentence. */
+function checkArgument(param: ParamSpec, value: string, usage: string): string {
+  switch (param.kind) {
+    case 'choice': {
+      const choice = param.choices.find((c) => c === value.toLowerCase());
+      if (choice === undefined) {
+        const words = param.choices.map((c) => `"${c}"`).join(' or ');
+        throw new UsageError(
+          `"${value}" is not ${param.optional ? `${words}, or nothing` : words} here. ${usage}`,
+        );
+      }
+      return choice;
+    }
+    case 'groupOrLink':
+      if (isInviteLink(value)) return value;
+      if (!v.is(Name, value))
+        throw new UsageError(
+          `"${value}" is neither a group name (${NAME_RULE}) nor an invite link (sealed://join?...).`,
+        );
+      return value;
+    case 'user':
+    case 'group':
+      if (!v.is(Name, value))
+        throw new UsageError(`"${value}" is not a valid ${WHAT[param.kind]}: ${NAME_RULE}.`);
+      return value;
+    case 'text':
+      return value;
+  }
 }

@@ -8,8 +8,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { E2EEClient } from '../core/index.js';
+import type { GroupDetails } from '../core/client/client.js';
+import { parseInviteLink } from '../core/client/group-changes.js';
 import { RelayError } from '../core/errors.js';
-import { type ChatActions, commandHelp, parseCommand } from './commands.js';
+import { type ChatActions, commandHelp, isInviteLink, parseCommand } from './commands.js';
 import { connectionHint } from './connection-hints.js';
 import type { LineKind, Terminal } from './terminal.js';
 
@@ -66,9 +68,12 @@ export class ChatSession implements ChatActions {
   private readonly url: string;
   private term!: Terminal;
   private readonly sent = new Map<string, SentMessage>();
+  /**
+   * Groups this chat is joining now, and whether the outcome was printed: the client can announce our
+   * own JOIN twice, once from the relay's copy and once from the command (see joinGroup).
+   */
+  private readonly joining = new Map<string, boolean>();
   private sentCount = 0;
-  /** Group events our own commands cause: their command prints the confirmation instead. */
-  private readonly ownEvents = new Map<string, number>();
   private everConnected = false;
   private lastHint: string | undefined;
   private quitting: Promise<void> | undefined;
@@ -115,7 +120,7 @@ export class ChatSession implements ChatActions {
     }
     // Two queues, each in the order typed: local commands never wait behind the relay.
     if (spec.runs === 'local') {
-      this.enqueue('local', () => spec.run(this, args));
+      this.enqueue('local', () => spec.run(this, args), args);
       return;
     }
     if (!this.client.connected) {
@@ -125,14 +130,18 @@ export class ChatSession implements ChatActions {
       );
     }
     this.waiting++;
-    this.enqueue('relay', async () => {
-      try {
-        await this.whenConnected();
-      } finally {
-        this.waiting--;
-      }
-      await spec.run(this, args);
-    });
+    this.enqueue(
+      'relay',
+      async () => {
+        try {
+          await this.whenConnected();
+        } finally {
+          this.waiting--;
+        }
+        await spec.run(this, args);
+      },
+      args,
+    );
   }
 
   /** End of input: a pipe's commands finish first (a bot's last message is still sent), then quit. */
@@ -152,44 +161,148 @@ export class ChatSession implements ChatActions {
     await this.sendTracked(text, `to ${group}`, (id) => this.client.sendGroupMessage(group, text, { id }));
   }
 
-  async createGroup(group: string): Promise<void> {
-    await this.ownAction(`groupCreated:${group}`, () => this.client.createGroup(group));
-    this.info(`Created group ${group}; others join it with /join ${group}.`);
+  // Group commands. What a membership change did is printed by the client's event for it (wireEvents),
+  // the same line whether this chat made the change or learnt of it; a command prints only what the
+  // event does not say (an invite link) and a refusal's sentence.
+
+  async createGroup(group: string, policy: 'invite-only' | 'open'): Promise<void> {
+    await this.client.createGroup(group, { policy });
   }
 
-  async joinGroup(group: string): Promise<void> {
-    const mine = this.client.listGroups().find((g) => g.group === group);
-    if (mine?.members.includes(this.client.userId)) {
-      this.info(`You are already a member of ${group} (${mine.members.join(', ')}).`);
+  async invite(group: string, userId: string): Promise<void> {
+    await this.client.inviteToGroup(group, userId);
+  }
+
+  async accept(group: string): Promise<void> {
+    await this.client.acceptGroupInvitation(group);
+  }
+
+  async decline(group: string): Promise<void> {
+    const standing = this.myStanding(this.client.groupDetails(group));
+    if (standing === 'member') {
+      this.error(`You are a member of ${group}, not invited to it: /leave ${group} leaves it.`);
       return;
     }
-    const { members } = await this.ownAction(`groupJoin:${group}`, () => this.client.joinGroup(group));
-    this.info(`Joined ${group}; members: ${members.join(', ')}.`);
+    await this.client.declineGroupInvitation(group);
+  }
+
+  async joinGroup(groupOrLink: string): Promise<void> {
+    let group = groupOrLink;
+    if (isInviteLink(groupOrLink)) {
+      let link: { relay: string; group: string };
+      try {
+        link = parseInviteLink(groupOrLink);
+      } catch {
+        this.error('That is not a whole invite link: copy all of it, from sealed:// to the end.');
+        return;
+      }
+      if (!sameRelay(link.relay, this.url)) {
+        this.error(
+          `That invite link is for the relay ${link.relay}, and this chat is connected to ${this.url}: start a chat with --relay ${link.relay} to use it.`,
+        );
+        return;
+      }
+      group = link.group;
+    }
+    if (this.alreadyIn(group)) return;
+    this.joining.set(group, false);
+    try {
+      if (group === groupOrLink) await this.client.joinGroup(group);
+      else await this.client.joinGroupWithLink(groupOrLink);
+    } finally {
+      this.joining.delete(group);
+    }
+  }
+
+  async makeLink(group: string, approval: boolean): Promise<void> {
+    const link = await this.client.setGroupJoinPolicy(group, 'link', { approval });
+    if (link)
+      this.info(`The invite link to ${group}; share it only with people you want in ${group}:\n${link}`);
+  }
+
+  async setPolicy(group: string, policy: 'invite-only' | 'open'): Promise<void> {
+    const details = this.client.groupDetails(group);
+    if (details && details.policy === policy) {
+      this.info(`${group} is already ${policy}: ${POLICY_MEANS[policy](group)}.`);
+      return;
+    }
+    await this.client.setGroupJoinPolicy(group, policy);
+  }
+
+  async approve(group: string, userId: string): Promise<void> {
+    await this.client.approveJoinRequest(group, userId);
+  }
+
+  async remove(group: string, userId: string): Promise<void> {
+    await this.client.removeFromGroup(group, userId);
+  }
+
+  async setRole(group: string, userId: string, role: 'admin' | 'member'): Promise<void> {
+    await this.client.setGroupRole(group, userId, role);
   }
 
   async leaveGroup(group: string): Promise<void> {
-    await this.ownAction(`groupLeave:${group}`, () => this.client.leaveGroup(group));
-    this.info(`Left ${group}.`);
+    await this.client.leaveGroup(group);
   }
 
   async deleteGroup(group: string): Promise<void> {
-    await this.ownAction(`groupDeleted:${group}`, () => this.client.deleteGroup(group));
-    this.info(`Deleted group ${group}.`);
+    await this.client.deleteGroup(group);
   }
 
   async members(group: string): Promise<void> {
-    const members = await this.client.groupMembers(group);
-    this.info(`Members of ${group}: ${members.join(', ')}.`);
+    const details = await this.details(group);
+    if (!details) return;
+    const count = (standing: string): number => details.roster.filter((m) => m.standing === standing).length;
+    const parts = [plural(count('member'), 'member')];
+    if (count('invited') > 0) parts.push(`${count('invited')} invited`);
+    if (count('requested') > 0) parts.push(`${count('requested')} asking to join`);
+    const who = (userId: string): string => (userId === this.client.userId ? `${userId} (you)` : userId);
+    const width = Math.max(...details.roster.map((m) => who(m.userId).length)) + 2;
+    const rows = details.roster.map((m) => {
+      const what =
+        m.standing === 'invited'
+          ? 'invited, has not accepted yet'
+          : m.standing === 'requested'
+            ? `asks to join (/approve ${group} ${m.userId})`
+            : m.role;
+      return `${who(m.userId).padEnd(width)}${what}`;
+    });
+    this.info(`${group}: ${parts.join(', ')}\n${rows.join('\n')}`);
+  }
+
+  async groupInfo(group: string): Promise<void> {
+    const d = await this.details(group);
+    if (!d) return;
+    const members = d.roster.filter((m) => m.standing === 'member').length;
+    const lines = [
+      `${group} is ${POLICY_IS[d.policy]}: ${POLICY_MEANS[d.policy](group, d.approval)}. Created by ${d.creator}; ${plural(members, 'member')}; ${STANDING_SAYS[this.myStanding(d) ?? 'member'](group)}.`,
+    ];
+    if (d.link) lines.push(`Your invite link to ${group}:\n${d.link}`);
+    lines.push(
+      `Safety number of ${group} (it changes with every membership change); members who see the same number have the same member list:\n${formatSafetyNumber(d.safetyNumber)}`,
+    );
+    this.info(lines.join('\n'));
+    if (d.outOfSync) this.error(outOfSyncLine(group, d.outOfSync.message));
   }
 
   async listGroups(): Promise<void> {
     await this.client.publicIdentity(); // loads the local state if no connection did yet
-    const groups = this.client.listGroups().filter((g) => g.members.includes(this.client.userId));
+    const groups = this.client
+      .listGroups()
+      .map((g) => this.client.groupDetails(g.group))
+      .filter((d): d is GroupDetails => d !== undefined)
+      .sort((a, b) => a.group.localeCompare(b.group));
     if (groups.length === 0) {
-      this.info('You are in no group yet: /create G starts one, /join G joins one.');
+      this.info(
+        'You are in no group yet: /create G starts one; /join G joins an open one, /join LINK one with its invite link.',
+      );
       return;
     }
-    const lines = groups.map((g) => `${g.group} (created by ${g.creator}): ${g.members.join(', ')}`);
+    const lines = groups.map((d) => {
+      const members = d.roster.filter((m) => m.standing === 'member').map((m) => m.userId);
+      const sync = d.outOfSync ? `; out of sync, see /group ${d.group}` : '';
+      return `${d.group} (created by ${d.creator}; ${STANDING_SAYS[this.myStanding(d) ?? 'member'](d.group)}${sync}): ${members.join(', ')}`;
+    });
     this.info(`Your groups:\n${lines.join('\n')}`);
   }
 
@@ -251,13 +364,20 @@ export class ChatSession implements ChatActions {
     this.term.print(kind, text);
   }
 
-  /** Runs `task` after the queue's earlier commands, printing its failure as an error line. */
-  private enqueue(queue: 'local' | 'relay', task: () => Promise<void> | void): void {
+  /**
+   * Runs `task` after the queue's earlier commands, printing its failure as an error line (`names`:
+   * the command's arguments, kept as typed when the sentence starts with one).
+   */
+  private enqueue(
+    queue: 'local' | 'relay',
+    task: () => Promise<void> | void,
+    names: readonly string[] = [],
+  ): void {
     const p = this.queues[queue].then(task).then(
       () => undefined,
       (e: unknown) => {
         if (e instanceof Quitting) return;
-        this.error(this.describe(e as Error));
+        this.error(this.describe(e as Error, names));
       },
     );
     this.queues[queue] = p;
@@ -291,29 +411,59 @@ export class ChatSession implements ChatActions {
     message.early = undefined;
   }
 
-  /** Runs a group command whose own event the command confirms; the event then prints nothing. */
-  private async ownAction<T>(key: string, run: () => Promise<T>): Promise<T> {
-    this.ownEvents.set(key, (this.ownEvents.get(key) ?? 0) + 1);
-    try {
-      return await run();
-    } catch (e) {
-      this.consumeOwn(key);
-      throw e;
-    }
+  /** Our group's details, with the local state loaded; undefined (and a sentence) if we are not on it. */
+  private async details(group: string): Promise<GroupDetails | undefined> {
+    await this.client.publicIdentity(); // loads the local state if no connection did yet
+    const d = this.client.groupDetails(group);
+    if (!d)
+      this.error(
+        `You are not in ${group}: neither a member, nor invited, nor asking to join. /groups lists yours.`,
+      );
+    return d;
   }
 
-  private consumeOwn(key: string): boolean {
-    const n = this.ownEvents.get(key) ?? 0;
-    if (n === 0) return false;
-    if (n === 1) this.ownEvents.delete(key);
-    else this.ownEvents.set(key, n - 1);
+  private myStanding(d: GroupDetails | undefined): 'admin' | 'member' | 'invited' | 'requested' | undefined {
+    const me = d?.roster.find((m) => m.userId === this.client.userId);
+    if (!me) return undefined;
+    return me.standing === 'member' ? me.role : me.standing;
+  }
+
+  /**
+   * True when the outcome of our own /join of `group` was printed already. E2EEClient.joinGroup and
+   * joinGroupWithLink announce our JOIN when they apply it, and so does the relay's copy of the entry,
+   * which arrives first (group-changes.ts `join` does not check whether it was taken in meanwhile).
+   */
+  private joinAnnounced(group: string): boolean {
+    const printed = this.joining.get(group);
+    if (printed === undefined) return false;
+    this.joining.set(group, true);
+    return printed;
+  }
+
+  /** Says so, and returns true, when we are on the group's roster already (a /join then changes nothing). */
+  private alreadyIn(group: string): boolean {
+    const d = this.client.groupDetails(group);
+    const standing = this.myStanding(d);
+    if (!d || !standing) return false;
+    if (standing === 'invited') this.info(`You are invited to ${group}: /accept ${group} joins it.`);
+    else if (standing === 'requested')
+      this.info(`You already asked to join ${group}; an admin of ${group} must let you in.`);
+    else {
+      const members = d.roster.filter((m) => m.standing === 'member').map((m) => m.userId);
+      this.info(`You are already a member of ${group} (${members.join(', ')}).`);
+    }
     return true;
   }
 
-  /** An error as one sentence for the user. */
-  private describe(e: Error): string {
+  /**
+   * An error as one sentence for the user: a capital first letter, unless the sentence starts with a
+   * user id or group name (`names`), which are case-sensitive.
+   */
+  private describe(e: Error, names: readonly string[] = []): string {
     if (e instanceof RelayError) return e.message;
     const message = e.message.replace(/\.$/, '');
+    const first = /^[A-Za-z0-9._-]*/.exec(message)![0];
+    if (names.includes(first)) return `${message}.`;
     return `${message.charAt(0).toUpperCase()}${message.slice(1)}.`;
   }
 
@@ -372,7 +522,11 @@ export class ChatSession implements ChatActions {
       this.error(`${hint.text} Still trying; /quit to stop.`);
     });
     c.on('e2eeError', (e) =>
-      this.error(`Could not decrypt a message${e.from ? ` from ${e.from}` : ''}: ${e.message} [${e.code}]`),
+      this.error(
+        e.group && !e.from
+          ? `A problem with group ${e.group}: ${e.message} [${e.code}]`
+          : `Could not decrypt a message${e.from ? ` from ${e.from}` : ''}${e.group ? ` in ${e.group}` : ''}: ${e.message} [${e.code}]`,
+      ),
     );
     c.on('message', (m) => this.line('incoming', `${m.from}: ${m.text}`));
     c.on('binaryMessage', (m) => this.line('incoming', `${m.from}: (a file of ${m.data.length} bytes)`));
@@ -395,24 +549,146 @@ export class ChatSession implements ChatActions {
     });
     c.on('userCreated', (e) => this.info(`${e.userId} joined this relay.`));
     c.on('userDeleted', (e) => this.info(`${e.userId} deleted their account.`));
-    c.on('groupCreated', (e) => {
-      if (!this.consumeOwn(`groupCreated:${e.group}`)) this.info(`Created group ${e.group}.`);
-    });
-    c.on('groupDeleted', (e) => {
-      if (!this.consumeOwn(`groupDeleted:${e.group}`))
-        this.info(`Group ${e.group} was deleted by its creator.`);
-    });
-    c.on('groupJoin', (e) => {
-      if (!this.consumeOwn(`groupJoin:${e.group}`))
-        this.info(`Joined ${e.group}; members: ${e.members.join(', ')}.`);
-    });
-    c.on('groupLeave', (e) => {
-      if (!this.consumeOwn(`groupLeave:${e.group}`)) this.info(`Left ${e.group}.`);
-    });
-    c.on('groupMemberJoin', (e) => this.info(`${e.userId} joined ${e.group}.`));
-    c.on('groupMemberLeave', (e) => this.info(`${e.userId} left ${e.group}.`));
+    this.wireGroupEvents();
     c.on('identityChanged', (e) =>
       this.error(`${e.userId}'s security key changed: compare safety numbers with /safety ${e.userId}.`),
     );
+  }
+
+  /**
+   * One line per membership event, the same whoever made the change: "You ..." for this chat's own
+   * changes, the author's name otherwise.
+   */
+  private wireGroupEvents(): void {
+    const c = this.client;
+    const me = c.userId;
+    const who = (userId: string): string => (userId === me ? 'You' : userId);
+    const whom = (userId: string): string => (userId === me ? 'you' : userId);
+    c.on('groupCreated', ({ group }) => {
+      const d = c.groupDetails(group);
+      this.info(
+        d?.policy === 'open'
+          ? `Created group ${group}, you its admin. It is open: anyone who knows its name can join with /join ${group}.`
+          : `Created group ${group}, you its admin. It is invite-only: /invite ${group} USER invites someone, /link ${group} makes an invite link.`,
+      );
+    });
+    c.on('groupInvitation', ({ group, by }) =>
+      this.info(`${by} invited you to ${group}: /accept ${group} joins it, /decline ${group} declines.`),
+    );
+    c.on('groupMemberInvited', ({ group, userId, by }) =>
+      this.info(
+        by === me
+          ? `You invited ${userId} to ${group}; they join once they accept.`
+          : `${by} invited ${userId} to ${group}.`,
+      ),
+    );
+    c.on('groupJoinRequest', ({ group, userId }) => {
+      if (userId === me) {
+        if (this.joinAnnounced(group)) return;
+        this.info(`You asked to join ${group} with its invite link; an admin of ${group} must let you in.`);
+        return;
+      }
+      const admin = this.myStanding(c.groupDetails(group)) === 'admin';
+      this.info(
+        admin
+          ? `${userId} asks to join ${group} with its invite link: /approve ${group} ${userId} lets them in, /remove ${group} ${userId} turns them away.`
+          : `${userId} asks to join ${group} with its invite link; an admin decides.`,
+      );
+    });
+    c.on('groupJoin', ({ group, members }) => {
+      if (this.joinAnnounced(group)) return;
+      this.info(`You are now a member of ${group}; members: ${members.join(', ')}.`);
+    });
+    c.on('groupMemberJoin', ({ group, userId, by }) => {
+      if (!by || by === userId) this.info(`${userId} joined ${group}.`);
+      else if (by === me) this.info(`You let ${userId} into ${group}.`);
+      else this.info(`${userId} joined ${group}, let in by ${by}.`);
+    });
+    c.on('groupLeave', ({ group, removedBy, standing }) => {
+      if (removedBy) {
+        if (standing === 'invited') this.info(`${removedBy} withdrew your invitation to ${group}.`);
+        else if (standing === 'requested')
+          this.info(`${removedBy} turned down your request to join ${group}.`);
+        else this.info(`${removedBy} removed you from ${group}: you no longer get its messages.`);
+      } else if (standing === 'invited') this.info(`You declined the invitation to ${group}.`);
+      else if (standing === 'requested') this.info(`You withdrew your request to join ${group}.`);
+      else this.info(`You left ${group}.`);
+    });
+    c.on('groupMemberLeave', ({ group, userId, removedBy, standing }) => {
+      if (removedBy) {
+        if (standing === 'invited')
+          this.info(`${who(removedBy)} withdrew ${userId}'s invitation to ${group}.`);
+        else if (standing === 'requested')
+          this.info(`${who(removedBy)} turned down ${userId}'s request to join ${group}.`);
+        else this.info(`${who(removedBy)} removed ${userId} from ${group}.`);
+      } else if (standing === 'invited') this.info(`${userId} declined the invitation to ${group}.`);
+      else if (standing === 'requested') this.info(`${userId} withdrew their request to join ${group}.`);
+      else this.info(`${userId} left ${group}.`);
+    });
+    c.on('groupRoleChanged', ({ group, userId, role, by }) =>
+      this.info(
+        role === 'admin'
+          ? `${who(by)} made ${whom(userId)} an admin of ${group}.`
+          : `${who(by)} made ${whom(userId)} a member of ${group}, no longer an admin.`,
+      ),
+    );
+    c.on('groupPolicyChanged', ({ group, policy, approval, linkChanged, by }) => {
+      if (policy === 'link') {
+        this.info(
+          `${who(by)} made a new invite link to ${group}: ${POLICY_MEANS.link(group, approval)}; any earlier link no longer works.`,
+        );
+        return;
+      }
+      const revoked = linkChanged ? ' Its invite link no longer works.' : '';
+      this.info(`${who(by)} made ${group} ${policy}: ${POLICY_MEANS[policy](group)}.${revoked}`);
+    });
+    c.on('groupDeleted', ({ group, by }) =>
+      this.info(by ? `${who(by)} deleted group ${group}.` : `Group ${group} was deleted.`),
+    );
+    c.on('groupOutOfSync', ({ group }) => {
+      const message = c.groupDetails(group)?.outOfSync?.message;
+      if (message) this.error(outOfSyncLine(group, message));
+    });
+  }
+}
+
+/** What each join policy means, as the group lines say it. */
+const POLICY_MEANS = {
+  'invite-only': (_group: string) => 'only people an admin invites can join',
+  open: (group: string) => `anyone who knows its name can join with /join ${group}`,
+  link: (_group: string, approval = false) =>
+    approval
+      ? 'whoever has the link can ask to join, and an admin lets each in'
+      : 'whoever has the link can join',
+} as const;
+
+/** Each join policy's name in a sentence ("team is ..."). */
+const POLICY_IS = {
+  'invite-only': 'invite-only',
+  open: 'open',
+  link: 'joined with its invite link',
+} as const;
+
+/** Our standing in a group, as the group lines say it. */
+const STANDING_SAYS = {
+  admin: (_group: string) => 'you are an admin',
+  member: (_group: string) => 'you are a member',
+  invited: (group: string) => `you are invited: /accept ${group} or /decline ${group}`,
+  requested: (_group: string) => 'you asked to join, an admin must let you in',
+} as const;
+
+/** The warning for a group whose member list may differ from the others'. */
+function outOfSyncLine(group: string, sentence: string): string {
+  return `${sentence} Until this is resolved you cannot send to ${group}.`;
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** The same relay address, written either way (a trailing slash, upper-case host). */
+function sameRelay(a: string, b: string): boolean {
+  try {
+    return new URL(a).href === new URL(b).href;
+  } catch {
+    return a === b;
   }
 }

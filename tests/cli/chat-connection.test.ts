@@ -42,7 +42,10 @@ describe('npm run chat: connecting', () => {
     mark = carol.mark;
     const relay = await fx.relay({ port });
     await carol.waitFor(`* Connected to ${url} as carol.`, { from: mark });
-    await carol.waitFor('* Created group early; others join it with /join early.', { from: mark });
+    await carol.waitFor(
+      '* Created group early, you its admin. It is invite-only: /invite early USER invites someone, /link early makes an invite link.',
+      { from: mark },
+    );
 
     mark = carol.mark;
     await relay.close();

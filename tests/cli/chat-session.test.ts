@@ -102,21 +102,29 @@ describe('npm run chat between two terminals', () => {
     expect(mine).toBe(theirs);
   });
 
-  it('groups: every command answers, including /groups, /join when already a member and /delete', async () => {
+  it('an open group: /create G open, /join G by name, messages, /groups, /members, /delete', async () => {
     let a = alice.mark;
     alice.type('/groups');
-    await alice.waitFor('* You are in no group yet: /create G starts one, /join G joins one.', { from: a });
-    alice.type('/create team');
-    await alice.waitFor('* Created group team; others join it with /join team.', { from: a });
+    await alice.waitFor(
+      '* You are in no group yet: /create G starts one; /join G joins an open one, /join LINK one with its invite link.',
+      { from: a },
+    );
+    alice.type('/create team open');
+    await alice.waitFor(
+      '* Created group team, you its admin. It is open: anyone who knows its name can join with /join team.',
+      { from: a },
+    );
     alice.type('/join team');
     await alice.waitFor('* You are already a member of team (alice).', { from: a });
 
     let b = bob.mark;
     bob.type('/join team');
-    await bob.waitFor('* Joined team; members: alice, bob.', { from: b });
+    await bob.waitFor('* You are now a member of team; members: alice, bob.', { from: b });
     await alice.waitFor('* bob joined team.', { from: a });
     bob.type('/join team');
     await bob.waitFor('* You are already a member of team (alice, bob).', { from: b });
+    expect(bob.since(b).match(/You are now a member of team/g)).toHaveLength(1);
+    expect(alice.since(a).match(/bob joined team/g)).toHaveLength(1);
 
     a = alice.mark;
     alice.type('/send team hello  team');
@@ -124,16 +132,23 @@ describe('npm run chat between two terminals', () => {
     const n = await sentNumber(alice, a, 'to team', 'hello  team');
     await alice.waitFor(`* #${n} delivered to bob in team: hello  team`, { from: a });
     alice.type('/groups');
-    await alice.waitFor('* Your groups:\n  team (created by alice): alice, bob', { from: a });
+    await alice.waitFor('* Your groups:\n  team (created by alice; you are an admin): alice, bob', {
+      from: a,
+    });
     alice.type('/members team');
-    await alice.waitFor('* Members of team: alice, bob.', { from: a });
+    await alice.waitFor('* team: 2 members\n  alice (you)  admin\n  bob          member', { from: a });
+    bob.type('/groups');
+    await bob.waitFor('* Your groups:\n  team (created by alice; you are a member): alice, bob', { from: b });
 
     b = bob.mark;
     alice.type('/delete team');
-    await alice.waitFor('* Deleted group team.', { from: a });
-    await bob.waitFor('* Group team was deleted by its creator.', { from: b });
-    // Once each: the command's confirmation, not the relay's event as well.
-    expect(alice.since(a).match(/Deleted group team/g)).toHaveLength(1);
+    await alice.waitFor('* You deleted group team.', { from: a });
+    await bob.waitFor('* alice deleted group team.', { from: b });
+    // Once each, whether the command or the relay's copy of the entry came first.
+    expect(alice.since(a).match(/deleted group team/g)).toHaveLength(1);
+    expect(bob.since(b).match(/deleted group team/g)).toHaveLength(1);
+    bob.type('/send team anyone there');
+    await bob.waitFor('! You are not a member of team.', { from: b });
   });
 
   it('every line is in one of the four styles: * info, ! error, < received, > sent', () => {

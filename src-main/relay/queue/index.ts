@@ -9,6 +9,9 @@
  * - Writes are durable at a later commit; `afterDurable` runs its callback once every write called
  *   before it is durable (with the error if its commit failed), callbacks in registration order.
  * - Nothing blocks the event loop on the disk.
+ * - `stats()` is cheap (kept up to date as items come and go, never a scan), and an item removed by
+ *   `dequeue` (its recipient acknowledged it) is reported to the queue's `onAcknowledged` hook with its
+ *   `ts` once the removal is durable: the relay's metrics (metrics.ts) read both.
  */
 
 export type DeliverKind = 'direct' | 'group' | 'receipt' | 'event';
@@ -28,6 +31,17 @@ export interface QueueItem {
   readonly ts: number;
 }
 
+/** What a queue holds, all recipients together, as of its last durable commit. */
+export interface QueueStats {
+  /** Items stored. */
+  readonly items: number;
+  /** Their payload: the characters of `body` and `event` (base64 and JSON: one byte each). */
+  readonly bytes: number;
+}
+
+/** Runs once per item its recipient acknowledged (`dequeue`), with the item's `ts`, once that is durable. */
+export type OnAcknowledged = (ts: number) => void;
+
 /** Durable per-recipient queues of routed items. */
 export interface DeliveryQueue {
   /** The highest seq stored when the queue was opened (0 if none). */
@@ -40,6 +54,8 @@ export interface DeliveryQueue {
   deleteRecipient(recipient: string): void;
   /** Up to `limit` of `recipient`'s items with seq > `after`, in seq order. */
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]>;
+  /** Items and payload bytes stored, as of the last durable commit; cheap (no scan). */
+  stats(): QueueStats;
   /** Runs `done` once every write called so far is durable (or failed: `done(err)`). */
   afterDurable(done: (err?: unknown) => void): void;
   /** Makes everything durable, runs every waiting callback, and releases the backend; idempotent. */

@@ -1,5 +1,10 @@
 /** The delivery queue of an in-memory relay: per-recipient arrays in seq order; nothing survives a restart. */
-import type { DeliveryQueue, QueueItem } from './index.js';
+import type { DeliveryQueue, OnAcknowledged, QueueItem, QueueStats } from './index.js';
+
+/** The payload an item adds to `QueueStats.bytes`. */
+export function payloadBytes(item: Pick<QueueItem, 'body' | 'event'>): number {
+  return (item.body?.length ?? 0) + (item.event?.length ?? 0);
+}
 
 /** Index of the first item with seq > `after` (items are sorted by seq). */
 function firstAfter(items: readonly QueueItem[], after: number): number {
@@ -18,9 +23,15 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   readonly maxSeq = 0;
   private readonly byRecipient = new Map<string, QueueItem[]>();
   private closed = false;
+  private items = 0;
+  private bytes = 0;
+
+  constructor(private readonly onAcknowledged: OnAcknowledged = () => {}) {}
 
   enqueue(item: QueueItem): void {
     this.assertOpen();
+    this.items++;
+    this.bytes += payloadBytes(item);
     let items = this.byRecipient.get(item.recipient);
     if (!items) this.byRecipient.set(item.recipient, (items = []));
     items.push(item);
@@ -31,13 +42,21 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     const items = this.byRecipient.get(recipient);
     if (!items) return;
     const i = firstAfter(items, seq - 1);
-    if (items[i]?.seq !== seq) return;
+    const item = items[i];
+    if (item?.seq !== seq) return;
     items.splice(i, 1);
     if (items.length === 0) this.byRecipient.delete(recipient);
+    this.items--;
+    this.bytes -= payloadBytes(item);
+    this.onAcknowledged(item.ts);
   }
 
   deleteRecipient(recipient: string): void {
     this.assertOpen();
+    for (const item of this.byRecipient.get(recipient) ?? []) {
+      this.items--;
+      this.bytes -= payloadBytes(item);
+    }
     this.byRecipient.delete(recipient);
   }
 
@@ -46,6 +65,10 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     const items = this.byRecipient.get(recipient) ?? [];
     const from = firstAfter(items, after);
     return Promise.resolve(items.slice(from, from + limit));
+  }
+
+  stats(): QueueStats {
+    return { items: this.items, bytes: this.bytes };
   }
 
   afterDurable(done: (err?: unknown) => void): void {

@@ -8,7 +8,13 @@
 import Database from 'better-sqlite3';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { failpoint } from '../failpoints.js';
-import { QUEUE_SCHEMA, type BatchMessage, type QueueRow, type WorkerMessage } from './sqlite-protocol.js';
+import {
+  QUEUE_SCHEMA,
+  type BatchMessage,
+  type QueueRow,
+  type StatsTuple,
+  type WorkerMessage,
+} from './sqlite-protocol.js';
 
 const port = parentPort!;
 const post = (m: WorkerMessage): void => port.postMessage(m);
@@ -40,37 +46,55 @@ function main(): void {
     `INSERT INTO queue (seq, recipient, kind, sender, grp, msg_id, body, event, ts)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const remove = db.prepare<[number, string]>('DELETE FROM queue WHERE seq = ? AND recipient = ?');
+  // What the queue holds is counted as operations apply (stats for the relay's metrics), so nothing
+  // ever has to scan the table but this once at start.
+  const payload = 'coalesce(length(body), 0) + coalesce(length(event), 0)';
+  const remove = db.prepare<[number, string], { ts: number; bytes: number }>(
+    `DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING ts, ${payload} AS bytes`,
+  );
   const removeAll = db.prepare<[string]>('DELETE FROM queue WHERE recipient = ?');
+  const sizeOf = db.prepare<[string], { n: number; bytes: number }>(
+    `SELECT count(*) AS n, total(${payload}) AS bytes FROM queue WHERE recipient = ?`,
+  );
+  const total = db
+    .prepare<[], { n: number; bytes: number }>(`SELECT count(*) AS n, total(${payload}) AS bytes FROM queue`)
+    .get()!;
+  let stats: StatsTuple = [total.n, total.bytes];
+  let acknowledged: number[] = [];
   const page = db.prepare<[string, number, number], QueueRow>(
     'SELECT * FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?',
   );
   const maxSeq = db.prepare<[], { m: number | null }>('SELECT max(seq) AS m FROM queue').get()?.m ?? 0;
 
   const apply = db.transaction((batches: BatchMessage[], pages: [number, QueueRow[]][]) => {
+    let [items, bytes] = stats;
     for (const { bodies, ops } of batches) {
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i]!;
         switch (op[0]) {
-          case 'e':
-            insert.run(
-              op[1],
-              op[2],
-              op[3],
-              op[4],
-              op[5],
-              op[6],
-              op[7] < 0 ? null : bodies[op[7]]!,
-              op[8],
-              op[9],
-            );
+          case 'e': {
+            const body = op[7] < 0 ? null : bodies[op[7]]!;
+            insert.run(op[1], op[2], op[3], op[4], op[5], op[6], body, op[8], op[9]);
+            items++;
+            bytes += (body?.length ?? 0) + (op[8]?.length ?? 0);
             break;
-          case 'd':
-            remove.run(op[2], op[1]);
+          }
+          case 'd': {
+            const removed = remove.get(op[2], op[1]);
+            if (removed) {
+              items--;
+              bytes -= removed.bytes;
+              acknowledged.push(removed.ts);
+            }
             break;
-          case 'x':
+          }
+          case 'x': {
+            const size = sizeOf.get(op[1])!;
             removeAll.run(op[1]);
+            items -= size.n;
+            bytes -= size.bytes;
             break;
+          }
           case 'p':
             pages.push([op[1], page.all(op[2], op[3], op[4])]);
             break;
@@ -78,6 +102,7 @@ function main(): void {
         if (i === ops.length >> 1) failpoint('queue.mid-commit');
       }
     }
+    stats = [items, bytes];
   });
 
   port.on('message', (first: BatchMessage | 'close') => {
@@ -99,22 +124,26 @@ function main(): void {
     const pages: [number, QueueRow[]][] = [];
     try {
       apply(batches, pages);
-      post({ t: 'done', upTo, pages });
+      post({ t: 'done', upTo, pages, stats, acknowledged });
     } catch (err) {
-      // Rolled back: these batches' writes are gone, their pages were read inside it and are void.
+      // Rolled back: these batches' writes are gone (`stats` was not updated), their pages were read
+      // inside it and are void, and nothing they dequeued was removed.
       post({
         t: 'done',
         upTo,
         error: { message: String(err), code: (err as { code?: string }).code },
         pages: [],
+        stats,
+        acknowledged: [],
       });
     }
+    acknowledged = [];
     if (closing) {
       db.close();
       port.close();
     }
   });
-  post({ t: 'ready', maxSeq });
+  post({ t: 'ready', maxSeq, stats });
 }
 
 main();

@@ -8,8 +8,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { DeliveryQueue, QueueItem } from './index.js';
-import type { BatchMessage, QueueOp, QueueRow, WorkerMessage } from './sqlite-protocol.js';
+import type { DeliveryQueue, OnAcknowledged, QueueItem, QueueStats } from './index.js';
+import type { BatchMessage, QueueOp, QueueRow, StatsTuple, WorkerMessage } from './sqlite-protocol.js';
 
 interface Waiting {
   readonly done: (err?: unknown) => void;
@@ -84,12 +84,16 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   private nextPage = 1;
   private closing: Promise<void> | undefined;
   private gone: Error | undefined;
+  private current: QueueStats;
 
   private constructor(
     private readonly worker: Worker,
     readonly maxSeq: number,
+    stats: StatsTuple,
     private readonly onError: (err: unknown) => void,
+    private readonly onAcknowledged: OnAcknowledged,
   ) {
+    this.current = { items: stats[0], bytes: stats[1] };
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {
@@ -98,7 +102,11 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   }
 
   /** Starts the worker on `file` and waits until it has opened the database. */
-  static async open(file: string, onError: (err: unknown) => void): Promise<SqliteDeliveryQueue> {
+  static async open(
+    file: string,
+    onError: (err: unknown) => void,
+    onAcknowledged: OnAcknowledged = () => {},
+  ): Promise<SqliteDeliveryQueue> {
     const worker = startWorker(file);
     // Only our own listeners come off afterwards: Worker keeps internal ones (removeAllListeners would
     // take them too, and the port would stop delivering).
@@ -121,7 +129,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
         });
       throw new QueueStorageError(message, code);
     }
-    return new SqliteDeliveryQueue(worker, first.maxSeq, onError);
+    return new SqliteDeliveryQueue(worker, first.maxSeq, first.stats, onError, onAcknowledged);
   }
 
   enqueue(item: QueueItem): void {
@@ -161,6 +169,10 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
       this.push(['p', id, recipient, after, limit]);
       this.pages.set(id, { batch: this.posted + 1, resolve, reject });
     });
+  }
+
+  stats(): QueueStats {
+    return this.current;
   }
 
   afterDurable(done: (err?: unknown) => void): void {
@@ -207,6 +219,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
 
   private onMessage(m: WorkerMessage): void {
     if (m.t !== 'done') return;
+    this.current = { items: m.stats[0], bytes: m.stats[1] };
+    for (const ts of m.acknowledged) this.onAcknowledged(ts);
     for (const [id, rows] of m.pages) {
       const request = this.pages.get(id);
       this.pages.delete(id);

@@ -79,6 +79,11 @@ export const REQUIREMENTS = [
     why: 'the LAN tests block multicast and addresses with `nft`',
     present: (env) => hasCommand('nft', env),
   },
+  {
+    pkg: 'openssl',
+    why: "the relay's TLS tests make self-signed certificates with `openssl req`",
+    present: (env) => hasCommand('openssl', env),
+  },
 ];
 
 /** The requirements not met on this system (none off Linux). */

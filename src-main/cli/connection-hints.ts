@@ -49,13 +49,13 @@ export function connectionHint(url: string, error: Error): ConnectionHint {
       return {
         kind: 'tls',
         text: tls
-          ? `The TLS handshake with ${where} failed: the server there does not speak TLS; a relay started with npm run relay does not, so use ws:// instead of wss://.`
+          ? `The TLS handshake with ${where} failed: the server there does not speak TLS (npm run relay speaks it only with --tls-cert and --tls-key), so use ws:// instead of wss://.`
           : `The server at ${where} answered with something that is not a WebSocket: check the address and port in --relay.`,
       };
     if (CERTIFICATE.test(code))
       return {
         kind: 'certificate',
-        text: `The TLS certificate of ${where} is not trusted (${code}): check the address in --relay, and that the relay's certificate is valid for ${u.hostname}.`,
+        text: `The TLS certificate of ${where} is not trusted (${code}): check the address in --relay, and that the relay's certificate is valid for ${u.hostname}; a certificate of your own is trusted with NODE_EXTRA_CA_CERTS=<its PEM file>.`,
       };
     if (CLOSED_EARLY.has(code))
       return {

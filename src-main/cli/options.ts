@@ -27,6 +27,8 @@ export interface OptionSpec<T> {
   readonly required?: boolean;
   /** Options that cannot be given together with this one. */
   readonly excludes?: readonly string[];
+  /** Options that must be given together with this one. */
+  readonly requires?: readonly string[];
   /** What it does, for --help (one line, no final period). */
   readonly help: string;
   /** Checks the value and records it; throws UsageError with one sentence when the value is wrong. */
@@ -62,8 +64,14 @@ export function usageLine<T>(cli: CommandLine<T>): string {
       o,
       ...cli.options.filter((x) => o.excludes?.includes(x.name) || x.excludes?.includes(o.name)),
     ];
-    for (const g of group) done.add(g.name);
-    parts.push(`[${group.map(optionLabel).join(' | ')}]`);
+    // Options that need each other share one too: [--tls-cert FILE --tls-key FILE].
+    const together = [o, ...cli.options.filter((x) => o.requires?.includes(x.name))];
+    for (const g of [...group, ...together]) done.add(g.name);
+    parts.push(
+      together.length > 1
+        ? `[${together.map(optionLabel).join(' ')}]`
+        : `[${group.map(optionLabel).join(' | ')}]`,
+    );
   }
   return `usage: ${cli.invocation} ${parts.join(' ')}`;
 }
@@ -88,7 +96,8 @@ export function helpText<T>(cli: CommandLine<T>): string {
 /**
  * Parses `args` against the table into `target` (which holds no values yet): defaults first, then
  * what was given. Throws UsageError naming the problem: an unknown option, a missing or unexpected
- * value, a stray argument, a missing required option, two options that exclude each other, or
+ * value, a stray argument, a missing required option, two options that exclude each other, one
+ * given without another it requires, or
  * whatever an option's own `apply` refuses.
  */
 export function parseCommandLine<T>(cli: CommandLine<T>, args: readonly string[], target: T): ParseResult<T> {
@@ -131,6 +140,9 @@ export function parseCommandLine<T>(cli: CommandLine<T>, args: readonly string[]
     for (const other of spec.excludes ?? [])
       if (given.has(spec.name) && given.has(other))
         throw new UsageError(`--${spec.name} and --${other} cannot be used together`);
+    for (const other of spec.requires ?? [])
+      if (given.has(spec.name) && !given.has(other))
+        throw new UsageError(`--${spec.name} needs --${other} as well`);
   }
   for (const spec of cli.options) {
     const value = given.get(spec.name) ?? spec.default;

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { E2EEClient } from '../core/index.js';
 import type { GroupDetails } from '../core/client/client.js';
 import { parseInviteLink } from '../core/client/group-changes.js';
-import { RelayError } from '../core/errors.js';
+import { E2EEError, ErrorCode, RelayError } from '../core/errors.js';
 import { type ChatActions, commandHelp, isInviteLink, parseCommand } from './commands.js';
 import { connectionHint } from './connection-hints.js';
 import type { LineKind, Terminal } from './terminal.js';
@@ -473,6 +473,8 @@ export class ChatSession implements ChatActions {
       return `The relay refused ${user}: that user id is registered there with another key, which this state folder does not hold. Start with the --state folder that does, or choose another --user.`;
     if (e instanceof RelayError && e.relayCode === 'UNSUPPORTED_VERSION')
       return 'The relay speaks another version of the protocol: update this checkout or the relay.';
+    if (e instanceof E2EEError && e.code === ErrorCode.UNTRUSTED_CERTIFICATE && e.cause instanceof Error)
+      return connectionHint(this.url, e.cause).text;
     return `Cannot connect to ${this.url}: ${this.describe(e)}`;
   }
 
@@ -512,6 +514,7 @@ export class ChatSession implements ChatActions {
       if (this.quitting) return;
       // A final refusal also rejects connect(), which explains it (start()).
       if (e instanceof RelayError && FINAL_REFUSALS.has(e.relayCode)) return;
+      if (e instanceof E2EEError && e.code === ErrorCode.UNTRUSTED_CERTIFICATE) return;
       if (c.connected) {
         this.error(this.describe(e));
         return;

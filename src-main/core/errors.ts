@@ -31,6 +31,8 @@ export const ErrorCode = {
   // relay and connection
   RELAY: 'E2EE_RELAY',
   NOT_CONNECTED: 'E2EE_NOT_CONNECTED',
+  /** The relay's TLS certificate is not trusted (self-signed, another CA, expired, another host name). */
+  UNTRUSTED_CERTIFICATE: 'E2EE_UNTRUSTED_CERTIFICATE',
   // state
   BAD_STATE: 'E2EE_BAD_STATE',
   // API misuse

@@ -1,15 +1,23 @@
 /**
- * Command line: `npm run relay -- [--host 127.0.0.1] [--port 8787] [--data ./relay-data | --memory]`.
- * Logs one timestamped line per event (the first says where it listens) and closes gracefully on
- * SIGINT/SIGTERM. The options are one table (OPTIONS): --help, the usage line and parsing come from
- * it, so a new relay option (limits, TLS) is one more row that sets a field of RelayOptions.
+ * Command line: `npm run relay -- [--host 127.0.0.1] [--port 8787] [--data ./relay-data | --memory]
+ * [--tls-cert FILE --tls-key FILE] [--metrics loopback|open|off] [--log-level LEVEL]`.
+ * Logs one JSON line per event (pino; the first says where it listens: log.ts lists the events and
+ * fields), closes gracefully on SIGINT/SIGTERM and reloads its TLS certificate on SIGHUP. The options
+ * are one table (RELAY): --help, the usage line and parsing come from it, so a new relay option is one
+ * more row that sets a field of RelayOptions.
  */
+import { pino, type Level } from 'pino';
 import { UsageError } from '../core/errors.js';
 import { type CommandLine, helpText, parseCommandLine, usageLine } from '../cli/options.js';
-import { type RelayOptions, startRelay } from './index.js';
+import { type RelayLog, type RelayOptions, startRelay } from './index.js';
+
+/** What the command line sets: the relay's options and how much it logs. */
+type RelayCommandLine = RelayOptions & { logLevel?: Level | 'silent' };
+
+const LOG_LEVELS = ['info', 'warn', 'error', 'silent'] as const;
 
 /** Every option of the relay CLI, in the order --help lists them. */
-const RELAY: CommandLine<RelayOptions> = {
+const RELAY: CommandLine<RelayCommandLine> = {
   invocation: 'npm run relay --',
   summary:
     'Runs a Sealed relay: it routes end-to-end encrypted messages between chat clients and the app, and never sees their plaintext or keys.',
@@ -57,13 +65,72 @@ const RELAY: CommandLine<RelayOptions> = {
         o.dataDir = undefined;
       },
     },
+    {
+      name: 'tls-cert',
+      kind: 'value',
+      placeholder: 'FILE',
+      defaultText: 'none: plain ws://',
+      requires: ['tls-key'],
+      help: "serve wss:// with this certificate chain (PEM; e.g. fullchain.pem of Let's Encrypt); SIGHUP reloads it",
+      apply: (o, value) => {
+        if (value.trim() === '') throw new UsageError('--tls-cert needs a PEM file');
+        o.tlsCert = value;
+      },
+    },
+    {
+      name: 'tls-key',
+      kind: 'value',
+      placeholder: 'FILE',
+      defaultText: 'none',
+      requires: ['tls-cert'],
+      help: 'the private key of --tls-cert (PEM)',
+      apply: (o, value) => {
+        if (value.trim() === '') throw new UsageError('--tls-key needs a PEM file');
+        o.tlsKey = value;
+      },
+    },
+    {
+      name: 'metrics',
+      kind: 'value',
+      placeholder: 'WHO',
+      default: 'loopback',
+      help: 'who may read Prometheus metrics at /metrics: loopback (this computer, not through a proxy), open (anyone who reaches the port) or off',
+      apply: (o, value) => {
+        if (value !== 'loopback' && value !== 'open' && value !== 'off')
+          throw new UsageError(`--metrics must be loopback, open or off, not "${value}"`);
+        o.metrics = value === 'off' ? false : value;
+      },
+    },
+    {
+      name: 'log-level',
+      kind: 'value',
+      placeholder: 'LEVEL',
+      default: 'info',
+      help: 'least severe events logged (JSON lines on stdout): info (every connection), warn, error or silent',
+      apply: (o, value) => {
+        if (!(LOG_LEVELS as readonly string[]).includes(value))
+          throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${value}"`);
+        o.logLevel = value as Level | 'silent';
+      },
+    },
     { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },
   ],
 };
 
-const log = (line: string): void => {
-  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
-};
+/**
+ * JSON lines on stdout: `{"level":"info","time":"…","pid":…,"event":"connect","conn":"#1",…,"msg":"…"}`.
+ * pino writes synchronously, so nothing is lost when the process exits right after.
+ */
+function jsonLog(level: Level | 'silent'): { log: RelayLog; logger: pino.Logger } {
+  const logger = pino({
+    level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
+  const log: RelayLog = (_line, { level: severity, msg, ...fields }) => logger[severity](fields, msg);
+  return { log, logger };
+}
 
 /** Why the relay could not start, in one sentence with what to do. */
 function startFailure(err: unknown, options: RelayOptions): string {
@@ -79,7 +146,7 @@ function startFailure(err: unknown, options: RelayOptions): string {
 }
 
 async function main(): Promise<void> {
-  let options: RelayOptions;
+  let options: RelayCommandLine;
   try {
     const parsed = parseCommandLine(RELAY, process.argv.slice(2), {});
     if (parsed.help) {
@@ -94,15 +161,17 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
+  const { logLevel = 'info', ...relayOptions } = options;
+  const { log, logger } = jsonLog(logLevel);
   let relay;
   try {
-    relay = await startRelay({ ...options, log });
+    relay = await startRelay({ ...relayOptions, processMetrics: true, log });
   } catch (err) {
     process.stderr.write(`! ${startFailure(err, options)}\n`);
     process.exit(1);
   }
   const stop = (signal: string): void => {
-    log(`${signal}: closing`);
+    logger.info({ event: 'signal', signal }, `${signal}: closing`);
     relay.close().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -113,6 +182,21 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // systemctl reload, a certbot deploy hook: the renewed certificate, without dropping anyone.
+  process.on('SIGHUP', () => {
+    if (!relay.url.startsWith('wss:')) {
+      logger.warn({ event: 'signal', signal: 'SIGHUP' }, 'SIGHUP: no TLS certificate to reload');
+      return;
+    }
+    try {
+      relay.reloadTls();
+    } catch (err) {
+      logger.error(
+        { event: 'tls_reload_failed', error: err instanceof Error ? err.message : String(err) },
+        'SIGHUP: the TLS certificate was not reloaded; the relay keeps the one it has',
+      );
+    }
+  });
 }
 
 void main();

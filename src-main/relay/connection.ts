@@ -52,13 +52,16 @@ export class Connection implements Client {
   private backlog: [RawData, boolean][] = [];
   private handshakeTimer: NodeJS.Timeout | undefined;
   private corked = false;
+  /** The frame being handled, and when it was read (performance.now()): for the latency metric. */
+  private requestType = '';
+  private requestStarted = 0;
 
   /** `socket` is the upgraded request's socket, which ws writes to. */
   constructor(
     private readonly ws: WebSocket,
     private readonly socket: Socket,
     private readonly ctx: RelayContext,
-    private readonly label: string,
+    readonly label: string,
     onGone: (c: Connection) => void,
   ) {
     this.tokens = ctx.options.rateLimit.burst;
@@ -68,13 +71,18 @@ export class Connection implements Client {
       this.alive = true;
     });
     // ws reports protocol violations (oversize -> 1009, bad UTF-8 -> 1007) here and closes itself.
-    ws.on('error', (err) => ctx.log(`${label} socket error: ${err.message}`));
+    ws.on('error', (err) =>
+      ctx.log.warn('socket_error', `${label} socket error: ${err.message}`, {
+        conn: label,
+        error: err.message,
+      }),
+    );
     ws.on('close', (code) => {
       this.onClose(code);
       onGone(this);
     });
     this.handshakeTimer = setTimeout(() => {
-      ctx.log(`${label} handshake timeout`);
+      ctx.log.info('handshake_timeout', `${label} handshake timeout`, { conn: label });
       this.close(1008, 'handshake timeout');
     }, ctx.options.handshakeTimeoutMs);
   }
@@ -115,6 +123,7 @@ export class Connection implements Client {
   /** Closes the connection (what it did not acknowledge stays queued). Safe to call twice. */
   close(code: number, reason: string): void {
     if (this.ended) return;
+    this.ctx.metrics?.closed(reason);
     this.ended = true;
     this.state = 'closing';
     clearTimeout(this.handshakeTimer);
@@ -136,7 +145,9 @@ export class Connection implements Client {
   }
 
   respond(rid: number | undefined, reply: () => RelayFrame | undefined): void {
+    const { requestType, requestStarted } = this;
     afterDurable(this.ctx, (err) => {
+      this.ctx.metrics?.request(requestType, requestStarted);
       if (err) {
         this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
         return;
@@ -149,7 +160,8 @@ export class Connection implements Client {
   /** One heartbeat step (ws README): drop a peer that did not answer the previous ping. */
   heartbeat(): void {
     if (!this.alive) {
-      this.ctx.log(`${this.label} missed a heartbeat`);
+      this.ctx.log.info('heartbeat_missed', `${this.label} missed a heartbeat`, { conn: this.label });
+      this.ctx.metrics?.closed('missed heartbeat');
       this.terminate();
       return;
     }
@@ -158,6 +170,7 @@ export class Connection implements Client {
   }
 
   private sendFrame(frame: RelayFrame): void {
+    if (frame.t === 'error') this.ctx.metrics?.refused(frame.code);
     this.send(JSON.stringify(frame));
   }
 
@@ -172,7 +185,11 @@ export class Connection implements Client {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.resumeTimer);
     if (this.userId) this.ctx.router.detach(this);
-    this.ctx.log(`close ${this.label}${this.userId ? ` ${this.userId}` : ''} code=${code}`);
+    this.ctx.log.info('close', `close ${this.label} code=${code}`, {
+      conn: this.label,
+      code,
+      online: this.ctx.router.onlineCount,
+    });
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {
@@ -191,7 +208,11 @@ export class Connection implements Client {
       return this.handleMessage(data, isBinary);
     } catch (err) {
       // Last line of defence: nothing a client sends may take the relay down.
-      this.ctx.log(`${this.label} internal error: ${err instanceof Error ? err.stack : String(err)}`);
+      const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      this.ctx.log.error('internal_error', `${this.label} internal error: ${error}`, {
+        conn: this.label,
+        error,
+      });
       return true;
     }
   }
@@ -210,6 +231,8 @@ export class Connection implements Client {
     }
     const frame = parsed.value;
     const rid = 'rid' in frame ? frame.rid : undefined;
+    this.requestType = frame.t;
+    this.requestStarted = performance.now();
     try {
       this.dispatch(frame);
     } catch (err) {
@@ -224,7 +247,11 @@ export class Connection implements Client {
         this.respond(rid, () => ({ t: 'error', rid, code: err.code, message: err.message }));
         return true;
       }
-      this.ctx.log(`${this.label} internal error on ${frame.t}: ${err instanceof Error ? err.stack : err}`);
+      const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      this.ctx.log.error('internal_error', `${this.label} internal error on ${frame.t}: ${error}`, {
+        conn: this.label,
+        error,
+      });
       this.error(RelayErrorCode.INTERNAL, 'The relay failed to process this frame.', rid);
     }
     return true;
@@ -296,7 +323,10 @@ export class Connection implements Client {
     // New accounts per address: someone scripting throwaway accounts is told to wait (1013: try later).
     const address = this.socket.remoteAddress;
     if (!this.ctx.limits.exempt(address) && !this.ctx.limits.registrations.take(address ?? '?')) {
-      this.ctx.log(`${this.label} registration refused: too many from ${address}`);
+      this.ctx.log.warn('rate_limited', `${this.label} registration refused: too many from ${address}`, {
+        conn: this.label,
+        ip: address,
+      });
       this.error(
         RelayErrorCode.RATE_LIMITED,
         'Too many new accounts from your address; try again in a minute.',
@@ -316,7 +346,10 @@ export class Connection implements Client {
       }
       this.ctx.users.add(userId);
       this.ctx.groups.refreshUser(userId);
-      this.ctx.log(`registered ${userId}`);
+      this.ctx.log.info('registered', `registered ${this.label}`, {
+        conn: this.label,
+        users: this.ctx.users.size,
+      });
       this.authenticated(userId, true);
     });
   }
@@ -328,7 +361,10 @@ export class Connection implements Client {
     this.userId = userId;
     this.state = 'ready';
     this.ctx.router.attach(this);
-    this.ctx.log(`authenticated ${this.label} ${userId}`);
+    this.ctx.log.info('authenticated', `authenticated ${this.label}`, {
+      conn: this.label,
+      online: this.ctx.router.onlineCount,
+    });
     this.sendFrame({
       t: 'ready',
       userId,
@@ -344,7 +380,7 @@ export class Connection implements Client {
   }
 
   private authFailed(message: string): void {
-    this.ctx.log(`${this.label} authentication failed for ${this.claimedUserId}`);
+    this.ctx.log.warn('auth_failed', `${this.label} authentication failed`, { conn: this.label });
     this.error(RelayErrorCode.AUTH_FAILED, message);
     this.close(1008, 'authentication failed');
   }

@@ -2,6 +2,8 @@
 import type { RelayErrorCode } from '../core/protocol/wire.js';
 import type { Groups } from './groups.js';
 import type { RelayLimits } from './limits.js';
+import type { RelayLogger } from './log.js';
+import type { RelayMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
 import type { DeliveryQueue } from './queue/index.js';
 import type { Router } from './router.js';
@@ -17,7 +19,9 @@ export interface RelayContext {
   readonly limits: RelayLimits;
   /** Every registered user id (the identities stay in SQLite; this answers "exists?" per message). */
   readonly users: Set<string>;
-  readonly log: (line: string) => void;
+  readonly log: RelayLogger;
+  /** Undefined when the `metrics` option is false. */
+  readonly metrics: RelayMetrics | undefined;
 }
 
 /**

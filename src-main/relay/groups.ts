@@ -66,6 +66,11 @@ export class Groups {
     for (const { group, state } of store.loadGroupStates()) this.track(group, decodeGroupLog(state));
   }
 
+  /** How many groups there are. */
+  get count(): number {
+    return this.byId.size;
+  }
+
   /** The groups `userId` is on the roster of (as the identity registered now), as heads. */
   headsOf(userId: string): GroupHead[] {
     return [...(this.byUser.get(userId) ?? [])]

@@ -203,7 +203,10 @@ function deleteAccount(ctx: RelayContext, client: Client, rid: number): void {
     JSON.stringify({ t: 'event', event: { type: 'userDeleted', userId: me } } satisfies RelayFrame),
     client,
   );
-  ctx.log(`deleted account ${me}`);
+  ctx.log.info('account_deleted', `deleted the account of ${client.label}`, {
+    conn: client.label,
+    users: ctx.users.size,
+  });
   client.respond(rid, () => ({ t: 'ok', rid }));
   afterDurable(ctx, () => client.close(1000, 'account deleted')); // runs after the reply above
 }

@@ -3,28 +3,42 @@
  * routes end-to-end-encrypted messages, receipts and group events it cannot read (see router.ts for
  * delivery and store.ts for durability). Nothing runs at import time; `startRelay` starts one relay.
  */
-import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { join } from 'node:path';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
 import { Groups } from './groups.js';
 import { createLimits } from './limits.js';
+import { Health } from './health.js';
+import { httpHandler } from './http.js';
+import { RelayLogger, errorText } from './log.js';
+import { RelayMetrics } from './metrics.js';
 import { resolveOptions, type RelayOptions } from './options.js';
 import { MemoryDeliveryQueue } from './queue/memory.js';
 import { SqliteDeliveryQueue } from './queue/sqlite.js';
 import type { DeliveryQueue } from './queue/index.js';
 import { Router } from './router.js';
 import { QUEUE_FILE, Store } from './store.js';
-import { join } from 'node:path';
 
-export type { RateLimitOptions, RelayOptions } from './options.js';
+export type { MetricsAccess, RateLimitOptions, RelayOptions } from './options.js';
+export type { LogEvent, LogLevel, LogRecord, RelayLog } from './log.js';
 
 /** A running relay. */
 export interface Relay {
-  /** ws:// URL clients connect to. */
+  /** URL clients connect to: wss:// with `tlsCert` and `tlsKey`, ws:// without. */
   readonly url: string;
   readonly port: number;
+  /**
+   * Reads `tlsCert` and `tlsKey` again and presents them to new connections (a renewed certificate,
+   * without a restart); open connections keep theirs. Throws, keeping the old pair, if the files do not
+   * make a valid pair, and TypeError for a relay without TLS.
+   */
+  reloadTls(): void;
   /** Closes every connection, stops the timers and closes the database; a second call is harmless. */
   close(): Promise<void>;
 }
@@ -35,22 +49,36 @@ const SHUTDOWN_GRACE_MS = 1000;
 /** Starts a relay listening on `host:port` (port 0 picks a free one); in memory without `dataDir`. */
 export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const opts = resolveOptions(options);
-  const log = opts.log;
-  const onStorageError = (err: unknown): void => log(`database error: ${String(err)}`);
+  const log = new RelayLogger(opts.log);
+  // Before any database is opened: a wrong certificate file changes nothing.
+  const tls = opts.tlsCert === undefined ? undefined : readTls(opts.tlsCert, opts.tlsKey!);
+  const connections = new Set<Connection>();
+  const health = new Health();
+  const metrics = opts.metrics === false ? undefined : new RelayMetrics(opts.now, opts.processMetrics);
+  const onStorageError = (err: unknown): void => {
+    metrics?.storageError();
+    log.error('storage_error', `database error: ${String(err)}`, { error: errorText(err) });
+  };
+  const onAcknowledged = (ts: number): void => metrics?.acknowledged(ts);
   const store = Store.open(opts.dataDir, onStorageError);
+  if (store.droppedLegacyGroups > 0)
+    log.warn(
+      'groups_dropped',
+      `dropped ${store.droppedLegacyGroups} groups made before signed membership; their members must create them again`,
+    );
   let queue: DeliveryQueue;
   try {
     queue =
       opts.dataDir === undefined
-        ? new MemoryDeliveryQueue()
-        : await SqliteDeliveryQueue.open(join(opts.dataDir, QUEUE_FILE), onStorageError);
+        ? new MemoryDeliveryQueue(onAcknowledged)
+        : await SqliteDeliveryQueue.open(join(opts.dataDir, QUEUE_FILE), onStorageError, onAcknowledged);
   } catch (err) {
     store.close();
     throw err;
   }
   store.seqsAbove(queue.maxSeq);
-  const router = new Router(store, queue, opts);
   const limits = createLimits(opts.limits, opts.now);
+  const router = new Router(store, queue, opts, log, metrics);
   const ctx: RelayContext = {
     options: opts,
     store,
@@ -60,13 +88,24 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     limits,
     users: new Set(store.userIds()),
     log,
+    metrics,
   };
-  const connections = new Set<Connection>();
-
-  const server = createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' });
-    res.end('This is a Sealed relay: connect with a WebSocket.\n');
+  metrics?.readFrom({
+    connections: () => ({ open: connections.size, authenticated: router.onlineCount }),
+    users: () => ctx.users.size,
+    groups: () => ctx.groups.count,
+    queue: () => queue.stats(),
+    health: () => health.states(),
   });
+
+  const onHttp = httpHandler(health, metrics, opts.metrics, (err) =>
+    log.error('server_error', `metrics failed: ${errorText(err)}`, { error: errorText(err) }),
+  );
+  const tlsServer = tls && createTlsServer(tls, onHttp);
+  // Clients that do not trust the certificate, scanners, plain-text clients: counted, not logged (the
+  // internet's background noise would fill the log).
+  tlsServer?.on('tlsClientError', () => metrics?.tlsFailure());
+  const server: Server = tlsServer || createServer(onHttp);
   const wss = new WebSocketServer({
     server,
     perMessageDeflate: false,
@@ -77,7 +116,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       const address = info.req.socket.remoteAddress;
       if (limits.exempt(address) || limits.connections.take(address ?? '?')) done(true);
       else {
-        log(`refused a connection from ${address}: too many per minute`);
+        log.warn('rate_limited', `refused a connection from ${address}: too many per minute`, {
+          ip: address,
+        });
         done(false, 429, 'Too many connections from your address; try again in a minute');
       }
     },
@@ -85,10 +126,12 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   let nextId = 1;
   wss.on('connection', (ws, req) => {
     const label = `#${nextId++}`;
-    log(`connect ${label} from ${req.socket.remoteAddress ?? '?'}`);
+    const ip = req.socket.remoteAddress ?? '?';
+    metrics?.connectionOpened();
+    log.info('connect', `connect ${label} from ${ip}`, { conn: label, ip });
     connections.add(new Connection(ws, req.socket, ctx, label, (c) => connections.delete(c)));
   });
-  wss.on('error', (err) => log(`server error: ${err.message}`));
+  wss.on('error', (err) => log.error('server_error', `server error: ${err.message}`, { error: err.message }));
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -104,7 +147,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     store.close();
     throw err;
   }
-  server.on('error', (err) => log(`server error: ${err.message}`));
+  server.on('error', (err) =>
+    log.error('server_error', `server error: ${err.message}`, { error: err.message }),
+  );
 
   const heartbeat = setInterval(() => {
     for (const c of connections) c.heartbeat();
@@ -113,11 +158,20 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  const url = `ws://${host}:${port}`;
-  log(`relay listening on ${url}${opts.dataDir ? ` with data in ${opts.dataDir}` : ' (in memory)'}`);
+  const url = `${tls ? 'wss' : 'ws'}://${host}:${port}`;
+  log.info(
+    'listening',
+    `relay listening on ${url}${opts.dataDir ? ` with data in ${opts.dataDir}` : ' (in memory)'}`,
+    {
+      url,
+      ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir }),
+      metrics: opts.metrics === false ? 'off' : opts.metrics,
+    },
+  );
 
   let closing: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
+    health.stop();
     clearInterval(heartbeat);
     wss.close(); // no new connections; does not close the server we own
     for (const c of connections) c.close(1001, 'relay shutting down');
@@ -130,13 +184,42 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     });
     await queue.close();
     store.close();
-    log('relay closed');
+    log.info('closed', 'relay closed');
   };
   return {
     url,
     port,
+    reloadTls: () => {
+      if (!tlsServer) throw new TypeError('this relay does not serve TLS (start it with tlsCert and tlsKey)');
+      tlsServer.setSecureContext(readTls(opts.tlsCert!, opts.tlsKey!));
+      log.info('tls_reloaded', `TLS certificate reloaded from ${opts.tlsCert}`);
+    },
     close: () => (closing ??= shutdown()),
   };
+}
+
+/**
+ * Reads a certificate chain and its key (PEM) and checks that they make a pair, so that a wrong file is
+ * named at start rather than in every client's failed handshake.
+ */
+function readTls(certFile: string, keyFile: string): SecureContextOptions {
+  const read = (what: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`Cannot read the TLS ${what} ${file}: ${errorText(err)}`, { cause: err });
+    }
+  };
+  const pair = { cert: read('certificate', certFile), key: read('key', keyFile) };
+  try {
+    createSecureContext(pair);
+  } catch (err) {
+    throw new Error(
+      `The TLS certificate ${certFile} and key ${keyFile} are not a usable pair (PEM files, the key of that certificate): ${errorText(err)}`,
+      { cause: err },
+    );
+  }
+  return pair;
 }
 
 /** Resolves when `connections` is empty or after `ms`, whichever is first; leaves no timer behind. */

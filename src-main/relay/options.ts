@@ -4,6 +4,7 @@
  */
 import { MAX_ROSTER } from '../core/crypto/membership.js';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
+import type { RelayLog } from './log.js';
 
 /** Per-connection token bucket on incoming frames. */
 export interface RateLimitOptions {
@@ -46,6 +47,12 @@ export interface LimitOptions {
   oneTimePreKeysPerRequesterPerMinute?: number;
 }
 
+/**
+ * Who may read `GET /metrics`: `'loopback'` only requests from this computer (127.0.0.0/8, ::1) that
+ * no proxy forwarded; `'open'` anyone who reaches the port; `false` none (nothing is collected).
+ */
+export type MetricsAccess = 'loopback' | 'open' | false;
+
 /** Options of `startRelay`. */
 export interface RelayOptions {
   /** Interface to listen on (default 127.0.0.1). */
@@ -64,8 +71,26 @@ export interface RelayOptions {
   handshakeTimeoutMs?: number;
   /** Quotas and budgets per user and per address (see LimitOptions). */
   limits?: LimitOptions;
-  /** Receives one line per connection event; never message content (default: no-op). */
-  log?: (line: string) => void;
+  /**
+   * PEM file of the certificate chain the relay presents: with `tlsKey`, the relay serves `wss://`
+   * (and its health and metrics over HTTPS) instead of `ws://`. Read at start and by `reloadTls()`.
+   */
+  tlsCert?: string;
+  /** PEM file of the private key of `tlsCert`; both or neither. */
+  tlsKey?: string;
+  /** Who may read the Prometheus metrics at `GET /metrics` (default `'loopback'`). */
+  metrics?: MetricsAccess;
+  /**
+   * Also report the process's own metrics (CPU, memory, event-loop delay, GC: prom-client's defaults),
+   * collected once per process from the first relay that asks (default false: an embedder's process
+   * is its own business; `npm run relay` turns it on).
+   */
+  processMetrics?: boolean;
+  /**
+   * Receives one line per connection or server event, and the same event as a record with fields
+   * (log.ts); never message content, keys or user ids (default: no-op).
+   */
+  log?: RelayLog;
   /** Clock for timestamps and timeouts, in ms since the epoch (default Date.now). */
   now?: () => number;
 }
@@ -80,7 +105,11 @@ export interface ResolvedOptions {
   readonly rateLimit: { readonly framesPerSecond: number; readonly burst: number };
   readonly handshakeTimeoutMs: number;
   readonly limits: Readonly<Required<LimitOptions>>;
-  readonly log: (line: string) => void;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly metrics: MetricsAccess;
+  readonly processMetrics: boolean;
+  readonly log: RelayLog;
   readonly now: () => number;
 }
 
@@ -106,6 +135,10 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
     oneTimePreKeysPerTargetPerMinute: 30,
     oneTimePreKeysPerRequesterPerMinute: 60,
   }),
+  tlsCert: undefined,
+  tlsKey: undefined,
+  metrics: 'loopback',
+  processMetrics: false,
   log: () => {},
   now: Date.now,
 });
@@ -200,6 +233,18 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
   if (burst < 1) throw new RangeError(`rateLimit.burst must be at least 1 frame, got ${burst}`);
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === ''))
     throw new TypeError('dataDir must be a non-empty string (omit it for an in-memory relay)');
+  for (const name of ['tlsCert', 'tlsKey'] as const) {
+    const file = o[name] as unknown;
+    if (file !== undefined && (typeof file !== 'string' || file === ''))
+      throw new TypeError(`${name} must be the path of a PEM file`);
+  }
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined))
+    throw new TypeError(
+      `${o.tlsCert === undefined ? 'tlsKey' : 'tlsCert'} needs ${o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'}: TLS takes both a certificate and its key`,
+    );
+  if (o.metrics !== 'loopback' && o.metrics !== 'open' && o.metrics !== false)
+    throw new TypeError(`metrics must be 'loopback', 'open' or false, not ${JSON.stringify(o.metrics)}`);
+  if (typeof o.processMetrics !== 'boolean') throw new TypeError('processMetrics must be a boolean');
 
   return Object.freeze({
     host: o.host,
@@ -216,7 +261,11 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
     rateLimit: Object.freeze({ framesPerSecond, burst }),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMER_MS),
     limits: resolveLimits(o.limits),
-    log: fn<(line: string) => void>('log', o.log),
+    tlsCert: o.tlsCert,
+    tlsKey: o.tlsKey,
+    metrics: o.metrics,
+    processMetrics: o.processMetrics,
+    log: fn<RelayLog>('log', o.log),
     now: fn<() => number>('now', o.now),
   });
 }

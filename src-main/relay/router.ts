@@ -12,12 +12,16 @@
  * duplicates by message id.
  */
 import { failpoint } from './failpoints.js';
+import { errorText, type RelayLogger } from './log.js';
+import type { RelayMetrics } from './metrics.js';
 import type { DeliveryQueue, QueueItem } from './queue/index.js';
 import type { Store } from './store.js';
 
 /** An authenticated connection, as the router sees it. */
 export interface Peer {
   readonly userId: string;
+  /** The connection's label in the log (`#12`). */
+  readonly label: string;
   mode: 'draining' | 'live';
   readonly closed: boolean;
   /** Sends a frame; `done` runs once it is handed to the OS (or the socket failed). */
@@ -52,7 +56,6 @@ export function deliverFrame(item: QueueItem): string {
 
 export interface RouterOptions {
   readonly maxBufferedBytes: number;
-  readonly log: (line: string) => void;
 }
 
 /** Routes items to online peers or the queue; owns the online map. */
@@ -68,7 +71,14 @@ export class Router {
     private readonly store: Store,
     private readonly queue: DeliveryQueue,
     private readonly opts: RouterOptions,
+    private readonly log: RelayLogger,
+    private readonly metrics: RelayMetrics | undefined,
   ) {}
+
+  /** Authenticated connections: users online. */
+  get onlineCount(): number {
+    return this.online.size;
+  }
 
   /** The authenticated connection of a user, if any. */
   peer(userId: string): Peer | undefined {
@@ -92,6 +102,7 @@ export class Router {
       ts,
     };
     this.queue.enqueue(item);
+    this.metrics?.routed(item.kind);
     const peer = this.online.get(recipient);
     if (!peer) return;
     failpoint('route.before-forward');
@@ -112,7 +123,7 @@ export class Router {
     peer.send(deliverFrame(item));
     if (peer.bufferedAmount() > this.opts.maxBufferedBytes) peer.flush(); // held back is not slow
     if (peer.bufferedAmount() > this.opts.maxBufferedBytes) {
-      this.opts.log(`slow consumer ${peer.userId}: closing`);
+      this.log.warn('slow_consumer', `slow consumer ${peer.label}: closing`, { conn: peer.label });
       peer.close(1008, 'slow consumer'); // its items stay queued for its next connection
     }
   }
@@ -131,7 +142,10 @@ export class Router {
   /** Replays the peer's queue in seq order, then makes it live. */
   startDrain(peer: Peer): void {
     this.drain(peer).catch((err: unknown) => {
-      this.opts.log(`drain failed for ${peer.userId}: ${String(err)}`);
+      this.log.error('drain_failed', `drain failed for ${peer.label}: ${String(err)}`, {
+        conn: peer.label,
+        error: errorText(err),
+      });
       if (!peer.closed) peer.close(1011, 'internal error');
     });
   }

@@ -64,6 +64,8 @@ export class Store {
   private readonly waiting: Waiting[] = [];
   private syncing = false;
   private walFd: number | undefined;
+  /** Groups of a relay before signed membership, dropped when this database was opened (to log). */
+  droppedLegacyGroups = 0;
 
   private constructor(
     private readonly db: Database.Database,
@@ -100,9 +102,11 @@ export class Store {
         db.pragma('synchronous = NORMAL');
       }
       db.exec(SCHEMA);
-      dropUnsignedGroups(db, onError);
+      const dropped = dropUnsignedGroups(db);
       if (dataDir !== undefined) moveQueueOut(db, join(dataDir, QUEUE_FILE));
-      return new Store(db, onError, dataDir === undefined ? undefined : `${file}-wal`);
+      const store = new Store(db, onError, dataDir === undefined ? undefined : `${file}-wal`);
+      store.droppedLegacyGroups = dropped;
+      return store;
     } catch (err) {
       db.close();
       if ((err as { code?: unknown }).code === 'SQLITE_BUSY')
@@ -376,12 +380,12 @@ function moveQueueOut(db: Database.Database, queueFile: string): void {
  * for. Such a group cannot be turned into a signed log (only its members can sign), so it is dropped at
  * the first start of this version; its members create it again (docs/PROTOCOL.md, Group membership).
  */
-function dropUnsignedGroups(db: Database.Database, log: (message: unknown) => void): void {
+function dropUnsignedGroups(db: Database.Database): number {
   const legacy = db
     .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chat_groups'")
     .get();
-  if (!legacy) return;
+  if (!legacy) return 0;
   const { n } = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM chat_groups').get()!;
   db.exec('DROP TABLE chat_groups; DROP TABLE IF EXISTS group_members');
-  if (n > 0) log(`dropped ${n} groups made before signed membership; their members must create them again`);
+  return n;
 }

@@ -84,7 +84,7 @@ describe('npm run chat: connecting', () => {
       const cases = [
         {
           url: relay.url.replace('ws://', 'wss://'),
-          says: `! The TLS handshake with 127.0.0.1:${relay.port} failed: the server there does not speak TLS; a relay started with npm run relay does not, so use ws:// instead of wss://.`,
+          says: `! The TLS handshake with 127.0.0.1:${relay.port} failed: the server there does not speak TLS (npm run relay speaks it only with --tls-cert and --tls-key), so use ws:// instead of wss://.`,
         },
         {
           url: `ws://127.0.0.1:${webPort}`,

@@ -207,10 +207,10 @@ describe('npm run chat: groups with signed membership', () => {
 
     m = marks();
     alice.type('/remove team dave');
-    await alice.waitFor(/! .*alice is not an admin of team and cannot remove people\./, { from: m.a });
+    await alice.waitFor(/! You are not an admin of team and cannot remove people\./, { from: m.a });
     carol.type('/leave team');
     await carol.waitFor(
-      /! .*the last admin cannot leave while members remain: make another member an admin first\./,
+      /! The last admin cannot leave while members remain: make another member an admin first\./,
       {
         from: m.c,
       },

@@ -18,9 +18,12 @@ export class CliFixture {
     return relay;
   }
 
-  /** `npm run chat -- --relay URL --user USER --state DIR` in a terminal (the fixture's folder by default). */
-  chat(url: string, user: string, state = this.stateDir): TtySession {
-    const session = npmRun('chat', ['--relay', url, '--user', user, '--state', state]);
+  /**
+   * `npm run chat -- --relay URL --user USER --state DIR` in a terminal (the fixture's folder by default),
+   * with `env` added to the environment.
+   */
+  chat(url: string, user: string, state = this.stateDir, env?: NodeJS.ProcessEnv): TtySession {
+    const session = npmRun('chat', ['--relay', url, '--user', user, '--state', state], env && { env });
     this.sessions.push(session);
     return session;
   }

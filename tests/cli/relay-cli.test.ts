@@ -1,42 +1,82 @@
 /**
- * `npm run relay` in a terminal (issue 7): one line says where it listens, --help lists every option
- * with its default, wrong options and a busy port are explained in a sentence, Ctrl-C closes it.
+ * `npm run relay` in a terminal (issues 7 and 9): it logs JSON lines (the first says where it listens),
+ * --help lists every option with its default, wrong options and a busy port are explained in a
+ * sentence, Ctrl-C closes it; with --tls-cert and --tls-key it serves wss://, which a chat trusting the
+ * certificate uses and a chat that does not refuses once, and SIGHUP reloads the certificate.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { selfSigned } from '../relay/certificates.js';
+import { scrape } from '../relay/http-get.js';
 import { CliFixture } from './helpers.js';
-import { npmRun } from './tty.js';
+import { npmRun, type TtySession } from './tty.js';
 
 const fx = new CliFixture();
 afterAll(() => fx.cleanup());
 
-const USAGE = 'usage: npm run relay -- [--host ADDR] [--port N] [--data DIR | --memory]';
+const USAGE =
+  'usage: npm run relay -- [--host ADDR] [--port N] [--data DIR | --memory] [--tls-cert FILE --tls-key FILE] [--metrics WHO] [--log-level LEVEL]';
+
+/** One line of the relay's log. */
+interface LogLine {
+  level: string;
+  time: string;
+  pid: number;
+  event: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** The JSON lines the relay wrote so far (npm's own lines and stderr sentences left out). */
+const logLines = (relay: TtySession): LogLine[] =>
+  relay.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+
+/** Waits for the relay's first log line with `event` and returns it. */
+async function logged(relay: TtySession, event: string): Promise<LogLine> {
+  await relay.waitFor(`"event":"${event}"`);
+  return logLines(relay).find((l) => l.event === event)!;
+}
 
 describe('npm run relay', () => {
-  it('says once where it listens, serves a chat, and closes on Ctrl-C', async () => {
+  it('logs JSON lines: where it listens, each connection without naming the user; closes on Ctrl-C', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sealed-relay-cli-'));
     try {
       const data = path.join(dir, 'data');
       const relay = npmRun('relay', ['--port', '0', '--data', data]);
-      const listening = await relay.waitFor(/relay listening on ws:\/\/127\.0\.0\.1:\d+ with data in \S+/);
-      expect(listening).toContain(`with data in ${data}`);
-      const url = /ws:\/\/\S+/.exec(listening)![0];
-      expect(relay.lines.filter((l) => /listening/i.test(l))).toHaveLength(1);
-      expect(relay.lines.filter((l) => /listening/i.test(l))[0]).toMatch(
-        /^\d{4}-\d\d-\d\dT[\d:.]+Z relay listening/,
-      );
+      const listening = await logged(relay, 'listening');
+      expect(listening).toEqual({
+        level: 'info',
+        time: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/),
+        pid: expect.any(Number),
+        event: 'listening',
+        url: expect.stringMatching(/^ws:\/\/127\.0\.0\.1:\d+$/),
+        dataDir: data,
+        metrics: 'loopback',
+        msg: `relay listening on ${listening.url as string} with data in ${data}`,
+      });
+      expect(logLines(relay).filter((l) => l.event === 'listening')).toHaveLength(1);
+      const url = listening.url as string;
 
       await fx.connected(url, 'erin');
-      await relay.waitFor(/authenticated #\d+ erin/);
+      const authenticated = await logged(relay, 'authenticated');
+      expect(authenticated).toMatchObject({ level: 'info', conn: '#1', online: 1, msg: 'authenticated #1' });
       expect(readdirSync(data).length).toBeGreaterThan(0);
+      // The process metrics are on, for this computer.
+      const metrics = await scrape(url);
+      expect(metrics.get('sealed_relay_users')).toBe(1);
+      expect(metrics.get('process_cpu_seconds_total')).toBeGreaterThan(0);
 
       relay.write('\x03');
-      await relay.waitFor('SIGINT: closing');
-      await relay.waitFor('relay closed');
+      await relay.waitFor('"msg":"SIGINT: closing"');
+      await relay.waitFor('"msg":"relay closed"');
       // The relay closed cleanly (above); npm reports a script ended by Ctrl-C as 128 + SIGINT.
       expect(await relay.exited).toBe(130);
+      expect(logLines(relay).map((l) => l.event)).toEqual(
+        expect.arrayContaining(['listening', 'connect', 'registered', 'authenticated', 'signal', 'closed']),
+      );
+      expect(relay.screen).not.toContain('erin');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -51,19 +91,44 @@ describe('npm run relay', () => {
     expect(help).toMatch(/--port N\s+TCP port; 0 picks a free one \(default: 8787\)/);
     expect(help).toMatch(/--data DIR\s+folder of the relay database.*\(default: \.\/relay-data\)/);
     expect(help).toMatch(/--memory\s+keep everything in memory instead of --data/);
+    expect(help).toMatch(
+      /--tls-cert FILE\s+serve wss:\/\/ with this certificate chain .*\(default: none: plain ws:\/\/\)/,
+    );
+    expect(help).toMatch(/--tls-key FILE\s+the private key of --tls-cert \(PEM\) \(default: none\)/);
+    expect(help).toMatch(
+      /--metrics WHO\s+who may read Prometheus metrics at \/metrics: .*\(default: loopback\)/,
+    );
+    expect(help).toMatch(/--log-level LEVEL\s+least severe events logged .*\(default: info\)/);
     expect(help).toMatch(/-h, --help\s+show this help/);
   });
 
-  it('wrong options: one sentence, the usage, exit code 2; a busy port: a sentence, exit code 1', async () => {
+  it('wrong options: one sentence, the usage, exit code 2; a busy port or a missing certificate: a sentence, exit code 1', async () => {
     const busy = await fx.relay();
+    const missing = path.join(fx.dir, 'missing.pem');
     const cases = [
       { args: ['--port', '80a'], says: '! --port must be a number from 0 to 65535, not "80a".', code: 2 },
       { args: ['--port', '70000'], says: '! --port must be a number from 0 to 65535, not "70000".', code: 2 },
       { args: ['--memory', '--data', 'x'], says: '! --memory and --data cannot be used together.', code: 2 },
       { args: ['--tls'], says: '! Unknown option --tls.', code: 2 },
+      { args: ['--tls-cert', 'x.pem'], says: '! --tls-cert needs --tls-key as well.', code: 2 },
+      {
+        args: ['--metrics', 'public'],
+        says: '! --metrics must be loopback, open or off, not "public".',
+        code: 2,
+      },
+      {
+        args: ['--log-level', 'debug'],
+        says: '! --log-level must be one of info, warn, error, silent, not "debug".',
+        code: 2,
+      },
       {
         args: ['--port', String(busy.port), '--memory'],
         says: `! Port ${busy.port} on 127.0.0.1 is already in use (another relay?): stop it, or choose another --port.`,
+        code: 1,
+      },
+      {
+        args: ['--port', '0', '--memory', '--tls-cert', missing, '--tls-key', missing],
+        says: `! The relay could not start: Cannot read the TLS certificate ${missing}: ENOENT`,
         code: 1,
       },
     ];
@@ -76,5 +141,42 @@ describe('npm run relay', () => {
       expect(screen).not.toMatch(/^\s+at /m);
       expect(codes[i], args.join(' ')).toBe(code);
     });
+  });
+
+  it('serves wss:// with --tls-cert and --tls-key: a chat that trusts it connects, one that does not is told once; SIGHUP reloads', async () => {
+    const cert = selfSigned(fx.dir, 'cli-relay');
+    const relay = npmRun('relay', [
+      '--port',
+      '0',
+      '--memory',
+      '--tls-cert',
+      cert.certFile,
+      '--tls-key',
+      cert.keyFile,
+    ]);
+    const listening = await logged(relay, 'listening');
+    const url = listening.url as string;
+    expect(url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
+    const port = new URL(url).port;
+
+    const trusting = fx.chat(url, 'erin', fx.stateDir, { NODE_EXTRA_CA_CERTS: cert.certFile });
+    await trusting.waitFor(`* Connected to ${url} as erin.`);
+
+    const wary = fx.chat(url, 'frank');
+    const refusal = `! The TLS certificate of 127.0.0.1:${port} is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT): check the address in --relay, and that the relay's certificate is valid for 127.0.0.1; a certificate of your own is trusted with NODE_EXTRA_CA_CERTS=<its PEM file>.`;
+    expect(await wary.exited).toBe(1);
+    expect(wary.screen.split(refusal)).toHaveLength(2); // said once
+    expect(wary.screen).not.toMatch(/Still trying|attempt \d/);
+    // One refused handshake on the relay's side: the chat did not retry.
+    expect((await scrape(url, cert.certPem)).get('sealed_relay_tls_handshake_failures_total')).toBe(1);
+
+    process.kill(listening.pid, 'SIGHUP');
+    expect(await logged(relay, 'tls_reloaded')).toMatchObject({
+      level: 'info',
+      msg: `TLS certificate reloaded from ${cert.certFile}`,
+    });
+    expect(trusting.screen).not.toContain('Lost the connection');
+    relay.write('\x03');
+    expect(await relay.exited).toBe(130);
   });
 });

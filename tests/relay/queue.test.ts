@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DeliveryQueue, QueueItem } from '../../src-main/relay/queue/index.js';
+import type { DeliveryQueue, OnAcknowledged, QueueItem } from '../../src-main/relay/queue/index.js';
 import { MemoryDeliveryQueue } from '../../src-main/relay/queue/memory.js';
 import { SqliteDeliveryQueue } from '../../src-main/relay/queue/sqlite.js';
 import { QUEUE_FILE, Store } from '../../src-main/relay/store.js';
@@ -37,14 +37,14 @@ const item = (seq: number, recipient = 'bob', body: string | undefined = `Ym9keS
   ts: 1_700_000_000_000 + seq,
 });
 
-const backends: [string, () => Promise<DeliveryQueue>][] = [
-  ['sqlite', () => SqliteDeliveryQueue.open(join(dir, QUEUE_FILE), (e) => errors.push(e))],
-  ['memory', async () => new MemoryDeliveryQueue()],
+const backends: [string, (onAcknowledged?: OnAcknowledged) => Promise<DeliveryQueue>][] = [
+  ['sqlite', (onAck) => SqliteDeliveryQueue.open(join(dir, QUEUE_FILE), (e) => errors.push(e), onAck)],
+  ['memory', async (onAck) => new MemoryDeliveryQueue(onAck)],
 ];
 
 describe.each(backends)('DeliveryQueue contract: %s', (_name, open) => {
-  const make = async (): Promise<DeliveryQueue> => {
-    const q = await open();
+  const make = async (onAcknowledged?: OnAcknowledged): Promise<DeliveryQueue> => {
+    const q = await open(onAcknowledged);
     opened.push(q);
     return q;
   };
@@ -93,6 +93,28 @@ describe.each(backends)('DeliveryQueue contract: %s', (_name, open) => {
     expect((await q.page('carol', 0, 10)).map((i) => i.seq)).toEqual([6]);
   });
 
+  it('counts the items and payload bytes it holds, and reports each acknowledged item once', async () => {
+    const acknowledged: number[] = [];
+    const q = await make((ts) => acknowledged.push(ts));
+    expect(q.stats()).toEqual({ items: 0, bytes: 0 });
+    const event = JSON.stringify({ type: 'groupMemberJoin', group: 'g', userId: 'm4' });
+    for (let seq = 1; seq <= 4; seq++) q.enqueue(item(seq, seq === 4 ? 'carol' : 'bob', 'QUJD'.repeat(seq)));
+    q.enqueue({ seq: 5, recipient: 'bob', kind: 'event', event, ts: 5 });
+    await durable(q);
+    expect(q.stats()).toEqual({ items: 5, bytes: 4 * (1 + 2 + 3 + 4) + event.length });
+    q.dequeue('bob', 2);
+    q.dequeue('bob', 2); // already gone: nothing
+    q.dequeue('carol', 1); // bob's: nothing
+    q.dequeue('bob', 5);
+    await durable(q);
+    expect(acknowledged).toEqual([item(2).ts, 5]);
+    expect(q.stats()).toEqual({ items: 3, bytes: 4 * (1 + 3 + 4) });
+    q.deleteRecipient('bob'); // an account deleted: gone, but nobody acknowledged them
+    await durable(q);
+    expect(q.stats()).toEqual({ items: 1, bytes: 16 });
+    expect(acknowledged).toHaveLength(2);
+  });
+
   it('runs afterDurable callbacks once their writes are durable, in registration order', async () => {
     const q = await make();
     const order: string[] = [];
@@ -110,7 +132,9 @@ describe.each(backends)('DeliveryQueue contract: %s', (_name, open) => {
 describe('SqliteDeliveryQueue', () => {
   const file = (): string => join(dir, QUEUE_FILE);
 
-  it('keeps what was durable across a reopen, and reports the highest seq', async () => {
+  it('keeps what was durable across a reopen, and reports the highest seq and what it holds', async () => {
+    let all300Bytes = 0;
+    for (let seq = 1; seq <= 300; seq++) all300Bytes += item(seq).body!.length;
     const q1 = await SqliteDeliveryQueue.open(file(), (e) => errors.push(e));
     for (let seq = 1; seq <= 300; seq++) q1.enqueue(item(seq));
     q1.dequeue('bob', 2);
@@ -119,6 +143,7 @@ describe('SqliteDeliveryQueue', () => {
     const q2 = await SqliteDeliveryQueue.open(file(), (e) => errors.push(e));
     opened.push(q2);
     expect(q2.maxSeq).toBe(300);
+    expect(q2.stats()).toEqual({ items: 299, bytes: all300Bytes - item(2).body!.length });
     const all = await q2.page('bob', 0, 1000);
     expect(all).toHaveLength(299);
     expect(all[0]).toEqual(item(1));

@@ -43,8 +43,9 @@ describe('npm test prerequisites', () => {
           '  iproute2: the LAN tests build simulated computers with `ip netns` and veth links',
           '  tcpdump: the LAN tests capture what crosses the simulated network',
           '  nftables: the LAN tests block multicast and addresses with `nft`',
+          "  openssl: the relay's TLS tests make self-signed certificates with `openssl req`",
           'Install them (Debian/Ubuntu), then run npm test again:',
-          `  ${sudo}apt-get install -y fonts-noto-color-emoji dbus gnome-keyring python3 make g++ pkg-config libsecret-1-dev util-linux iproute2 tcpdump nftables`,
+          `  ${sudo}apt-get install -y fonts-noto-color-emoji dbus gnome-keyring python3 make g++ pkg-config libsecret-1-dev util-linux iproute2 tcpdump nftables openssl`,
           '',
         ].join('\n'),
       );

@@ -26,7 +26,7 @@ import { MAX_PLAINTEXT_BYTES } from '../crypto/constants.js';
 import { utf8Encode } from '../encoding.js';
 import { CryptoError, ErrorCode, ProtocolError, UsageError } from '../errors.js';
 import { Name, type RelayEvent, type RelayFrame, authSignatureInput, b64, unb64 } from '../protocol/wire.js';
-import { RelayConnection, type RelayPush } from './connection.js';
+import { RelayConnection, type RelayPush, type RelayTlsOptions, checkTlsOptions } from './connection.js';
 import { ContentType, encodeContent } from './content.js';
 import {
   GroupChanges,
@@ -69,6 +69,8 @@ export interface E2EEClientOptions {
   now?: (() => number) | undefined;
   /** Request timeout (default 15 s). */
   requestTimeoutMs?: number | undefined;
+  /** TLS for a wss:// relay (default: the system's certificate authorities). */
+  tls?: RelayTlsOptions | undefined;
 }
 
 /** Options of a send. */
@@ -201,6 +203,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       throw new TypeError('url must be a ws:// or wss:// URL');
     }
     if (!v.is(Name, options.userId)) throw new TypeError('userId must be 1-64 of A-Z a-z 0-9 . _ -');
+    checkTlsOptions(options.tls);
     this.userId = options.userId;
     this.keyStore = options.keyStore ?? new MemoryKeyStore();
     this.stateStore = options.stateStore ?? new MemoryStateStore();

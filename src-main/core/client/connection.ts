@@ -15,12 +15,35 @@ import {
   parseFrameByType,
 } from '../protocol/wire.js';
 
+/** TLS settings for a wss:// relay. */
+export interface RelayTlsOptions {
+  /**
+   * The certificates to trust, PEM: the relay's own self-signed certificate, or the CA that signed it.
+   * They replace the system's certificate authorities for this client (Node's `tls.connect` `ca`), so
+   * a relay with a certificate from a public CA is then refused. Default: the system's CAs, plus the
+   * file in NODE_EXTRA_CA_CERTS.
+   */
+  ca?: string | Buffer | readonly (string | Buffer)[] | undefined;
+}
+
+/** Throws TypeError unless `tls` is undefined or a valid RelayTlsOptions. */
+export function checkTlsOptions(tls: unknown): void {
+  if (tls === undefined) return;
+  if (typeof tls !== 'object' || tls === null) throw new TypeError('tls must be an object');
+  for (const key of Object.keys(tls)) if (key !== 'ca') throw new TypeError(`unknown option "tls.${key}"`);
+  const ca = (tls as RelayTlsOptions).ca;
+  const pem = (c: unknown): boolean => typeof c === 'string' || Buffer.isBuffer(c);
+  if (ca !== undefined && !pem(ca) && !(Array.isArray(ca) && ca.length > 0 && ca.every(pem)))
+    throw new TypeError('tls.ca must be PEM text, a Buffer, or a non-empty array of them');
+}
+
 /** The client options the connection uses; read when needed, as the client always did. */
 export interface RelayConnectionOptions {
   url: string;
   reconnect?: boolean | undefined;
   reconnectDelayMs?: { min: number; max: number } | undefined;
   requestTimeoutMs?: number | undefined;
+  tls?: RelayTlsOptions | undefined;
 }
 
 /** A relay frame that is not the answer to a request (`ok`, or `error` with a waiting rid). */
@@ -51,6 +74,35 @@ interface Pending {
 /** Relay refusals of the handshake after which reconnecting cannot help. */
 const FATAL_HANDSHAKE_ERRORS = new Set(['AUTH_FAILED', 'UNSUPPORTED_VERSION']);
 
+/**
+ * Node's codes for a certificate that fails verification (tls docs, "X509 certificate error codes",
+ * and the host name check). Trying again would only repeat the same refusal, as fast as the backoff
+ * allows, so it is final like a refused login.
+ */
+const UNTRUSTED_CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 /** One relay connection (reopened after unexpected closes) owned by an E2EEClient. */
 export class RelayConnection {
   private ws: WebSocket | undefined;
@@ -62,6 +114,8 @@ export class RelayConnection {
   private nextRid = 1;
   private readonly pending = new Map<number, Pending>();
   private lastRelayError: string | undefined;
+  /** The certificate of the socket that is closing was refused. */
+  private untrusted: E2EEError | undefined;
 
   constructor(
     private readonly userId: string,
@@ -142,14 +196,31 @@ export class RelayConnection {
   }
 
   private open(): void {
-    const ws = new WebSocket(this.opts.url, { perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
+    const ca = this.opts.tls?.ca;
+    const ws = new WebSocket(this.opts.url, {
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES,
+      ...(ca === undefined ? {} : { ca: ca as string | Buffer | (string | Buffer)[] }),
+    });
     this.ws = ws;
     ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: WIRE_VERSION, userId: this.userId })));
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
       this.onMessage(data.toString());
     });
-    ws.on('error', (e) => this.on.error(e));
+    ws.on('error', (e) => {
+      const code = (e as { code?: unknown }).code;
+      if (typeof code !== 'string' || !UNTRUSTED_CERTIFICATE_CODES.has(code)) {
+        this.on.error(e);
+        return;
+      }
+      // Reported once by onClose, which follows, as the reason connect() fails.
+      this.untrusted = new E2EEError(
+        ErrorCode.UNTRUSTED_CERTIFICATE,
+        `The relay's TLS certificate is not trusted (${code}: ${e.message}): check the relay's address, or trust its certificate or CA (option tls.ca).`,
+      );
+      this.untrusted.cause = e;
+    });
     ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString()));
   }
 
@@ -164,16 +235,21 @@ export class RelayConnection {
       this.pending.delete(rid);
     }
     if (wasAuthenticated) this.on.disconnect(code, reason);
-    // Only a refused identity or version is final; a timeout, rate limit or restart is retried.
+    // Only a refused identity, version or certificate is final; a timeout, rate limit or restart is retried.
     const refusal = this.lastRelayError;
     this.lastRelayError = undefined;
-    const fatal = !wasAuthenticated && refusal !== undefined && FATAL_HANDSHAKE_ERRORS.has(refusal);
+    const untrusted = this.untrusted;
+    this.untrusted = undefined;
+    const fatal =
+      untrusted !== undefined ||
+      (!wasAuthenticated && refusal !== undefined && FATAL_HANDSHAKE_ERRORS.has(refusal));
     // Another connection of this user replaced us: reconnecting would push it off in turn.
     const replaced = code === 1000 && reason === 'replaced';
     if (replaced) this.closedByUser = true;
     if (fatal || this.closedByUser) {
       const waiters = this.readyWaiters.splice(0);
-      const err = new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
+      const err =
+        untrusted ?? new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
       for (const w of waiters)
         w.reject(this.closedByUser ? new E2EEError(ErrorCode.NOT_CONNECTED, 'closed') : err);
       if (fatal && !this.closedByUser) this.on.error(err);

@@ -296,8 +296,14 @@ export class GroupChanges {
         throw new ProtocolError(ErrorCode.GROUP_OUT_OF_SYNC, outOfSyncSentence(group, g.problem));
       const bytes = this.c.author().next(g.log, body(g.log));
       // Checked as every member will check it before the relay sees it: a change we may not make
-      // fails here, with the core's sentence.
-      applyEntry(g.log, decodeEntry(bytes));
+      // fails here, with the core's sentence, told to us as "you".
+      try {
+        applyEntry(g.log, decodeEntry(bytes));
+      } catch (e) {
+        throw e instanceof ProtocolError && e.code === ErrorCode.NOT_ALLOWED
+          ? new ProtocolError(e.code, toSecondPerson(e.message, this.c.userId))
+          : e;
+      }
       try {
         await this.append(group, bytes);
       } catch (e) {
@@ -363,4 +369,11 @@ export function outOfSyncSentence(group: string, p: GroupProblem): string {
     case 'missing':
       return `The relay no longer knows ${group}, and no one deleted it.`;
   }
+}
+
+/** The core's refusal of our own entry ("alice is not an admin of …"), said to alice ("you are not …"). */
+export function toSecondPerson(message: string, self: string): string {
+  if (message.startsWith(`${self} is `)) return `you are ${message.slice(self.length + 4)}`;
+  if (message.startsWith(`${self} has `)) return `you have ${message.slice(self.length + 5)}`;
+  return message;
 }

@@ -9,6 +9,9 @@
  * - Writes are durable at a later commit; `afterDurable` runs its callback once every write called
  *   before it is durable (with the error if its commit failed), callbacks in registration order.
  * - Nothing blocks the event loop on the disk.
+ * - `stats()` is cheap (kept up to date as items come and go, never a scan), and an item removed by
+ *   `dequeue` (its recipient acknowledged it) is reported to the queue's `onAcknowledged` hook with its
+ *   `ts` once the removal is durable: the relay's metrics (metrics.ts) read both.
  */
 
 export type DeliverKind = 'direct' | 'group' | 'receipt' | 'event';
@@ -31,6 +34,17 @@ export interface QueueItem {
 /** An item's weight in its recipient's mailbox quota: the bytes of its body and event. */
 export const itemBytes = (item: Pick<QueueItem, 'body' | 'event'>): number =>
   (item.body?.length ?? 0) + (item.event?.length ?? 0);
+
+/** What a queue holds, all recipients together, as of its last durable commit. */
+export interface QueueStats {
+  /** Items stored. */
+  readonly items: number;
+  /** Their payload: the characters of `body` and `event` (base64 and JSON: one byte each). */
+  readonly bytes: number;
+}
+
+/** Runs once per item its recipient acknowledged (`dequeue`), with the item's `ts`, once that is durable. */
+export type OnAcknowledged = (ts: number) => void;
 
 /** Durable per-recipient queues of routed items. */
 export interface DeliveryQueue {
@@ -55,6 +69,8 @@ export interface DeliveryQueue {
   usage(recipient: string): { items: number; bytes: number };
   /** Up to `limit` of `recipient`'s items with seq > `after`, in seq order. */
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]>;
+  /** Items and payload bytes stored, as of the last durable commit; cheap (no scan). */
+  stats(): QueueStats;
   /** Runs `done` once every write called so far is durable (or failed: `done(err)`). */
   afterDurable(done: (err?: unknown) => void): void;
   /** Makes everything durable, runs every waiting callback, and releases the backend; idempotent. */

@@ -1,5 +1,11 @@
 /** The delivery queue of an in-memory relay: per-recipient arrays in seq order; nothing survives a restart. */
-import { type DeliveryQueue, type QueueItem, itemBytes } from './index.js';
+import {
+  type DeliveryQueue,
+  type OnAcknowledged,
+  type QueueItem,
+  type QueueStats,
+  itemBytes,
+} from './index.js';
 
 /** Index of the first item with seq > `after` (items are sorted by seq). */
 function firstAfter(items: readonly QueueItem[], after: number): number {
@@ -18,9 +24,15 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   readonly maxSeq = 0;
   private readonly byRecipient = new Map<string, QueueItem[]>();
   private closed = false;
+  private items = 0;
+  private bytes = 0;
+
+  constructor(private readonly onAcknowledged: OnAcknowledged = () => {}) {}
 
   enqueue(item: QueueItem): void {
     this.assertOpen();
+    this.items++;
+    this.bytes += itemBytes(item);
     let items = this.byRecipient.get(item.recipient);
     if (!items) this.byRecipient.set(item.recipient, (items = []));
     items.push(item);
@@ -31,22 +43,36 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     const items = this.byRecipient.get(recipient);
     if (!items) return;
     const i = firstAfter(items, seq - 1);
-    if (items[i]?.seq !== seq) return;
+    const item = items[i];
+    if (item?.seq !== seq) return;
     items.splice(i, 1);
     if (items.length === 0) this.byRecipient.delete(recipient);
+    this.items--;
+    this.bytes -= itemBytes(item);
+    this.onAcknowledged(item.ts);
   }
 
   supersede(recipient: string, group: string): void {
     this.assertOpen();
     const items = this.byRecipient.get(recipient);
     if (!items) return;
-    const kept = items.filter((i) => !(i.kind === 'event' && i.group === group));
+    const kept: QueueItem[] = [];
+    for (const item of items) {
+      if (item.kind === 'event' && item.group === group) {
+        this.items--;
+        this.bytes -= itemBytes(item);
+      } else kept.push(item);
+    }
     if (kept.length === 0) this.byRecipient.delete(recipient);
     else this.byRecipient.set(recipient, kept);
   }
 
   deleteRecipient(recipient: string): void {
     this.assertOpen();
+    for (const item of this.byRecipient.get(recipient) ?? []) {
+      this.items--;
+      this.bytes -= itemBytes(item);
+    }
     this.byRecipient.delete(recipient);
   }
 
@@ -62,6 +88,10 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     const items = this.byRecipient.get(recipient) ?? [];
     const from = firstAfter(items, after);
     return Promise.resolve(items.slice(from, from + limit));
+  }
+
+  stats(): QueueStats {
+    return { items: this.items, bytes: this.bytes };
   }
 
   afterDurable(done: (err?: unknown) => void): void {

@@ -56,21 +56,33 @@ export interface QueueRow {
   ts: number;
 }
 
+/** `[items, bytes]` stored after a commit (QueueStats), kept by the worker as it applies operations. */
+export type StatsTuple = [number, number];
+
 /** Worker → main. */
 export type WorkerMessage =
-  /** Opened: the highest stored seq, and what waits per recipient ([recipient, items, bytes]). */
-  | { readonly t: 'ready'; readonly maxSeq: number; readonly usage: [string, number, number][] }
+  /** Opened: the highest stored seq, and what is stored. */
+  | {
+      readonly t: 'ready';
+      readonly maxSeq: number;
+      readonly stats: StatsTuple;
+      /** What waits per recipient: [recipient, items, bytes]. */
+      readonly usage: [string, number, number][];
+    }
   /** The database could not be opened. */
   | { readonly t: 'fatal'; readonly message: string; readonly code?: string | undefined }
   /**
    * Batches up to `upTo` were committed durably (`error` unset) or rolled back (`error` set); the pages
-   * they asked for, read inside that transaction.
+   * they asked for, read inside that transaction; what is stored after it; and the `ts` of every item
+   * a `dequeue` removed in it (none when it rolled back).
    */
   | {
       readonly t: 'done';
       readonly upTo: number;
       readonly error?: { readonly message: string; readonly code?: string | undefined } | undefined;
       readonly pages: [number, QueueRow[]][];
+      readonly stats: StatsTuple;
+      readonly acknowledged: number[];
       /** What the batches' deletions freed, per recipient: [recipient, items, bytes]. */
       readonly freed: [string, number, number][];
       /** After a failed batch: what waits per recipient now (the rolled-back inserts are gone). */

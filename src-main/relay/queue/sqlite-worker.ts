@@ -8,7 +8,13 @@
 import Database from 'better-sqlite3';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { failpoint } from '../failpoints.js';
-import { QUEUE_SCHEMA, type BatchMessage, type QueueRow, type WorkerMessage } from './sqlite-protocol.js';
+import {
+  QUEUE_SCHEMA,
+  type BatchMessage,
+  type QueueRow,
+  type StatsTuple,
+  type WorkerMessage,
+} from './sqlite-protocol.js';
 
 const port = parentPort!;
 const post = (m: WorkerMessage): void => port.postMessage(m);
@@ -40,20 +46,29 @@ function main(): void {
     `INSERT INTO queue (seq, recipient, kind, sender, grp, msg_id, body, event, ts)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const remove = db.prepare<[number, string], { bytes: number }>(
-    "DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING length(coalesce(body, '')) + length(coalesce(event, '')) AS bytes",
+  // What the queue holds is counted as operations apply (stats for the relay's metrics), so nothing
+  // ever has to scan the table but this once at start.
+  const payload = 'coalesce(length(body), 0) + coalesce(length(event), 0)';
+  const remove = db.prepare<[number, string], { ts: number; bytes: number }>(
+    `DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING ts, ${payload} AS bytes`,
   );
-  const usage = db.prepare<[], { recipient: string; items: number; bytes: number }>(
-    `SELECT recipient, count(*) AS items,
-            sum(length(coalesce(body, '')) + length(coalesce(event, ''))) AS bytes
-       FROM queue GROUP BY recipient`,
-  );
-  const usageRows = (): [string, number, number][] => usage.all().map((u) => [u.recipient, u.items, u.bytes]);
   const removeAll = db.prepare<[string]>('DELETE FROM queue WHERE recipient = ?');
   const supersede = db.prepare<[string, string], { bytes: number }>(
-    `DELETE FROM queue WHERE recipient = ? AND kind = 'event' AND grp = ?
-     RETURNING length(coalesce(body, '')) + length(coalesce(event, '')) AS bytes`,
+    `DELETE FROM queue WHERE recipient = ? AND kind = 'event' AND grp = ? RETURNING ${payload} AS bytes`,
   );
+  // Per recipient (mailbox quotas): read once at start and after a failed batch; deletions reported.
+  const usage = db.prepare<[], { recipient: string; items: number; bytes: number }>(
+    `SELECT recipient, count(*) AS items, total(${payload}) AS bytes FROM queue GROUP BY recipient`,
+  );
+  const usageRows = (): [string, number, number][] => usage.all().map((u) => [u.recipient, u.items, u.bytes]);
+  const sizeOf = db.prepare<[string], { n: number; bytes: number }>(
+    `SELECT count(*) AS n, total(${payload}) AS bytes FROM queue WHERE recipient = ?`,
+  );
+  const total = db
+    .prepare<[], { n: number; bytes: number }>(`SELECT count(*) AS n, total(${payload}) AS bytes FROM queue`)
+    .get()!;
+  let stats: StatsTuple = [total.n, total.bytes];
+  let acknowledged: number[] = [];
   const page = db.prepare<[string, number, number], QueueRow>(
     'SELECT * FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?',
   );
@@ -61,42 +76,47 @@ function main(): void {
 
   const apply = db.transaction(
     (batches: BatchMessage[], pages: [number, QueueRow[]][], freed: Map<string, [number, number]>) => {
+      let [items, bytes] = stats;
+      const free = (recipient: string, n: number, b: number): void => {
+        const f = freed.get(recipient) ?? [0, 0];
+        freed.set(recipient, [f[0] + n, f[1] + b]);
+      };
       for (const { bodies, ops } of batches) {
         for (let i = 0; i < ops.length; i++) {
           const op = ops[i]!;
           switch (op[0]) {
-            case 'e':
-              insert.run(
-                op[1],
-                op[2],
-                op[3],
-                op[4],
-                op[5],
-                op[6],
-                op[7] < 0 ? null : bodies[op[7]]!,
-                op[8],
-                op[9],
-              );
+            case 'e': {
+              const body = op[7] < 0 ? null : bodies[op[7]]!;
+              insert.run(op[1], op[2], op[3], op[4], op[5], op[6], body, op[8], op[9]);
+              items++;
+              bytes += (body?.length ?? 0) + (op[8]?.length ?? 0);
               break;
+            }
             case 'd': {
-              const row = remove.get(op[2], op[1]);
-              if (row) {
-                const f = freed.get(op[1]) ?? [0, 0];
-                freed.set(op[1], [f[0] + 1, f[1] + row.bytes]);
+              const removed = remove.get(op[2], op[1]);
+              if (removed) {
+                items--;
+                bytes -= removed.bytes;
+                acknowledged.push(removed.ts);
+                free(op[1], 1, removed.bytes);
               }
               break;
             }
             case 's': {
               const rows = supersede.all(op[1], op[2]);
-              if (rows.length > 0) {
-                const f = freed.get(op[1]) ?? [0, 0];
-                freed.set(op[1], [f[0] + rows.length, f[1] + rows.reduce((n, r) => n + r.bytes, 0)]);
-              }
+              const b = rows.reduce((n, r) => n + r.bytes, 0);
+              items -= rows.length;
+              bytes -= b;
+              if (rows.length > 0) free(op[1], rows.length, b);
               break;
             }
-            case 'x':
+            case 'x': {
+              const size = sizeOf.get(op[1])!;
               removeAll.run(op[1]);
+              items -= size.n;
+              bytes -= size.bytes;
               break;
+            }
             case 'p':
               pages.push([op[1], page.all(op[2], op[3], op[4])]);
               break;
@@ -104,6 +124,7 @@ function main(): void {
           if (i === ops.length >> 1) failpoint('queue.mid-commit');
         }
       }
+      stats = [items, bytes];
     },
   );
 
@@ -127,30 +148,41 @@ function main(): void {
     const freed = new Map<string, [number, number]>();
     try {
       apply(batches, pages, freed);
-      post({ t: 'done', upTo, pages, freed: [...freed].map(([r, [n, b]]) => [r, n, b]) });
+      post({
+        t: 'done',
+        upTo,
+        pages,
+        stats,
+        acknowledged,
+        freed: [...freed].map(([r, [n, b]]) => [r, n, b]),
+      });
     } catch (err) {
-      // Rolled back: these batches' writes are gone, their pages were read inside it and are void.
       let now: [string, number, number][] | undefined;
       try {
         now = usageRows();
       } catch {
         now = undefined;
       }
+      // Rolled back: these batches' writes are gone (`stats` was not updated), their pages were read
+      // inside it and are void, and nothing they dequeued was removed.
       post({
         t: 'done',
         upTo,
         error: { message: String(err), code: (err as { code?: string }).code },
         pages: [],
+        stats,
+        acknowledged: [],
         freed: [],
         usage: now,
       });
     }
+    acknowledged = [];
     if (closing) {
       db.close();
       port.close();
     }
   });
-  post({ t: 'ready', maxSeq, usage: usageRows() });
+  post({ t: 'ready', maxSeq, stats, usage: usageRows() });
 }
 
 main();

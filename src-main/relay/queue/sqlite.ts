@@ -8,8 +8,14 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { type DeliveryQueue, type QueueItem, itemBytes } from './index.js';
-import type { BatchMessage, QueueOp, QueueRow, WorkerMessage } from './sqlite-protocol.js';
+import {
+  type DeliveryQueue,
+  type OnAcknowledged,
+  type QueueItem,
+  type QueueStats,
+  itemBytes,
+} from './index.js';
+import type { BatchMessage, QueueOp, QueueRow, StatsTuple, WorkerMessage } from './sqlite-protocol.js';
 
 interface Waiting {
   readonly done: (err?: unknown) => void;
@@ -86,14 +92,18 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   private readonly waitingFor = new Map<string, [number, number]>();
   private closing: Promise<void> | undefined;
   private gone: Error | undefined;
+  private current: QueueStats;
 
   private constructor(
     private readonly worker: Worker,
     readonly maxSeq: number,
     usage: [string, number, number][],
+    stats: StatsTuple,
     private readonly onError: (err: unknown) => void,
+    private readonly onAcknowledged: OnAcknowledged,
   ) {
     for (const [recipient, items, bytes] of usage) this.waitingFor.set(recipient, [items, bytes]);
+    this.current = { items: stats[0], bytes: stats[1] };
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {
@@ -102,7 +112,11 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   }
 
   /** Starts the worker on `file` and waits until it has opened the database. */
-  static async open(file: string, onError: (err: unknown) => void): Promise<SqliteDeliveryQueue> {
+  static async open(
+    file: string,
+    onError: (err: unknown) => void,
+    onAcknowledged: OnAcknowledged = () => {},
+  ): Promise<SqliteDeliveryQueue> {
     const worker = startWorker(file);
     // Only our own listeners come off afterwards: Worker keeps internal ones (removeAllListeners would
     // take them too, and the port would stop delivering).
@@ -125,7 +139,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
         });
       throw new QueueStorageError(message, code);
     }
-    return new SqliteDeliveryQueue(worker, first.maxSeq, first.usage, onError);
+    return new SqliteDeliveryQueue(worker, first.maxSeq, first.usage, first.stats, onError, onAcknowledged);
   }
 
   enqueue(item: QueueItem): void {
@@ -179,6 +193,10 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     });
   }
 
+  stats(): QueueStats {
+    return this.current;
+  }
+
   afterDurable(done: (err?: unknown) => void): void {
     this.assertOpen();
     const batch = this.ops.length > 0 ? this.posted + 1 : this.posted;
@@ -223,6 +241,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
 
   private onMessage(m: WorkerMessage): void {
     if (m.t !== 'done') return;
+    this.current = { items: m.stats[0], bytes: m.stats[1] };
+    for (const ts of m.acknowledged) this.onAcknowledged(ts);
     for (const [id, rows] of m.pages) {
       const request = this.pages.get(id);
       this.pages.delete(id);

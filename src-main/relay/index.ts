@@ -5,6 +5,7 @@
  */
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
+import { formatFingerprint } from '../core/protocol/login.js';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
@@ -15,6 +16,7 @@ import { SqliteDeliveryQueue } from './queue/sqlite.js';
 import type { DeliveryQueue } from './queue/index.js';
 import { Router } from './router.js';
 import { QUEUE_FILE, Store } from './store.js';
+import { loadRelayKey, type RelayKey } from './relay-key.js';
 import { join } from 'node:path';
 
 export type { RateLimitOptions, RelayOptions } from './options.js';
@@ -24,6 +26,10 @@ export interface Relay {
   /** ws:// URL clients connect to. */
   readonly url: string;
   readonly port: number;
+  /** The relay's long-term public key (65-byte SEC1), which clients pin per address. */
+  readonly publicKey: Uint8Array;
+  /** Its fingerprint, 30 digits (login.ts relayKeyFingerprint): what an operator tells users. */
+  readonly fingerprint: string;
   /** Closes every connection, stops the timers and closes the database; a second call is harmless. */
   close(): Promise<void>;
 }
@@ -38,7 +44,10 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const onStorageError = (err: unknown): void => log(`database error: ${String(err)}`);
   const store = Store.open(opts.dataDir, onStorageError);
   let queue: DeliveryQueue;
+  let relayKey: RelayKey;
   try {
+    // After the store: its exclusive lock keeps a second relay from making a key in the same directory.
+    relayKey = loadRelayKey(opts.dataDir, log);
     queue =
       opts.dataDir === undefined
         ? new MemoryDeliveryQueue()
@@ -48,9 +57,21 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     throw err;
   }
   store.seqsAbove(queue.maxSeq);
+  const { renamed, removed } = store.canonicaliseUserIds();
+  for (const id of removed) {
+    queue.deleteRecipient(id);
+    // What it sent stays queued for others, under a spelling the wire accepts (they cannot decrypt it).
+    if (id !== id.toLowerCase()) queue.renameUser(id, id.toLowerCase());
+    log(`removed user ${id}: registered after ${id.toLowerCase()} (user ids are lower case)`);
+  }
+  for (const [from, to] of renamed) {
+    queue.renameUser(from, to);
+    log(`user id ${from} is now ${to} (user ids are lower case)`);
+  }
   const router = new Router(store, queue, opts);
   const ctx: RelayContext = {
     options: opts,
+    relayKey,
     store,
     queue,
     router,
@@ -103,6 +124,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   const url = `ws://${host}:${port}`;
   log(`relay listening on ${url}${opts.dataDir ? ` with data in ${opts.dataDir}` : ' (in memory)'}`);
+  log(`relay key fingerprint ${formatFingerprint(relayKey.fingerprint)}`);
 
   let closing: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
@@ -123,6 +145,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   return {
     url,
     port,
+    publicKey: relayKey.publicKey,
+    fingerprint: relayKey.fingerprint,
     close: () => (closing ??= shutdown()),
   };
 }

@@ -60,5 +60,13 @@ export function prepare(db: Database.Database) {
       'DELETE FROM group_members WHERE group_id = ? AND user_id = ?',
     ),
     removeUserMemberships: db.prepare<[string]>('DELETE FROM group_members WHERE user_id = ?'),
+    // User ids to lower case (issue 8), once per relay database that still holds other spellings.
+    usersByAge: db.prepare<[], { id: string; created: number }>(
+      'SELECT id, created FROM users ORDER BY created, rowid',
+    ),
+    renameUser: db.prepare<[string, string]>('UPDATE users SET id = ? WHERE id = ?'),
+    renameMember: db.prepare<[string, string]>('UPDATE group_members SET user_id = ? WHERE user_id = ?'),
+    renameCreator: db.prepare<[string, string]>('UPDATE chat_groups SET creator = ? WHERE creator = ?'),
+    groupsCreatedBy: db.prepare<[string], { id: string }>('SELECT id FROM chat_groups WHERE creator = ?'),
   };
 }

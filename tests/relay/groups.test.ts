@@ -35,7 +35,7 @@ describe('groups', () => {
     await a.request({ t: 'createGroup', group: 'club' });
     await b.request({ t: 'joinGroup', group: 'club' });
     await event(b, 'groupJoin');
-    expect(await a.request({ t: 'deleteAccount' })).toMatchObject({ t: 'ok' });
+    expect(await a.deleteAccount()).toMatchObject({ t: 'ok' });
     expect(await event(b, 'groupDeleted')).toEqual({ type: 'groupDeleted', group: 'club' });
     ids.delete('alice'); // someone else registers "alice" with a new identity
     const mallory = await connect('alice');

@@ -164,7 +164,7 @@ describe('direct routing', () => {
     await a.request({ t: 'createGroup', group: 'g' });
     await b.request({ t: 'joinGroup', group: 'g' });
     const watcher = await RawClient.connect(relay.url, 'carol', Identity.generate());
-    expect(await b.request({ t: 'deleteAccount' })).toEqual({ t: 'ok', rid: 2 });
+    expect(await b.deleteAccount()).toEqual({ t: 'ok', rid: 3 }); // rid 2: its challenge
     expect((await b.closed).code).toBe(1000);
     expect(await watcher.next((f) => f.t === 'event' && f.event.type === 'userDeleted')).toMatchObject({
       event: { userId: 'bob' },

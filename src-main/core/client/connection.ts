@@ -62,6 +62,8 @@ export class RelayConnection {
   private nextRid = 1;
   private readonly pending = new Map<number, Pending>();
   private lastRelayError: string | undefined;
+  /** Set by refuse(): the client itself ended the handshake, finally, for this reason. */
+  private refusal: Error | undefined;
 
   constructor(
     private readonly userId: string,
@@ -95,6 +97,25 @@ export class RelayConnection {
   /** Resolves everyone in waitForReady() (the owner has handled 'ready'). */
   notifyReady(): void {
     for (const w of this.readyWaiters.splice(0)) w.resolve();
+  }
+
+  /**
+   * The client will not log in on this connection (the relay's key changed, or it could not prove it
+   * holds it): closes the socket, does not reconnect, rejects waitForReady() with `err` and reports it
+   * as an error. A later waitForReady() (after resume()) tries again.
+   */
+  refuse(err: Error): void {
+    const ws = this.ws;
+    if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      this.refusal = err;
+      ws.close(1008, 'relay not trusted'); // onClose finishes the refusal
+      return;
+    }
+    // The socket is gone already: stop the reconnect it scheduled and finish here.
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    for (const w of this.readyWaiters.splice(0)) w.reject(err);
+    if (!this.closedByUser) this.on.error(err);
   }
 
   /** Closes the socket and stops reconnecting; resolves once the socket is closed. */
@@ -167,13 +188,18 @@ export class RelayConnection {
     // Only a refused identity or version is final; a timeout, rate limit or restart is retried.
     const refusal = this.lastRelayError;
     this.lastRelayError = undefined;
-    const fatal = !wasAuthenticated && refusal !== undefined && FATAL_HANDSHAKE_ERRORS.has(refusal);
+    const ownRefusal = this.refusal;
+    this.refusal = undefined;
+    const fatal =
+      ownRefusal !== undefined ||
+      (!wasAuthenticated && refusal !== undefined && FATAL_HANDSHAKE_ERRORS.has(refusal));
     // Another connection of this user replaced us: reconnecting would push it off in turn.
     const replaced = code === 1000 && reason === 'replaced';
     if (replaced) this.closedByUser = true;
     if (fatal || this.closedByUser) {
       const waiters = this.readyWaiters.splice(0);
-      const err = new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
+      const err =
+        ownRefusal ?? new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
       for (const w of waiters)
         w.reject(this.closedByUser ? new E2EEError(ErrorCode.NOT_CONNECTED, 'closed') : err);
       if (fatal && !this.closedByUser) this.on.error(err);

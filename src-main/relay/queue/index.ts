@@ -38,6 +38,11 @@ export interface DeliveryQueue {
   dequeue(recipient: string, seq: number): void;
   /** Deletes every item of `recipient` (an account deleted). */
   deleteRecipient(recipient: string): void;
+  /**
+   * Moves every item of `from` to `to` and names `to` as the sender of every item `from` sent (a user id
+   * brought to its canonical form, issue 8); items keep their seqs, so `to`'s items stay in seq order.
+   */
+  renameUser(from: string, to: string): void;
   /** Up to `limit` of `recipient`'s items with seq > `after`, in seq order. */
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]>;
   /** Runs `done` once every write called so far is durable (or failed: `done(err)`). */

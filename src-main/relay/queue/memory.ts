@@ -41,6 +41,26 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     this.byRecipient.delete(recipient);
   }
 
+  renameUser(from: string, to: string): void {
+    this.assertOpen();
+    const moved = this.byRecipient.get(from) ?? [];
+    this.byRecipient.delete(from);
+    const merged = [...(this.byRecipient.get(to) ?? []), ...moved].map((item) => ({
+      ...item,
+      recipient: to,
+    }));
+    if (merged.length > 0)
+      this.byRecipient.set(
+        to,
+        merged.sort((a, b) => a.seq - b.seq),
+      );
+    for (const [recipient, items] of this.byRecipient)
+      this.byRecipient.set(
+        recipient,
+        items.map((item) => (item.from === from ? { ...item, from: to } : item)),
+      );
+  }
+
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]> {
     this.assertOpen();
     const items = this.byRecipient.get(recipient) ?? [];

@@ -42,6 +42,8 @@ function main(): void {
   );
   const remove = db.prepare<[number, string]>('DELETE FROM queue WHERE seq = ? AND recipient = ?');
   const removeAll = db.prepare<[string]>('DELETE FROM queue WHERE recipient = ?');
+  const renameRecipient = db.prepare<[string, string]>('UPDATE queue SET recipient = ? WHERE recipient = ?');
+  const renameSender = db.prepare<[string, string]>('UPDATE queue SET sender = ? WHERE sender = ?');
   const page = db.prepare<[string, number, number], QueueRow>(
     'SELECT * FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?',
   );
@@ -73,6 +75,10 @@ function main(): void {
             break;
           case 'p':
             pages.push([op[1], page.all(op[2], op[3], op[4])]);
+            break;
+          case 'r':
+            renameRecipient.run(op[2], op[1]);
+            renameSender.run(op[2], op[1]);
             break;
         }
         if (i === ops.length >> 1) failpoint('queue.mid-commit');

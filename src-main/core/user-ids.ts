@@ -9,7 +9,8 @@
  * told apart by a skeleton, as in Unicode TS #39 section 4: two ids whose skeletons are equal are
  * confusable. The id alphabet is 39 ASCII characters, so the table is the part of Unicode's
  * confusables.txt that maps within it (`1` and `I` to `l`; `m` to `rn`, `w` to `vv`, `d` to `cl`), plus
- * `0` to `o`, which that file maps to the capital O only (a lower-case-only alphabet has none).
+ * `0` to `o`, which that file maps to the capital O only (a lower-case-only alphabet has none), applied
+ * after lower-casing (so `i`, the capital I's lower case, goes to `l` too).
  */
 import * as v from 'valibot';
 import { Name, UserId } from './protocol/wire.js';
@@ -29,21 +30,27 @@ export function isCanonicalUserId(input: unknown): input is string {
   return v.is(UserId, input);
 }
 
-/** Before lower-casing: a capital I reads as a lower-case l. */
-const BEFORE_FOLDING: Readonly<Record<string, string>> = { I: 'l' };
-/** After lower-casing, each character to the characters it can pass for (confusables.txt prototypes). */
-const CONFUSABLE: Readonly<Record<string, string>> = { '0': 'o', '1': 'l', m: 'rn', w: 'vv', d: 'cl' };
+/**
+ * Each (lower-cased) character to the characters it can pass for: confusables.txt maps `1` and `I` to `l`,
+ * `m` to `rn`, `w` to `vv` and `d` to `cl`; `0` to `o` is ours. Ids compare case-insensitively, so the
+ * capital I is the lower-case i here, and `i` goes to `l` as well.
+ */
+const CONFUSABLE: Readonly<Record<string, string>> = {
+  '0': 'o',
+  '1': 'l',
+  i: 'l',
+  m: 'rn',
+  w: 'vv',
+  d: 'cl',
+};
 
 /**
  * The skeleton of an id: equal skeletons mean the ids can be mistaken for each other on screen.
- * Pure and total: any string maps to a string.
+ * Pure and total: any string maps to a string; the case of the input does not matter.
  */
 export function userIdSkeleton(id: string): string {
   let out = '';
-  for (const ch of id) {
-    const folded = (BEFORE_FOLDING[ch] ?? ch).toLowerCase();
-    out += CONFUSABLE[folded] ?? folded;
-  }
+  for (const ch of id.toLowerCase()) out += CONFUSABLE[ch] ?? ch;
   return out;
 }
 

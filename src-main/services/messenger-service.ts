@@ -346,6 +346,11 @@ export class MessengerService
     await session.connect(await reachableUrl(args.relayUrl, this.discovered));
   }
 
+  async acceptRelayKey(args: { relayUrl: string; fingerprint: string }): Promise<void> {
+    await this.ready();
+    await this.requireSession().acceptRelayKey(args.relayUrl, args.fingerprint);
+  }
+
   async disconnect(): Promise<void> {
     await this.ready();
     await this.requireSession().disconnect();
@@ -565,6 +570,8 @@ export class MessengerService
       connection: this.session?.connection ?? 'offline',
       hostedRelay: this.hosted?.info ?? null,
       profileProblem: this.problem(),
+      relayKeyChange: this.session?.relayKeyChange ?? null,
+      relayFingerprint: this.session?.relayFingerprint ?? null,
       ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
     };
   }

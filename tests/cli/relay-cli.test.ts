@@ -23,6 +23,8 @@ describe('npm run relay', () => {
       const listening = await relay.waitFor(/relay listening on ws:\/\/127\.0\.0\.1:\d+ with data in \S+/);
       expect(listening).toContain(`with data in ${data}`);
       const url = /ws:\/\/\S+/.exec(listening)![0];
+      // The key's fingerprint, for the operator to give to users (issue 8).
+      await relay.waitFor(/relay key fingerprint (\d{5} ){5}\d{5}/);
       expect(relay.lines.filter((l) => /listening/i.test(l))).toHaveLength(1);
       expect(relay.lines.filter((l) => /listening/i.test(l))[0]).toMatch(
         /^\d{4}-\d\d-\d\dT[\d:.]+Z relay listening/,

@@ -95,6 +95,8 @@ export class AppState {
     return this.relaySetup ? 'relay-setup' : 'main';
   });
   readonly me = $derived(this.status?.profile?.userId ?? '');
+  /** The relay's key changed: nothing is sent there until the user decides (RelayKeyWarning). */
+  readonly relayKeyChange = $derived(this.status?.relayKeyChange ?? null);
   readonly connection = $derived(this.status?.connection ?? 'offline');
   readonly currentSummary = $derived(this.conversations.find((c) => c.id === this.currentId) ?? null);
 
@@ -325,6 +327,22 @@ export class AppState {
       await this.#api.connect({ relayUrl: url });
       this.relaySetup = false;
       this.connectionError = null;
+      await this.#refreshStatus();
+    });
+  }
+
+  /** The user compared the relay's new key with its operator and accepts it: it is pinned and used. */
+  async acceptRelayKey(): Promise<string | null> {
+    const change = this.relayKeyChange;
+    if (!change) return null;
+    return this.#relayCall(async () => {
+      await this.#api.acceptRelayKey({
+        relayUrl: change.relayUrl,
+        fingerprint: change.presentedFingerprint,
+      });
+      this.relaySetup = false;
+      this.connectionError = null;
+      this.notices.dismissTopic(CONNECTION_TOPIC);
       await this.#refreshStatus();
     });
   }

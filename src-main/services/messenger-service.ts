@@ -252,7 +252,7 @@ export class MessengerService
           ServiceCode.PROFILE_IN_USE,
           'Only a profile whose keys are lost can be deleted this way.',
         );
-      if (args.userId !== store.getMeta('userId'))
+      if (args.userId.toLowerCase() !== store.getMeta('userId')?.toLowerCase())
         throw messaging.invalid('That is not the user id of the profile on this computer.');
       const name = this.profileName!;
       store.close();
@@ -555,7 +555,7 @@ export class MessengerService
     const userId = this.store?.getMeta('userId');
     if (!this.store || !userId) return null;
     return {
-      userId,
+      userId: userId.toLowerCase(), // as the client uses it (ids are case-insensitive)
       relayUrl: this.store.getMeta('relayUrl') ?? null,
       keyStorage: this.store.getMeta('keyStorage') === 'keychain' ? 'keychain' : 'passphrase-file',
     };

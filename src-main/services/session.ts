@@ -42,7 +42,8 @@ export class ProfileSession {
     readonly vault: OpenVault,
     readonly options: SessionOptions,
   ) {
-    this.userId = store.getMeta('userId')!;
+    // Lower case, as the client uses it: a profile from before canonical ids may have stored capitals.
+    this.userId = store.getMeta('userId')!.toLowerCase();
   }
 
   /** The current client, if a relay was ever chosen. */

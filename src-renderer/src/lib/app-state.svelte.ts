@@ -478,7 +478,9 @@ export class AppState {
     const id = userId.trim();
     const invalid = validateName(id, 'user id');
     if (invalid) return invalid;
-    if (id === this.me) return 'That is your own user id. Enter the user id of the person to write to.';
+    // User ids are case-insensitive (the service uses them in lower case).
+    if (id.toLowerCase() === this.me)
+      return 'That is your own user id. Enter the user id of the person to write to.';
     return this.#answer(async () => {
       const summary = await this.#api.openDirect({ userId: id });
       if (!this.#touched.has(summary.id)) this.#touched.set(summary.id, Date.now());

@@ -563,6 +563,8 @@ export class MessengerService
 
   private status(): AppStatus {
     const profile = this.profile();
+    const keyChange = this.session?.relayKeyChange;
+    const fingerprint = this.session?.relayFingerprint;
     return {
       profile,
       keychainAvailable: this.keychainAvailable,
@@ -570,9 +572,9 @@ export class MessengerService
       connection: this.session?.connection ?? 'offline',
       hostedRelay: this.hosted?.info ?? null,
       profileProblem: this.problem(),
-      relayKeyChange: this.session?.relayKeyChange ?? null,
-      relayFingerprint: this.session?.relayFingerprint ?? null,
       ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
+      ...(keyChange ? { relayKeyChange: keyChange } : {}),
+      ...(fingerprint ? { relayFingerprint: fingerprint } : {}),
     };
   }
 

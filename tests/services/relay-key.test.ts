@@ -72,7 +72,7 @@ describe('a relay whose key changed', () => {
     await nina.service.acceptRelayKey({ relayUrl: url, fingerprint: second.fingerprint });
     const after = await nina.service.getStatus();
     expect(after.connection).toBe('connected');
-    expect(after.relayKeyChange).toBeNull();
+    expect(after.relayKeyChange).toBeUndefined();
     expect(after.relayFingerprint).toBe(second.fingerprint);
   });
 });

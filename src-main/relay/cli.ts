@@ -5,6 +5,7 @@
  * it, so a new relay option (limits, TLS) is one more row that sets a field of RelayOptions.
  */
 import { UsageError } from '../core/errors.js';
+import { normaliseRelayUrl } from '../core/protocol/login.js';
 import { type CommandLine, helpText, parseCommandLine, usageLine } from '../cli/options.js';
 import { type RelayOptions, startRelay } from './index.js';
 
@@ -55,6 +56,27 @@ const RELAY: CommandLine<RelayOptions> = {
       help: 'keep everything in memory instead of --data; all of it is gone when the relay stops',
       apply: (o) => {
         o.dataDir = undefined;
+      },
+    },
+    {
+      name: 'public-url',
+      kind: 'value',
+      placeholder: 'URLS',
+      help: 'the address(es) clients use, comma-separated (e.g. wss://chat.example.org); logins signed for any other address are refused',
+      apply: (o, value) => {
+        const list = value
+          .split(',')
+          .map((u) => u.trim())
+          .filter((u) => u !== '');
+        for (const u of list) {
+          try {
+            normaliseRelayUrl(u);
+          } catch {
+            throw new UsageError(`--public-url "${u}" is not a ws:// or wss:// address`);
+          }
+        }
+        if (list.length === 0) throw new UsageError('--public-url needs at least one address');
+        o.publicUrls = list;
       },
     },
     { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },

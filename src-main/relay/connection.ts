@@ -288,6 +288,13 @@ export class Connection implements Client {
       this.authFailed('The identity is not a valid public identity.');
       return;
     }
+    const addresses = this.ctx.options.publicUrls;
+    if (addresses && !addresses.includes(f.relayUrl)) {
+      this.authFailed(
+        `This relay answers at ${addresses.join(', ')}, not at ${f.relayUrl}: the login was signed for another address.`,
+      );
+      return;
+    }
     // Our key is in the signed bytes: a login signed for any other relay (or address) fails here.
     const input = loginSignatureInput(this.ctx.relayKey.publicKey, f.relayUrl, userId, this.nonce!);
     // Not the shared verify-key cache: a login check is one-off, and cached OpenSSL keys cost memory.

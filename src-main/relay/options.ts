@@ -2,6 +2,7 @@
  * Relay options, resolved the way ws resolves its server options: defaults first, then the caller's,
  * every limit named here, and anything unknown, mistyped or contradictory rejected once at start.
  */
+import { normaliseRelayUrl } from '../core/protocol/login.js';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 
 /** Per-connection token bucket on incoming frames. */
@@ -32,6 +33,12 @@ export interface RelayOptions {
   log?: (line: string) => void;
   /** Clock for timestamps and timeouts, in ms since the epoch (default Date.now). */
   now?: () => number;
+  /**
+   * The addresses clients reach this relay at (ws:// or wss:// URLs). When given, a login signed for any
+   * other address is refused, so nobody can pass this relay's challenges on at an address of their own
+   * (docs/PROTOCOL.md "Authentication"). Default: any address (the relay cannot know its names).
+   */
+  publicUrls?: readonly string[] | undefined;
 }
 
 /** Options after defaults and validation. */
@@ -45,6 +52,8 @@ export interface ResolvedOptions {
   readonly handshakeTimeoutMs: number;
   readonly log: (line: string) => void;
   readonly now: () => number;
+  /** Normalised; undefined: any address. */
+  readonly publicUrls: readonly string[] | undefined;
 }
 
 /** The defaults, applied before the caller's options. */
@@ -58,6 +67,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   handshakeTimeoutMs: 10_000,
   log: () => {},
   now: Date.now,
+  publicUrls: undefined,
 });
 
 /** Node timers overflow (and fire at once) above 2^31-1 ms. */
@@ -118,7 +128,25 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMER_MS),
     log: fn<(line: string) => void>('log', o.log),
     now: fn<() => number>('now', o.now),
+    publicUrls: urls('publicUrls', o.publicUrls),
   });
+}
+
+function urls(name: string, v: unknown): readonly string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((u) => typeof u !== 'string'))
+    throw new TypeError(`${name} must be an array of ws:// or wss:// URLs`);
+  if (v.length === 0)
+    throw new RangeError(`${name} must name at least one address (omit it for any address)`);
+  return Object.freeze(
+    v.map((u: string) => {
+      try {
+        return normaliseRelayUrl(u);
+      } catch (e) {
+        throw new RangeError(`${name}: ${(e as Error).message}`, { cause: e });
+      }
+    }),
+  );
 }
 
 /** `{ port: undefined }` means "the default", as with ws. */

@@ -53,6 +53,7 @@ describe('npm run relay', () => {
     expect(help).toMatch(/--port N\s+TCP port; 0 picks a free one \(default: 8787\)/);
     expect(help).toMatch(/--data DIR\s+folder of the relay database.*\(default: \.\/relay-data\)/);
     expect(help).toMatch(/--memory\s+keep everything in memory instead of --data/);
+    expect(help).toMatch(/--public-url URLS\s+the address\(es\) clients use/);
     expect(help).toMatch(/-h, --help\s+show this help/);
   });
 

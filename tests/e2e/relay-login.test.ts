@@ -163,6 +163,30 @@ describe('a login is useless at any other relay', () => {
   });
 });
 
+describe('a relay that knows its addresses', () => {
+  it('refuses a login signed for another address: a pass-through proxy at first use gets nowhere', async () => {
+    const probe = await startRelay({ port: 0 });
+    const port = probe.port;
+    await probe.close();
+    const own = `ws://127.0.0.1:${port}`;
+    const r = await startRelay({ port, publicUrls: [own] });
+    cleanup.push(() => r.close());
+    const proxy = await startProxy(r.url);
+    cleanup.push(() => proxy.close());
+    const keys = new MemoryKeyStore();
+    // First use of the proxy's address: the client pins the relay's key there and signs for that address.
+    const victim = tryConnect(proxy.url, 'alice', { keyStore: keys });
+    const refused = await victim.outcome;
+    expect(refused).toBeInstanceOf(RelayError);
+    expect((refused as RelayError).relayCode).toBe('AUTH_FAILED');
+    expect(refused).toMatchObject({ message: 'authentication failed' });
+    // At the relay's own address the same user logs in.
+    const direct = await connectClient(own, 'alice', { keyStore: keys });
+    cleanup.push(() => direct.client.close());
+    expect(direct.client.connected).toBe(true);
+  });
+});
+
 describe('a relay whose key changed', () => {
   it('is refused with a typed error naming both fingerprints, and accepted after explicit approval', async () => {
     const before = await relay();

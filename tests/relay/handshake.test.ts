@@ -185,6 +185,9 @@ describe('startRelay options', () => {
     await expect(startRelay({ rateLimit: { framesPerSecond: -1 } })).rejects.toThrow(RangeError);
     await expect(startRelay({ maxBufferedBytes: 1024 })).rejects.toThrow(RangeError);
     await expect(startRelay({ log: 'yes' as never })).rejects.toThrow(TypeError);
+    await expect(startRelay({ publicUrls: 'ws://relay.example' as never })).rejects.toThrow(TypeError);
+    await expect(startRelay({ publicUrls: [] })).rejects.toThrow(RangeError);
+    await expect(startRelay({ publicUrls: ['http://relay.example'] })).rejects.toThrow(RangeError);
   });
 
   it('refuses a second relay on the same data directory', async () => {

@@ -33,7 +33,8 @@ import {
   decodeEntry,
   startLog,
 } from '../src-main/core/crypto/membership.js';
-import { WIRE_VERSION, authSignatureInput, b64, unb64 } from '../src-main/core/protocol/wire.js';
+import { loginSignatureInput, normaliseRelayUrl } from '../src-main/core/protocol/login.js';
+import { WIRE_VERSION, b64, unb64 } from '../src-main/core/protocol/wire.js';
 import { Store } from '../src-main/relay/store.js';
 import {
   type ResultRow,
@@ -358,13 +359,17 @@ async function connectAs(server: Server, userId: string, identity: Identity): Pr
     c.send(JSON.stringify({ t: 'hello', v: WIRE_VERSION, userId }));
     const ch = await challenge;
     if (ch.t !== 'challenge') throw new Error(`hello refused: ${JSON.stringify(ch)}`);
-    const signature = identity.signing.sign(authSignatureInput(userId, unb64(String(ch.nonce))));
+    const relayUrl = normaliseRelayUrl(server.url);
+    const signature = identity.signing.sign(
+      loginSignatureInput(unb64(String(ch.relayKey)), relayUrl, userId, unb64(String(ch.nonce))),
+    );
     const ready = c.next((f) => f.t === 'ready' || f.t === 'error');
     c.send(
       JSON.stringify({
         t: 'auth',
         identity: b64(encodePublicIdentity(identity.publicIdentity)),
         signature: b64(signature),
+        relayUrl,
       }),
     );
     const r = await ready;

@@ -10,7 +10,7 @@
 import { homedir } from 'node:os';
 import path from 'node:path';
 import * as v from 'valibot';
-import { E2EEClient, UsageError } from '../core/index.js';
+import { E2EEClient, UsageError, parseFingerprint } from '../core/index.js';
 import { Name } from '../core/protocol/wire.js';
 import { SqliteStore, StoreLockedError } from '../storage/sqlite-store.js';
 import { commandHelp } from './commands.js';
@@ -23,6 +23,8 @@ interface ChatSettings {
   relay: string;
   user: string;
   state: string;
+  /** The relay key fingerprint (30 digits) the user accepts in place of the pinned one. */
+  acceptRelayKey?: string;
 }
 
 const DEFAULT_STATE = path.join(homedir(), '.sealed-chat');
@@ -44,7 +46,7 @@ const CHAT: CommandLine<Partial<ChatSettings>> = {
           throw new UsageError(
             `--user "${value}" is not a valid user id: use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`,
           );
-        s.user = value;
+        s.user = value.toLowerCase(); // user ids are case-insensitive: one spelling (docs/PROTOCOL.md)
       },
     },
     {
@@ -76,6 +78,20 @@ const CHAT: CommandLine<Partial<ChatSettings>> = {
       apply: (s, value) => {
         if (value.trim() === '') throw new UsageError('--state needs a folder');
         s.state = path.resolve(value);
+      },
+    },
+    {
+      name: 'accept-relay-key',
+      kind: 'value',
+      placeholder: 'DIGITS',
+      help: "accept the relay's new key, after a warning that it changed, if its fingerprint is DIGITS (compare them with the relay's operator first)",
+      apply: (s, value) => {
+        const digits = parseFingerprint(value);
+        if (!digits)
+          throw new UsageError(
+            `--accept-relay-key needs the 30 digits of the relay's fingerprint, not "${value}"`,
+          );
+        s.acceptRelayKey = digits;
       },
     },
     { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },
@@ -135,6 +151,7 @@ function main(): void {
   const session: ChatSession = new ChatSession({
     client,
     url: settings.relay,
+    acceptRelayKey: settings.acceptRelayKey,
     terminal: () =>
       new Terminal(process.stdin, process.stdout, settings.user, {
         line: (text) => session.onLine(text),

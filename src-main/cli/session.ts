@@ -7,10 +7,17 @@
  * with what to check, while the prompt shows that it keeps trying.
  */
 import { randomUUID } from 'node:crypto';
-import type { E2EEClient } from '../core/index.js';
+import { type E2EEClient, formatFingerprint, relayKeyFingerprint } from '../core/index.js';
 import type { GroupDetails } from '../core/client/client.js';
 import { parseInviteLink } from '../core/client/group-changes.js';
-import { E2EEError, ErrorCode, RelayError } from '../core/errors.js';
+import {
+  CryptoError,
+  E2EEError,
+  ErrorCode,
+  ProtocolError,
+  RelayError,
+  RelayKeyChangedError,
+} from '../core/errors.js';
 import { type ChatActions, commandHelp, isInviteLink, parseCommand } from './commands.js';
 import { connectionHint } from './connection-hints.js';
 import type { LineKind, Terminal } from './terminal.js';
@@ -58,6 +65,8 @@ export interface ChatSessionOptions {
   readonly client: E2EEClient;
   readonly terminal: () => Terminal;
   readonly url: string;
+  /** A relay key fingerprint the user accepts if the relay's key changed (--accept-relay-key). */
+  readonly acceptRelayKey?: string | undefined;
   /** Closes the client's store and ends the process with `code`. */
   readonly exit: (code: number) => void;
 }
@@ -94,9 +103,23 @@ export class ChatSession implements ChatActions {
     this.wireEvents();
     this.term.setStatus('connecting');
     this.info(`Connecting to ${this.url} as ${this.client.userId}. Type /help for commands, /quit to leave.`);
-    this.client.connect().catch((e: unknown) => {
+    this.connectOnce();
+  }
+
+  private connectOnce(): void {
+    this.client.connect().catch(async (e: unknown) => {
       if (this.quitting) return;
-      // Only a final refusal (another identity holds this user id, another protocol version) ends here.
+      const accept = this.options.acceptRelayKey;
+      if (e instanceof RelayKeyChangedError && accept !== undefined && e.presentedFingerprint === accept) {
+        await this.client.acceptRelayKey(e.presentedKey);
+        this.info(
+          `Accepted the relay's new key (fingerprint ${formatFingerprint(accept)}), as --accept-relay-key asked.`,
+        );
+        this.connectOnce();
+        return;
+      }
+      // Only a final refusal (another identity holds this user id, another protocol version, a relay
+      // key that changed or was not proven) ends here.
       this.error(this.refusal(e as Error));
       void this.quit(1);
     });
@@ -475,6 +498,16 @@ export class ChatSession implements ChatActions {
       return 'The relay speaks another version of the protocol: update this checkout or the relay.';
     if (e instanceof E2EEError && e.code === ErrorCode.UNTRUSTED_CERTIFICATE && e.cause instanceof Error)
       return connectionHint(this.url, e.cause).text;
+    if (e instanceof RelayKeyChangedError)
+      return [
+        `The relay at ${this.url} is not the one you used before: its key changed, so the chat did not log in and sent nothing.`,
+        `  key the first time: ${formatFingerprint(e.pinnedFingerprint)}`,
+        `  key now:            ${formatFingerprint(e.presentedFingerprint)}`,
+        'This happens when the relay was reinstalled or lost its data folder, but it can also be someone pretending to be it.',
+        `Ask the relay's operator for the fingerprint npm run relay printed; only if it is the new one, start again with --accept-relay-key ${e.presentedFingerprint}`,
+      ].join('\n');
+    if (e instanceof CryptoError || e instanceof ProtocolError)
+      return `The relay at ${this.url} could not prove its key (${e.message}), so the chat did not log in.`;
     return `Cannot connect to ${this.url}: ${this.describe(e)}`;
   }
 
@@ -484,6 +517,13 @@ export class ChatSession implements ChatActions {
       this.info(
         this.everConnected ? `Reconnected to ${this.url}.` : `Connected to ${this.url} as ${c.userId}.`,
       );
+      if (!this.everConnected)
+        void c.pinnedRelayKey().then((key) => {
+          if (key)
+            this.info(
+              `Relay key fingerprint: ${formatFingerprint(relayKeyFingerprint(key))} (the operator's npm run relay shows it; compare them once).`,
+            );
+        });
       this.everConnected = true;
       this.lastHint = undefined;
       this.term.setStatus(undefined);
@@ -515,6 +555,7 @@ export class ChatSession implements ChatActions {
       // A final refusal also rejects connect(), which explains it (start()).
       if (e instanceof RelayError && FINAL_REFUSALS.has(e.relayCode)) return;
       if (e instanceof E2EEError && e.code === ErrorCode.UNTRUSTED_CERTIFICATE) return;
+      if (!c.connected && (e instanceof CryptoError || e instanceof ProtocolError)) return;
       if (c.connected) {
         this.error(this.describe(e));
         return;

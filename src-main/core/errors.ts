@@ -15,6 +15,7 @@ export const ErrorCode = {
   UNKNOWN_KEY_ID: 'E2EE_UNKNOWN_KEY_ID',
   UNKNOWN_PREKEY: 'E2EE_UNKNOWN_PREKEY',
   IDENTITY_CHANGED: 'E2EE_IDENTITY_CHANGED',
+  RELAY_KEY_CHANGED: 'E2EE_RELAY_KEY_CHANGED',
   // message structure
   MALFORMED: 'E2EE_MALFORMED',
   BAD_VERSION: 'E2EE_BAD_VERSION',
@@ -73,5 +74,28 @@ export class RelayError extends E2EEError {
     message: string,
   ) {
     super(ErrorCode.RELAY, message);
+  }
+}
+
+/**
+ * The relay at an address presented another key than the one pinned for it on first use (issue 8): the
+ * client did not log in and sends nothing there until the user accepts the new key
+ * (`E2EEClient.acceptRelayKey`) after comparing fingerprints with the relay's operator.
+ */
+export class RelayKeyChangedError extends CryptoError {
+  constructor(
+    /** The normalised address (login.ts normaliseRelayUrl). */
+    readonly relayUrl: string,
+    /** The key pinned for it, and its fingerprint (30 digits). */
+    readonly pinnedKey: Uint8Array,
+    readonly pinnedFingerprint: string,
+    /** The key the relay presented (and proved it holds), and its fingerprint. */
+    readonly presentedKey: Uint8Array,
+    readonly presentedFingerprint: string,
+  ) {
+    super(
+      ErrorCode.RELAY_KEY_CHANGED,
+      `the relay at ${relayUrl} presented another key than before (fingerprint ${presentedFingerprint}, pinned ${pinnedFingerprint}); not logged in`,
+    );
   }
 }

@@ -4,7 +4,14 @@
  */
 export { E2EEClient, type E2EEClientOptions, type E2EEClientEvents } from './client/client.js';
 export type { RelayTlsOptions } from './client/connection.js';
-export { MemoryKeyStore, MemoryStateStore, type KeyStore, type StateStore } from './client/stores.js';
+export {
+  MemoryKeyStore,
+  MemoryStateStore,
+  stateRelayKeyStore,
+  type KeyStore,
+  type RelayKeyStore,
+  type StateStore,
+} from './client/stores.js';
 export {
   E2EEError,
   CryptoError,
@@ -12,6 +19,14 @@ export {
   StorageError,
   UsageError,
   RelayError,
+  RelayKeyChangedError,
   ErrorCode,
 } from './errors.js';
+export {
+  formatFingerprint,
+  normaliseRelayUrl,
+  parseFingerprint,
+  relayKeyFingerprint,
+} from './protocol/login.js';
+export { canonicalUserId, looksAlike, lookalikesOf, userIdSkeleton } from './user-ids.js';
 export { safetyNumber, decodePublicIdentity, type PublicIdentity } from './crypto/identity.js';

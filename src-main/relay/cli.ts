@@ -8,6 +8,7 @@
  */
 import { pino, type Level } from 'pino';
 import { UsageError } from '../core/errors.js';
+import { normaliseRelayUrl } from '../core/protocol/login.js';
 import { type CommandLine, helpText, parseCommandLine, usageLine } from '../cli/options.js';
 import { type RelayLog, type RelayOptions, startRelay } from './index.js';
 
@@ -111,6 +112,27 @@ const RELAY: CommandLine<RelayCommandLine> = {
         if (!(LOG_LEVELS as readonly string[]).includes(value))
           throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${value}"`);
         o.logLevel = value as Level | 'silent';
+      },
+    },
+    {
+      name: 'public-url',
+      kind: 'value',
+      placeholder: 'URLS',
+      help: 'the address(es) clients use, comma-separated (e.g. wss://chat.example.org); logins signed for any other address are refused',
+      apply: (o, value) => {
+        const list = value
+          .split(',')
+          .map((u) => u.trim())
+          .filter((u) => u !== '');
+        for (const u of list) {
+          try {
+            normaliseRelayUrl(u);
+          } catch {
+            throw new UsageError(`--public-url "${u}" is not a ws:// or wss:// address`);
+          }
+        }
+        if (list.length === 0) throw new UsageError('--public-url needs at least one address');
+        o.publicUrls = list;
       },
     },
     { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },

@@ -9,11 +9,11 @@ import { equalBytes } from '../core/encoding.js';
 import { decodePublicIdentity, type PublicIdentity } from '../core/crypto/identity.js';
 import { VerifyKey } from '../core/crypto/primitives.js';
 import { randomBytes } from '../core/crypto/primitives.js';
+import { RELAY_NONCE_BYTES, challengeSignatureInput, loginSignatureInput } from '../core/protocol/login.js';
 import {
   ClientFrame,
   RelayErrorCode,
   WIRE_VERSION,
-  authSignatureInput,
   b64,
   parseFrameByType,
   unb64,
@@ -43,6 +43,8 @@ export class Connection implements Client {
   private alive = true;
   private claimedUserId = '';
   private nonce: Uint8Array | undefined;
+  /** The nonce of the last deletion challenge, until the next deleteAccount uses it up. */
+  private deletionNonce: Uint8Array | undefined;
   private badFrames = 0;
   private unauthenticatedFrames = 0;
   private tokens: number;
@@ -142,6 +144,17 @@ export class Connection implements Client {
 
   retire(): void {
     this.state = 'closing';
+  }
+
+  newDeletionNonce(): Uint8Array {
+    this.deletionNonce = randomBytes(RELAY_NONCE_BYTES);
+    return this.deletionNonce;
+  }
+
+  takeDeletionNonce(): Uint8Array | undefined {
+    const nonce = this.deletionNonce;
+    this.deletionNonce = undefined;
+    return nonce;
   }
 
   respond(rid: number | undefined, reply: () => RelayFrame | undefined): void {
@@ -290,9 +303,16 @@ export class Connection implements Client {
       return;
     }
     this.claimedUserId = f.userId;
-    this.nonce = randomBytes(32); // fresh per connection: a signature cannot be replayed on this relay
+    this.nonce = randomBytes(RELAY_NONCE_BYTES); // fresh per connection: no login is replayed here
     this.state = 'challenged';
-    this.sendFrame({ t: 'challenge', nonce: b64(this.nonce) });
+    // Signed with the relay's key: only the holder of the key that clients pinned can issue challenges.
+    const key = this.ctx.relayKey;
+    this.sendFrame({
+      t: 'challenge',
+      nonce: b64(this.nonce),
+      relayKey: b64(key.publicKey),
+      signature: b64(key.signing.sign(challengeSignatureInput(key.publicKey, f.userId, this.nonce))),
+    });
   }
 
   private onAuth(f: AuthFrame): void {
@@ -305,10 +325,18 @@ export class Connection implements Client {
       this.authFailed('The identity is not a valid public identity.');
       return;
     }
-    const input = authSignatureInput(userId, this.nonce!);
+    const addresses = this.ctx.options.publicUrls;
+    if (addresses && !addresses.includes(f.relayUrl)) {
+      this.authFailed(
+        `This relay answers at ${addresses.join(', ')}, not at ${f.relayUrl}: the login was signed for another address.`,
+      );
+      return;
+    }
+    // Our key is in the signed bytes: a login signed for any other relay (or address) fails here.
+    const input = loginSignatureInput(this.ctx.relayKey.publicKey, f.relayUrl, userId, this.nonce!);
     // Not the shared verify-key cache: a login check is one-off, and cached OpenSSL keys cost memory.
     if (!new VerifyKey(identity.signingKey).verify(input, unb64(f.signature))) {
-      this.authFailed('The signature does not verify for this identity and challenge.');
+      this.authFailed("The signature does not verify for this identity over this relay's key and challenge.");
       return;
     }
     const known = this.ctx.store.identityOf(userId);

@@ -7,11 +7,14 @@ import type { RelayMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
 import type { DeliveryQueue } from './queue/index.js';
 import type { Router } from './router.js';
+import type { RelayKey } from './relay-key.js';
 import type { Store } from './store.js';
 
 /** The state of one running relay, handed to every connection. */
 export interface RelayContext {
   readonly options: ResolvedOptions;
+  /** The relay's long-term key: signs every login challenge. */
+  readonly relayKey: RelayKey;
   readonly store: Store;
   readonly queue: DeliveryQueue;
   readonly router: Router;

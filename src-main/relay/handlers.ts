@@ -5,8 +5,9 @@
  * message is 'sent' once stored, whether its recipient is online or not; see docs/PROTOCOL.md).
  */
 import { equalBytes } from '../core/encoding.js';
-import { encodePublicIdentity } from '../core/crypto/identity.js';
-import { importPublicKey } from '../core/crypto/primitives.js';
+import { decodePublicIdentity, encodePublicIdentity } from '../core/crypto/identity.js';
+import { VerifyKey, importPublicKey } from '../core/crypto/primitives.js';
+import { deleteAccountSignatureInput } from '../core/protocol/login.js';
 import { decodePreKeyBundle, encodePreKeyBundle, type PreKeyBundle } from '../core/crypto/x3dh.js';
 import {
   MAX_PREKEYS_STORED,
@@ -30,6 +31,10 @@ export interface Client extends Peer {
   respond(rid: number | undefined, reply: () => RelayFrame | undefined): void;
   /** Stops processing this connection's frames (the account is gone); the socket closes later. */
   retire(): void;
+  /** A fresh nonce for a deletion proof; it replaces any earlier one of this connection. */
+  newDeletionNonce(): Uint8Array;
+  /** The deletion nonce, used up: the next call returns undefined until a new challenge. */
+  takeDeletionNonce(): Uint8Array | undefined;
 }
 
 type Request = Exclude<ClientFrame, { t: 'hello' } | { t: 'auth' }>;
@@ -99,8 +104,13 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
       client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, group: f.group, ...page }));
       return;
     }
+    case 'deleteAccountChallenge': {
+      const nonce = b64(client.newDeletionNonce());
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, nonce }));
+      return;
+    }
     case 'deleteAccount':
-      return deleteAccount(ctx, client, f.rid);
+      return deleteAccount(ctx, client, f);
   }
 }
 
@@ -190,7 +200,33 @@ function getBundle(ctx: RelayContext, client: Client, f: Extract<Request, { t: '
   });
 }
 
-function deleteAccount(ctx: RelayContext, client: Client, rid: number): void {
+/**
+ * Deletes the account, given a fresh proof: the user's identity signed this relay's key, the user id and
+ * the nonce of this connection's latest deletion challenge (used up by this attempt, valid or not). A
+ * relay that logged in by replaying a login, or anyone replaying an earlier deletion, has no such proof.
+ */
+function deleteAccount(ctx: RelayContext, client: Client, f: Extract<Request, { t: 'deleteAccount' }>): void {
+  const me = client.userId;
+  const nonce = client.takeDeletionNonce();
+  if (!nonce)
+    throw new RelayError(
+      RelayErrorCode.BAD_PROOF,
+      'Ask for a deletion challenge first (deleteAccountChallenge), then sign it: each one is good for one attempt.',
+    );
+  const identity = ctx.store.identityOf(me);
+  const input = deleteAccountSignatureInput(ctx.relayKey.publicKey, me, nonce);
+  if (
+    !identity ||
+    !new VerifyKey(decodePublicIdentity(identity).signingKey).verify(input, unb64(f.signature))
+  )
+    throw new RelayError(
+      RelayErrorCode.BAD_PROOF,
+      "The deletion is not signed by your identity over this relay's key and your latest deletion challenge.",
+    );
+  removeAccount(ctx, client, f.rid);
+}
+
+function removeAccount(ctx: RelayContext, client: Client, rid: number): void {
   const me = client.userId;
   client.retire();
   ctx.users.delete(me);

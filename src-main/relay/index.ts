@@ -9,6 +9,7 @@ import { createServer as createTlsServer } from 'node:https';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { WebSocketServer } from 'ws';
+import { formatFingerprint } from '../core/protocol/login.js';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
@@ -24,6 +25,7 @@ import { SqliteDeliveryQueue } from './queue/sqlite.js';
 import type { DeliveryQueue } from './queue/index.js';
 import { Router } from './router.js';
 import { QUEUE_FILE, Store } from './store.js';
+import { loadRelayKey, type RelayKey } from './relay-key.js';
 
 export type { MetricsAccess, RateLimitOptions, RelayOptions } from './options.js';
 export type { LogEvent, LogLevel, LogRecord, RelayLog } from './log.js';
@@ -39,6 +41,10 @@ export interface Relay {
    * make a valid pair, and TypeError for a relay without TLS.
    */
   reloadTls(): void;
+  /** The relay's long-term public key (65-byte SEC1), which clients pin per address. */
+  readonly publicKey: Uint8Array;
+  /** Its fingerprint, 30 digits (login.ts relayKeyFingerprint): what an operator tells users. */
+  readonly fingerprint: string;
   /** Closes every connection, stops the timers and closes the database; a second call is harmless. */
   close(): Promise<void>;
 }
@@ -67,7 +73,10 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       `dropped ${store.droppedLegacyGroups} groups made before signed membership; their members must create them again`,
     );
   let queue: DeliveryQueue;
+  let relayKey: RelayKey;
   try {
+    // After the store: its exclusive lock keeps a second relay from making a key in the same directory.
+    relayKey = loadRelayKey(opts.dataDir, log);
     queue =
       opts.dataDir === undefined
         ? new MemoryDeliveryQueue(onAcknowledged)
@@ -77,10 +86,24 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     throw err;
   }
   store.seqsAbove(queue.maxSeq);
+  const { renamed, removed } = store.canonicaliseUserIds();
+  for (const id of removed) {
+    queue.deleteRecipient(id);
+    // What it sent stays queued for others, under a spelling the wire accepts (they cannot decrypt it).
+    if (id !== id.toLowerCase()) queue.renameUser(id, id.toLowerCase());
+  }
+  for (const [from, to] of renamed) queue.renameUser(from, to);
+  // Counts only: the log never names users (log.ts).
+  if (removed.length > 0 || renamed.length > 0)
+    log.warn(
+      'user_ids_canonicalised',
+      `user ids are lower case now: ${renamed.length} renamed, ${removed.length} removed (registered after the same id in another case)`,
+    );
   const limits = createLimits(opts.limits, opts.now);
   const router = new Router(store, queue, opts, log, metrics);
   const ctx: RelayContext = {
     options: opts,
+    relayKey,
     store,
     queue,
     router,
@@ -168,6 +191,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       metrics: opts.metrics === false ? 'off' : opts.metrics,
     },
   );
+  log.info('relay_key', `relay key fingerprint ${formatFingerprint(relayKey.fingerprint)}`);
 
   let closing: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
@@ -194,6 +218,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       tlsServer.setSecureContext(readTls(opts.tlsCert!, opts.tlsKey!));
       log.info('tls_reloaded', `TLS certificate reloaded from ${opts.tlsCert}`);
     },
+    publicKey: relayKey.publicKey,
+    fingerprint: relayKey.fingerprint,
     close: () => (closing ??= shutdown()),
   };
 }

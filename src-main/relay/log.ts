@@ -31,6 +31,9 @@ export type LogEvent =
   | 'drain_failed'
   | 'account_deleted'
   | 'rate_limited'
+  | 'user_ids_canonicalised'
+  | 'relay_key'
+  | 'relay_key_file'
   | 'groups_dropped'
   | 'close';
 

@@ -3,6 +3,7 @@
  * every limit named here, and anything unknown, mistyped or contradictory rejected once at start.
  */
 import { MAX_ROSTER } from '../core/crypto/membership.js';
+import { normaliseRelayUrl } from '../core/protocol/login.js';
 import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
 import type { RelayLog } from './log.js';
 
@@ -93,6 +94,12 @@ export interface RelayOptions {
   log?: RelayLog;
   /** Clock for timestamps and timeouts, in ms since the epoch (default Date.now). */
   now?: () => number;
+  /**
+   * The addresses clients reach this relay at (ws:// or wss:// URLs). When given, a login signed for any
+   * other address is refused, so nobody can pass this relay's challenges on at an address of their own
+   * (docs/PROTOCOL.md "Authentication"). Default: any address (the relay cannot know its names).
+   */
+  publicUrls?: readonly string[] | undefined;
 }
 
 /** Options after defaults and validation. */
@@ -111,6 +118,8 @@ export interface ResolvedOptions {
   readonly processMetrics: boolean;
   readonly log: RelayLog;
   readonly now: () => number;
+  /** Normalised; undefined: any address. */
+  readonly publicUrls: readonly string[] | undefined;
 }
 
 /** The defaults, applied before the caller's options. */
@@ -141,6 +150,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   processMetrics: false,
   log: () => {},
   now: Date.now,
+  publicUrls: undefined,
 });
 
 /** Node timers overflow (and fire at once) above 2^31-1 ms. */
@@ -267,7 +277,25 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
     processMetrics: o.processMetrics,
     log: fn<RelayLog>('log', o.log),
     now: fn<() => number>('now', o.now),
+    publicUrls: urls('publicUrls', o.publicUrls),
   });
+}
+
+function urls(name: string, v: unknown): readonly string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((u) => typeof u !== 'string'))
+    throw new TypeError(`${name} must be an array of ws:// or wss:// URLs`);
+  if (v.length === 0)
+    throw new RangeError(`${name} must name at least one address (omit it for any address)`);
+  return Object.freeze(
+    v.map((u: string) => {
+      try {
+        return normaliseRelayUrl(u);
+      } catch (e) {
+        throw new RangeError(`${name}: ${(e as Error).message}`, { cause: e });
+      }
+    }),
+  );
 }
 
 /** `{ port: undefined }` means "the default", as with ws. */

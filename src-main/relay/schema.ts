@@ -58,5 +58,10 @@ export function prepare(db: Database.Database) {
     ),
     deleteGroupState: db.prepare<[string]>('DELETE FROM group_states WHERE group_id = ?'),
     deleteGroupLog: db.prepare<[string]>('DELETE FROM group_logs WHERE group_id = ?'),
+    // User ids to lower case (issue 8), once per relay database that still holds other spellings.
+    usersByAge: db.prepare<[], { id: string; created: number }>(
+      'SELECT id, created FROM users ORDER BY created, rowid',
+    ),
+    renameUser: db.prepare<[string, string]>('UPDATE users SET id = ? WHERE id = ?'),
   };
 }

@@ -90,7 +90,7 @@ export class Store {
   static open(dataDir: string | undefined, onError: (err: unknown) => void): Store {
     let file = ':memory:';
     if (dataDir !== undefined) {
-      mkdirSync(dataDir, { recursive: true });
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // it holds the relay's key (relay-key.ts)
       file = join(dataDir, 'relay.sqlite');
     }
     // No busy wait: with the exclusive lock only another relay can hold the database, and it won't let go.
@@ -176,6 +176,42 @@ export class Store {
       this.st.deleteGroupLog.run(group);
       this.st.deleteGroupState.run(group);
     });
+  }
+
+  /**
+   * Brings a database from before canonical user ids (issue 8) to lower-case ids, through the batch
+   * (call `flush` after it). Ids that differ only in case are one user now: the one registered first
+   * keeps the binding, under the lower-case spelling; the others are removed like a deleted account
+   * (prekeys, bundle). Such a database is older than signed group membership, so its groups were
+   * dropped when it was opened (dropUnsignedGroups) and no group names them. A renamed user's bundle and
+   * one-time prekeys are dropped too, since the bundle names the old spelling: the owner publishes new
+   * ones at its next login. The caller applies the same to the delivery queue. Returns what changed, for the log.
+   */
+  canonicaliseUserIds(): { renamed: [from: string, to: string][]; removed: string[] } {
+    this.flush();
+    const first = new Map<string, string>(); // lower-case id -> the earliest registered spelling
+    const renamed: [string, string][] = [];
+    const removed: string[] = [];
+    for (const { id } of this.st.usersByAge.all()) {
+      const canonical = id.toLowerCase();
+      if (!first.has(canonical)) first.set(canonical, id);
+      else removed.push(id);
+    }
+    for (const [canonical, id] of first) if (id !== canonical) renamed.push([id, canonical]);
+    if (renamed.length === 0 && removed.length === 0) return { renamed, removed };
+    this.write(() => {
+      for (const id of removed) {
+        this.st.deleteUser.run(id);
+        this.st.deleteUserBundle.run(id);
+        this.st.deleteUserPreKeys.run(id);
+      }
+      for (const [from, to] of renamed) {
+        this.st.renameUser.run(to, from);
+        this.st.deleteUserBundle.run(from);
+        this.st.deleteUserPreKeys.run(from);
+      }
+    });
+    return { renamed, removed };
   }
 
   /** Runs `done` after the batch holding every write so far has committed (with the error if it failed). */

@@ -4,7 +4,7 @@
  * translated here, with our own wording: a relay's error text is never shown, since the relay is
  * untrusted and could put anything in it.
  */
-import { E2EEError, ErrorCode, RelayError } from '../core/errors.js';
+import { E2EEError, ErrorCode, RelayError, RelayKeyChangedError } from '../core/errors.js';
 
 /** Stable codes of ServiceError. Part of the renderer contract: never rename. */
 export const ServiceCode = {
@@ -36,6 +36,8 @@ export const ServiceCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   RELAY_REFUSED: 'RELAY_REFUSED',
   KEY_CHANGED: 'KEY_CHANGED',
+  RELAY_KEY_CHANGED: 'RELAY_KEY_CHANGED',
+  RELAY_NOT_TRUSTED: 'RELAY_NOT_TRUSTED',
   NO_SAFETY_NUMBER: 'NO_SAFETY_NUMBER',
   TOO_LARGE: 'TOO_LARGE',
   NOT_FOUND: 'NOT_FOUND',
@@ -78,14 +80,23 @@ export interface ErrorContext {
   group?: string | undefined;
   /** The sentence for a membership change the core refused as not allowed (E2EE_NOT_ALLOWED). */
   notAllowed?: string | undefined;
+  /** The relay being logged in to (connect and reconnects). */
+  relayUrl?: string | undefined;
 }
 
 /** Translates any thrown value into a ServiceError with a plain sentence (INTERNAL when unknown). */
 export function toServiceError(e: unknown, ctx: ErrorContext = {}): ServiceError {
   if (e instanceof ServiceError) return e;
   if (e instanceof RelayError) return fromRelay(e.relayCode, ctx);
+  if (e instanceof RelayKeyChangedError) return relayKeyChanged(ctx.relayUrl ?? e.relayUrl);
   if (e instanceof E2EEError) {
     switch (e.code) {
+      case ErrorCode.BAD_SIGNATURE:
+      case ErrorCode.INVALID_KEY:
+      case ErrorCode.MALFORMED:
+        // Only the login reports these as errors: the relay's challenge failed its checks.
+        if (ctx.relayUrl !== undefined) return relayNotTrusted(ctx.relayUrl);
+        return new ServiceError(ServiceCode.INTERNAL, INTERNAL_MESSAGE);
       case ErrorCode.NOT_CONNECTED:
         return new ServiceError(ServiceCode.NOT_CONNECTED, 'You are not connected to a relay.');
       case ErrorCode.IDENTITY_CHANGED:
@@ -117,6 +128,22 @@ export function keyChanged(userId: string): ServiceError {
   return new ServiceError(
     ServiceCode.KEY_CHANGED,
     `${userId}'s security key changed. Compare safety numbers and accept the new key before you send.`,
+  );
+}
+
+/** The relay at `relayUrl` presented another key than the first time: nothing is sent there. */
+export function relayKeyChanged(relayUrl: string): ServiceError {
+  return new ServiceError(
+    ServiceCode.RELAY_KEY_CHANGED,
+    `The relay at ${relayUrl} is not the one you used before: its key changed. Sealed did not log in and sends nothing there until you decide.`,
+  );
+}
+
+/** The relay's challenge failed its checks (it could not prove the key it presented). */
+export function relayNotTrusted(relayUrl: string): ServiceError {
+  return new ServiceError(
+    ServiceCode.RELAY_NOT_TRUSTED,
+    `The relay at ${relayUrl} could not prove its identity, so Sealed did not log in. Try again later or choose another relay.`,
   );
 }
 

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import * as v from 'valibot';
 import { Name } from '../core/protocol/wire.js';
+import { canonicalUserId } from '../core/user-ids.js';
 import { API_METHODS, type ApiMethod, type CallResult, type MessengerApi } from '../shared/messenger-api.js';
 import { INTERNAL_MESSAGE, ServiceCode, ServiceError } from './errors.js';
 import { MAX_PAGE } from './local-store.js';
@@ -41,7 +42,11 @@ const WireName = (what: string) =>
       `The ${what} must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.`,
     ),
   );
-const UserId = WireName('user id');
+/** A user id in any case, folded to its canonical lower-case form (docs/PROTOCOL.md "Identifiers"). */
+const UserId = v.pipe(
+  WireName('user id'),
+  v.transform((s: string) => canonicalUserId(s)),
+);
 const GroupName = WireName('group name');
 const Text = v.pipe(
   v.string('The message must be text.'),
@@ -120,6 +125,13 @@ const SCHEMAS = {
   reopenProfile: NoArgs,
   discardProfile: args({ userId: UserId }),
   connect: args({ relayUrl: RelayUrl }),
+  acceptRelayKey: args({
+    relayUrl: RelayUrl,
+    fingerprint: v.pipe(
+      v.string('The fingerprint must be text.'),
+      v.regex(/^\d{30}$/, 'The fingerprint must be 30 digits.'),
+    ),
+  }),
   disconnect: NoArgs,
   hostRelay: v.optional(args({ port: v.optional(Port) })),
   stopHostingRelay: NoArgs,

@@ -81,7 +81,12 @@ export async function hostLanRelay(opts: HostLanRelayOptions): Promise<HostedLan
   }
   let stopping: Promise<void> | undefined;
   return {
-    info: { port: relay.port, urls: lanUrls(relay.port), localUrl: `ws://127.0.0.1:${relay.port}` },
+    info: {
+      port: relay.port,
+      urls: lanUrls(relay.port),
+      localUrl: `ws://127.0.0.1:${relay.port}`,
+      fingerprint: relay.fingerprint,
+    },
     stop: () =>
       (stopping ??= (async () => {
         await ad?.stop();

@@ -16,6 +16,7 @@ import * as v from 'valibot';
 import type { StateStore } from '../core/client/stores.js';
 import { aesGcmDecrypt, aesGcmEncrypt, randomBytes, wipe } from '../core/crypto/primitives.js';
 import { utf8Decode, utf8Encode } from '../core/encoding.js';
+import { userIdSkeleton } from '../core/user-ids.js';
 import { SqliteStore } from '../storage/sqlite-store.js';
 import type {
   Contact,
@@ -137,6 +138,7 @@ export class LocalStore {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.exec(SCHEMA);
+      addContactColumns(db);
     } catch (e) {
       db.close();
       throw e;
@@ -232,28 +234,38 @@ export class LocalStore {
 
   /** One contact, if known. */
   getContact(userId: string): Contact | undefined {
-    const r = this.db
-      .prepare('SELECT user_id, verified, key_changed FROM contacts WHERE user_id = ?')
-      .get(userId) as { user_id: string; verified: number; key_changed: number } | undefined;
-    return r && { userId: r.user_id, verified: r.verified === 1, keyChanged: r.key_changed === 1 };
+    const r = this.db.prepare(`${CONTACT_COLUMNS} WHERE user_id = ?`).get(userId) as ContactRow | undefined;
+    return r && this.toContact(r);
   }
 
   /** Every contact, by user id. */
   listContacts(): Contact[] {
-    const rows = this.db
-      .prepare('SELECT user_id, verified, key_changed FROM contacts ORDER BY user_id')
-      .all() as { user_id: string; verified: number; key_changed: number }[];
-    return rows.map((r) => ({
-      userId: r.user_id,
-      verified: r.verified === 1,
-      keyChanged: r.key_changed === 1,
-    }));
+    const rows = this.db.prepare(`${CONTACT_COLUMNS} ORDER BY user_id`).all() as ContactRow[];
+    return rows.map((r) => this.toContact(r));
   }
 
-  /** Creates the contact if new and applies `patch`; returns it. */
+  /**
+   * A contact as the renderer sees it; `looksLike` names the contacts added before it (or, for contacts
+   * from before the order was kept, at the same time) whose ids look like its id (core/user-ids.ts).
+   */
+  private toContact(r: ContactRow): Contact {
+    const contact = { userId: r.user_id, verified: r.verified === 1, keyChanged: r.key_changed === 1 };
+    const earlier = this.db
+      .prepare(
+        'SELECT user_id FROM contacts WHERE skeleton = ? AND user_id != ? AND added <= ? ORDER BY added, user_id',
+      )
+      .all(r.skeleton, r.user_id, r.added) as { user_id: string }[];
+    return earlier.length > 0 ? { ...contact, looksLike: earlier.map((e) => e.user_id) } : contact;
+  }
+
+  /** Creates the contact if new (after every contact so far) and applies `patch`; returns it. */
   upsertContact(userId: string, patch: { verified?: boolean; keyChanged?: boolean } = {}): Contact {
     this.db.transaction(() => {
-      this.db.prepare('INSERT OR IGNORE INTO contacts (user_id) VALUES (?)').run(userId);
+      this.db
+        .prepare(
+          'INSERT OR IGNORE INTO contacts (user_id, added, skeleton) VALUES (?, (SELECT coalesce(max(added), 0) + 1 FROM contacts), ?)',
+        )
+        .run(userId, userIdSkeleton(userId));
       if (patch.verified !== undefined)
         this.db
           .prepare('UPDATE contacts SET verified = ? WHERE user_id = ?')
@@ -432,6 +444,36 @@ export class LocalStore {
     };
     return this.state;
   }
+}
+
+interface ContactRow {
+  user_id: string;
+  verified: number;
+  key_changed: number;
+  added: number;
+  skeleton: string;
+}
+
+const CONTACT_COLUMNS = 'SELECT user_id, verified, key_changed, added, skeleton FROM contacts';
+
+/**
+ * Contacts keep the order they were added in and their ids' look-alike skeletons (issue 8). Databases
+ * from before get the columns here, their contacts all at order 0 (so look-alikes among them warn both ways).
+ */
+function addContactColumns(db: Database.Database): void {
+  const columns = new Set(
+    (db.prepare('PRAGMA table_info(contacts)').all() as { name: string }[]).map((c) => c.name),
+  );
+  db.transaction(() => {
+    if (!columns.has('added')) db.exec('ALTER TABLE contacts ADD COLUMN added INTEGER NOT NULL DEFAULT 0');
+    if (!columns.has('skeleton')) {
+      db.exec("ALTER TABLE contacts ADD COLUMN skeleton TEXT NOT NULL DEFAULT ''");
+      const set = db.prepare('UPDATE contacts SET skeleton = ? WHERE user_id = ?');
+      for (const { user_id } of db.prepare('SELECT user_id FROM contacts').all() as { user_id: string }[])
+        set.run(userIdSkeleton(user_id), user_id);
+    }
+    db.exec('CREATE INDEX IF NOT EXISTS contacts_by_skeleton ON contacts (skeleton)');
+  })();
 }
 
 /** Cursors are opaque to the renderer: base64url of "at.seq" of the oldest item already shown. */

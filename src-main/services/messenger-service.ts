@@ -257,7 +257,7 @@ export class MessengerService
           ServiceCode.PROFILE_IN_USE,
           'Only a profile whose keys are lost can be deleted this way.',
         );
-      if (args.userId !== store.getMeta('userId'))
+      if (args.userId.toLowerCase() !== store.getMeta('userId')?.toLowerCase())
         throw messaging.invalid('That is not the user id of the profile on this computer.');
       const name = this.profileName!;
       store.close();
@@ -349,6 +349,11 @@ export class MessengerService
     const session = this.requireSession();
     // A discovered relay's other addresses are tried when the one chosen does not answer.
     await session.connect(await reachableUrl(args.relayUrl, this.discovered));
+  }
+
+  async acceptRelayKey(args: { relayUrl: string; fingerprint: string }): Promise<void> {
+    await this.ready();
+    await this.requireSession().acceptRelayKey(args.relayUrl, args.fingerprint);
   }
 
   async disconnect(): Promise<void> {
@@ -610,7 +615,7 @@ export class MessengerService
     const userId = this.store?.getMeta('userId');
     if (!this.store || !userId) return null;
     return {
-      userId,
+      userId: userId.toLowerCase(), // as the client uses it (ids are case-insensitive)
       relayUrl: this.store.getMeta('relayUrl') ?? null,
       keyStorage: this.store.getMeta('keyStorage') === 'keychain' ? 'keychain' : 'passphrase-file',
     };
@@ -618,6 +623,8 @@ export class MessengerService
 
   private status(): AppStatus {
     const profile = this.profile();
+    const keyChange = this.session?.relayKeyChange;
+    const fingerprint = this.session?.relayFingerprint;
     return {
       profile,
       keychainAvailable: this.keychainAvailable,
@@ -626,6 +633,8 @@ export class MessengerService
       hostedRelay: this.hosted?.info ?? null,
       profileProblem: this.problem(),
       ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
+      ...(keyChange ? { relayKeyChange: keyChange } : {}),
+      ...(fingerprint ? { relayFingerprint: fingerprint } : {}),
     };
   }
 

@@ -4,9 +4,11 @@
  * relay), so switching relays keeps sessions and groups; only one client runs at a time.
  */
 import { E2EEClient, type E2EEClientOptions } from '../core/client/client.js';
-import type { ConnectionState, MessengerEvent } from '../shared/messenger-api.js';
+import { CryptoError, ProtocolError, RelayKeyChangedError } from '../core/errors.js';
+import { relayKeyFingerprint } from '../core/protocol/login.js';
+import type { ConnectionState, MessengerEvent, RelayKeyChange } from '../shared/messenger-api.js';
 import { bridgeClient, type BridgeContext, type Notification } from './client-bridge.js';
-import { ServiceCode, ServiceError, toServiceError } from './errors.js';
+import { ServiceCode, ServiceError, relayKeyChanged, relayNotTrusted, toServiceError } from './errors.js';
 import type { LocalStore } from './local-store.js';
 import { vaultKeyStore, type OpenVault } from './secrets.js';
 
@@ -16,7 +18,7 @@ export interface SessionOptions {
   emit: (event: MessengerEvent) => void;
   notify: (n: Notification) => void;
   log: (line: string) => void;
-  /** Called when the remembered relay URL changed (the profile in the status changed). */
+  /** Called when something the status shows changed: the remembered relay, a relay key change. */
   onProfileChanged: () => void;
   clientOptions?: Partial<Pick<E2EEClientOptions, 'reconnectDelayMs' | 'requestTimeoutMs' | 'rotation'>>;
   connectTimeoutMs: number;
@@ -31,13 +33,17 @@ export class ProfileSession {
   private unbind: (() => void) | undefined;
   private state: ConnectionState = 'offline';
   private closed = false;
+  /** The relay key change that stopped the last login, with the key presented, until resolved. */
+  private keyChange: { readonly change: RelayKeyChange; readonly presentedKey: Uint8Array } | undefined;
+  private fingerprint: string | null = null;
 
   constructor(
     readonly store: LocalStore,
     readonly vault: OpenVault,
     readonly options: SessionOptions,
   ) {
-    this.userId = store.getMeta('userId')!;
+    // Lower case, as the client uses it: a profile from before canonical ids may have stored capitals.
+    this.userId = store.getMeta('userId')!.toLowerCase();
   }
 
   /** The current client, if a relay was ever chosen. */
@@ -48,6 +54,37 @@ export class ProfileSession {
   /** The connection state shown to the user. */
   get connection(): ConnectionState {
     return this.state;
+  }
+
+  /** A relay key change waiting for the user's decision, if any. */
+  get relayKeyChange(): RelayKeyChange | null {
+    return this.keyChange?.change ?? null;
+  }
+
+  /** The fingerprint of the current relay's key, once the client has seen it. */
+  get relayFingerprint(): string | null {
+    return this.fingerprint;
+  }
+
+  /**
+   * The user accepts the new key of the relay at `url` after comparing `fingerprint` with its operator:
+   * pinned only if it is still the key the relay presented (else the user is warned again), then connects.
+   */
+  async acceptRelayKey(url: string, fingerprint: string): Promise<void> {
+    const pending = this.keyChange;
+    if (!pending || pending.change.relayUrl !== url)
+      throw new ServiceError(ServiceCode.NOT_FOUND, `There is no new relay key to accept for ${url}.`);
+    if (pending.change.presentedFingerprint !== fingerprint)
+      throw new ServiceError(
+        ServiceCode.RELAY_KEY_CHANGED,
+        `The relay at ${url} now presents another key than the one you compared. Compare the new fingerprint first.`,
+      );
+    const client = this.useClient(url);
+    await client.acceptRelayKey(pending.presentedKey);
+    this.options.log(`accepted a new relay key for ${url}`);
+    this.keyChange = undefined;
+    this.options.onProfileChanged();
+    await this.connect(url);
   }
 
   /** The current client, or NOT_CONNECTED when no relay was chosen yet. */
@@ -141,7 +178,23 @@ export class ProfileSession {
     });
     this.clientNow = client;
     this.clientUrl = url;
-    this.unbind = bridgeClient(client, this.bridge(client));
+    this.fingerprint = null;
+    const unbindBridge = bridgeClient(client, this.bridge(client));
+    const onError = (e: Error): void => this.onClientError(client, url, e);
+    const onConnect = (): void => {
+      void client.pinnedRelayKey().then((key) => {
+        if (client !== this.clientNow || !key) return;
+        this.fingerprint = relayKeyFingerprint(key);
+        this.options.onProfileChanged();
+      });
+    };
+    client.on('error', onError);
+    client.on('connect', onConnect);
+    this.unbind = () => {
+      unbindBridge();
+      client.off('error', onError);
+      client.off('connect', onConnect);
+    };
     return client;
   }
 
@@ -157,8 +210,28 @@ export class ProfileSession {
     }
   }
 
+  /** The client refused the relay (its key changed, or it proved no key): say so and stay offline. */
+  private onClientError(client: E2EEClient, url: string, e: Error): void {
+    if (client !== this.clientNow || this.closed) return;
+    if (e instanceof RelayKeyChangedError) {
+      this.keyChange = {
+        change: {
+          relayUrl: url,
+          pinnedFingerprint: e.pinnedFingerprint,
+          presentedFingerprint: e.presentedFingerprint,
+        },
+        presentedKey: e.presentedKey,
+      };
+      this.options.log(`relay key changed at ${url}; not logged in`);
+      this.setConnection('offline', relayKeyChanged(url).message);
+      this.options.onProfileChanged();
+    } else if ((e instanceof CryptoError || e instanceof ProtocolError) && !client.connected) {
+      this.setConnection('offline', relayNotTrusted(url).message);
+    }
+  }
+
   private onConnectFailed(client: E2EEClient, e: unknown): ServiceError {
-    const err = toServiceError(e);
+    const err = toServiceError(e, { relayUrl: this.clientUrl });
     if (client === this.clientNow && !this.closed) {
       this.setConnection('offline', err.message);
       void client.close().catch(() => undefined);
@@ -168,6 +241,10 @@ export class ProfileSession {
 
   private setConnection(state: ConnectionState, error?: string): void {
     if (this.closed) return;
+    if (state === 'connected' && this.keyChange) {
+      this.keyChange = undefined; // logged in (elsewhere, or after accepting): nothing waits any more
+      this.options.onProfileChanged();
+    }
     if (state === 'connected' && this.clientUrl) {
       // Remembered for the next start once the relay has accepted us.
       const changed = this.store.getMeta('relayUrl') !== this.clientUrl;

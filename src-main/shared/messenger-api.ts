@@ -41,6 +41,24 @@ export interface AppStatus {
    * keys are gone) `discardProfile` can help; every other call fails with the same sentence.
    */
   readonly profileProblem: ProfileProblem | null;
+  /**
+   * The relay the app tried to log in to presented another key than the one it showed the first time
+   * (issue 8): Sealed did not log in and sends nothing there until the user accepts the new key
+   * (`acceptRelayKey`) or connects elsewhere. Absent (or null) otherwise.
+   */
+  readonly relayKeyChange?: RelayKeyChange | null;
+  /** The fingerprint (30 digits) of the key of the relay in use, once it was seen; to compare with its operator. */
+  readonly relayFingerprint?: string | null;
+}
+
+/** A relay's key differs from the one pinned for its address. Fingerprints are 30 digits. */
+export interface RelayKeyChange {
+  /** The address as the app dialled it. */
+  readonly relayUrl: string;
+  /** The key first seen there. */
+  readonly pinnedFingerprint: string;
+  /** The key it presents now (and proved it holds). */
+  readonly presentedFingerprint: string;
 }
 
 /**
@@ -64,6 +82,8 @@ export interface HostedRelay {
   readonly urls: readonly string[];
   /** The URL this computer itself uses (loopback). */
   readonly localUrl?: string;
+  /** The hosted relay's key fingerprint (30 digits), for others to compare with what their app shows. */
+  readonly fingerprint?: string;
 }
 
 export interface DiscoveredRelay {
@@ -120,6 +140,11 @@ export interface Contact {
   readonly userId: string;
   readonly verified: boolean;
   readonly keyChanged: boolean;
+  /**
+   * Contacts added before this one whose ids look like this one's (`a1ice` and `alice`, `rn` and `m`,
+   * `0` and `o`): the UI warns that this may not be who it seems. Absent or empty when there are none.
+   */
+  readonly looksLike?: readonly string[];
 }
 
 export interface SafetyNumber {
@@ -238,6 +263,12 @@ export interface MessengerApi {
 
   /** Connects; for an address of a discovered relay, its other addresses are tried if it does not answer. */
   connect(args: { relayUrl: string }): Promise<void>;
+  /**
+   * The user compared the relay's new key with its operator and accepts it: `fingerprint` is the one they
+   * were shown (`status.relayKeyChange.presentedFingerprint`); refused if the relay presented yet another
+   * key since. Pins it and connects.
+   */
+  acceptRelayKey(args: { relayUrl: string; fingerprint: string }): Promise<void>;
   disconnect(): Promise<void>;
 
   /**
@@ -314,6 +345,7 @@ export const API_METHODS = [
   'reopenProfile',
   'discardProfile',
   'connect',
+  'acceptRelayKey',
   'disconnect',
   'hostRelay',
   'stopHostingRelay',

@@ -3,9 +3,9 @@
  * notice it when they reconnect and say so in a warning, refuse to send to the group meanwhile, and
  * /group and /groups keep showing it. The relay is a real one, restarted on its own port: once from
  * an older copy of its data folder (a backup restored, or a relay hiding the latest changes), once
- * with nothing (the group gone without anyone deleting it).
+ * with its databases lost but its key kept (the group gone without anyone deleting it).
  */
-import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CliFixture } from './helpers.js';
@@ -86,7 +86,9 @@ describe('npm run chat: a relay whose group log differs from the members', () =>
 
   it('a relay that forgets the group: its members are told that nobody deleted it, and cannot send to it', async () => {
     fx = new CliFixture();
-    const relay = await fx.relay();
+    const data = path.join(fx.dir, 'relay-data');
+    mkdirSync(data);
+    const relay = await fx.relay({ dataDir: data });
     const { port, url } = relay;
     const [alice, bob] = await Promise.all([fx.connected(url, 'alice'), fx.connected(url, 'bob')]);
     alice.type('/create lounge open');
@@ -97,7 +99,9 @@ describe('npm run chat: a relay whose group log differs from the members', () =>
     const a = alice.mark;
     const b = bob.mark;
     await relay.close();
-    await fx.relay({ port }); // in memory: nothing of the first one
+    // Its databases are lost, its key is kept (a relay with a new key is refused before anything else).
+    for (const file of readdirSync(data)) if (file !== 'relay.key') rmSync(path.join(data, file));
+    await fx.relay({ port, dataDir: data });
     const warning =
       '! The relay no longer knows lounge, and no one deleted it. Until this is resolved you cannot send to lounge.';
     await alice.waitFor(warning, { from: a });

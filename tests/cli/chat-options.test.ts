@@ -62,6 +62,7 @@ describe('npm run chat: bad options', () => {
       /--relay URL\s+the relay to connect to, ws:\/\/ or wss:\/\/ \(default: ws:\/\/127\.0\.0\.1:8787\)/,
     );
     expect(help).toMatch(/--state DIR\s+folder of your identity and sessions.*\(default: ~\/\.sealed-chat\)/);
+    expect(help).toMatch(/--accept-relay-key DIGITS\s+accept the relay's new key/);
     expect(help).toMatch(/-h, --help\s+show this help/);
     for (const command of COMMANDS) {
       const row = new RegExp(`^  ${escape(commandUsage(command))}\\s+${escape(command.help)}$`, 'm');

@@ -28,6 +28,13 @@ export class CliFixture {
     return session;
   }
 
+  /** `npm run chat` with more options after the fixture's --relay, --user and --state. */
+  chatWith(url: string, user: string, extra: string[]): TtySession {
+    const session = npmRun('chat', ['--relay', url, '--user', user, '--state', this.stateDir, ...extra]);
+    this.sessions.push(session);
+    return session;
+  }
+
   /** A chat that has connected and shows its prompt. */
   async connected(url: string, user: string): Promise<TtySession> {
     const session = this.chat(url, user);

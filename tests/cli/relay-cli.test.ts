@@ -58,6 +58,8 @@ describe('npm run relay', () => {
       });
       expect(logLines(relay).filter((l) => l.event === 'listening')).toHaveLength(1);
       const url = listening.url as string;
+      // The key's fingerprint, for the operator to give to users (issue 8).
+      expect((await logged(relay, 'relay_key')).msg).toMatch(/^relay key fingerprint (\d{5} ){5}\d{5}$/);
 
       await fx.connected(url, 'erin');
       const authenticated = await logged(relay, 'authenticated');
@@ -99,6 +101,7 @@ describe('npm run relay', () => {
       /--metrics WHO\s+who may read Prometheus metrics at \/metrics: .*\(default: loopback\)/,
     );
     expect(help).toMatch(/--log-level LEVEL\s+least severe events logged .*\(default: info\)/);
+    expect(help).toMatch(/--public-url URLS\s+the address\(es\) clients use/);
     expect(help).toMatch(/-h, --help\s+show this help/);
   });
 

@@ -20,6 +20,8 @@ export interface ProxyHooks {
 
 export interface Proxy {
   url: string;
+  /** Where new connections are forwarded (change it to put another relay behind the same address). */
+  upstream: string;
   /** Every frame clients sent, as forwarded to the relay. */
   clientFrames: string[];
   /** Every frame the relay sent. */
@@ -35,6 +37,7 @@ export async function startProxy(relayUrl: string, hooks: ProxyHooks = {}): Prom
   await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
   const proxy: Proxy = {
     url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+    upstream: relayUrl,
     clientFrames: [],
     relayFrames: [],
     connections: [],
@@ -45,7 +48,7 @@ export async function startProxy(relayUrl: string, hooks: ProxyHooks = {}): Prom
     },
   };
   wss.on('connection', (client) => {
-    const upstream = new WebSocket(relayUrl, { perMessageDeflate: false });
+    const upstream = new WebSocket(proxy.upstream, { perMessageDeflate: false });
     const early: string[] = [];
     const conn: ProxiedConnection = {
       userId: undefined,

@@ -7,17 +7,18 @@ import type { QueueItem } from '../../src-main/relay/queue/index.js';
 import type { RelayEvent } from '../../src-main/core/protocol/wire.js';
 
 const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/);
+const userId = fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,20}$/);
 const item: fc.Arbitrary<Omit<QueueItem, 'event'> & { event?: RelayEvent }> = fc.record(
   {
     seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-    recipient: name,
+    recipient: userId,
     kind: fc.constantFrom('direct' as const, 'group' as const, 'receipt' as const, 'event' as const),
-    from: name,
+    from: userId,
     id: fc.stringMatching(/^[A-Za-z0-9_-]{8,40}$/),
     group: name,
     body: fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => Buffer.from(b).toString('base64')),
     event: fc.oneof(
-      name.map((userId) => ({ type: 'userCreated' as const, userId })),
+      userId.map((userId) => ({ type: 'userCreated' as const, userId })),
       fc
         .tuple(name, fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ minLength: 1, maxLength: 600 }))
         .map(([group, epoch, entry]) => ({

@@ -259,7 +259,7 @@ describe('groups on the relay (signed membership log)', () => {
 
   it('a deleted account stops receiving; whoever registers the id again is not the member the roster names', async () => {
     const { a, b, g } = await team();
-    expect(await b.request({ t: 'deleteAccount' })).toMatchObject({ t: 'ok' });
+    expect(await b.deleteAccount()).toMatchObject({ t: 'ok' });
     people.delete('bob');
     const impostor = await connect('bob');
     await a.request({ t: 'groupSend', group: 'team', id: msgId(), body: body('secret') });

@@ -62,7 +62,12 @@ describe('relay handshake', () => {
     const id = Identity.generate();
     // Signed over another nonce: valid signature, wrong message.
     const sig = id.signing.sign(new Uint8Array(32));
-    c.send({ t: 'auth', identity: b64(encodePublicIdentity(id.publicIdentity)), signature: b64(sig) });
+    c.send({
+      t: 'auth',
+      identity: b64(encodePublicIdentity(id.publicIdentity)),
+      signature: b64(sig),
+      relayUrl: c.relayUrl,
+    });
     expect(await c.next()).toMatchObject({ t: 'error', code: 'AUTH_FAILED' });
     expect((await c.closed).code).toBe(1008);
   });
@@ -71,7 +76,12 @@ describe('relay handshake', () => {
     const c = await open();
     c.send({ t: 'hello', v: WIRE_VERSION, userId: 'erin' });
     await c.next((f) => f.t === 'challenge');
-    c.send({ t: 'auth', identity: b64(new Uint8Array(194).fill(4)), signature: b64(new Uint8Array(64)) });
+    c.send({
+      t: 'auth',
+      identity: b64(new Uint8Array(194).fill(4)),
+      signature: b64(new Uint8Array(64)),
+      relayUrl: c.relayUrl,
+    });
     expect(await c.next()).toMatchObject({ t: 'error', code: 'AUTH_FAILED' });
     expect((await c.closed).code).toBe(1008);
   });
@@ -175,6 +185,9 @@ describe('startRelay options', () => {
     await expect(startRelay({ rateLimit: { framesPerSecond: -1 } })).rejects.toThrow(RangeError);
     await expect(startRelay({ maxBufferedBytes: 1024 })).rejects.toThrow(RangeError);
     await expect(startRelay({ log: 'yes' as never })).rejects.toThrow(TypeError);
+    await expect(startRelay({ publicUrls: 'ws://relay.example' as never })).rejects.toThrow(TypeError);
+    await expect(startRelay({ publicUrls: [] })).rejects.toThrow(RangeError);
+    await expect(startRelay({ publicUrls: ['http://relay.example'] })).rejects.toThrow(RangeError);
   });
 
   it('refuses a second relay on the same data directory', async () => {

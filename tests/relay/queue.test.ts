@@ -115,6 +115,24 @@ describe.each(backends)('DeliveryQueue contract: %s', (_name, open) => {
     expect(acknowledged).toHaveLength(2);
   });
 
+  it('moves a user to its canonical id: the items it receives and the items it sent', async () => {
+    const q = await make();
+    q.enqueue(item(1, 'Bob'));
+    q.enqueue(item(2, 'bob'));
+    q.enqueue(item(3, 'Bob'));
+    q.enqueue({ ...item(4, 'carol'), from: 'Bob' });
+    q.renameUser('Bob', 'bob');
+    expect(await q.page('Bob', 0, 10)).toEqual([]);
+    expect((await q.page('bob', 0, 10)).map((i) => [i.seq, i.recipient])).toEqual([
+      [1, 'bob'],
+      [2, 'bob'],
+      [3, 'bob'],
+    ]);
+    expect((await q.page('carol', 0, 10)).map((i) => i.from)).toEqual(['bob']);
+    expect(q.usage('bob')).toMatchObject({ items: 3 });
+    expect(q.usage('Bob')).toEqual({ items: 0, bytes: 0 });
+  });
+
   it('runs afterDurable callbacks once their writes are durable, in registration order', async () => {
     const q = await make();
     const order: string[] = [];

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { Identity, encodePublicIdentity } from '../../src-main/core/crypto/identity.js';
+import { VerifyKey } from '../../src-main/core/crypto/primitives.js';
 import {
   EntryAuthor,
   JoinPolicy,
@@ -16,13 +17,12 @@ import {
 } from '../../src-main/core/crypto/membership.js';
 import type { SigningKeyPair } from '../../src-main/core/crypto/primitives.js';
 import {
-  RelayFrame,
-  WIRE_VERSION,
-  authSignatureInput,
-  b64,
-  parseFrame,
-  unb64,
-} from '../../src-main/core/protocol/wire.js';
+  challengeSignatureInput,
+  deleteAccountSignatureInput,
+  loginSignatureInput,
+  normaliseRelayUrl,
+} from '../../src-main/core/protocol/login.js';
+import { RelayFrame, WIRE_VERSION, b64, parseFrame, unb64 } from '../../src-main/core/protocol/wire.js';
 
 export type Frame = RelayFrame;
 export type Deliver = Extract<Frame, { t: 'deliver' }>;
@@ -61,6 +61,12 @@ export class RawClient {
   readonly violations: string[] = [];
   userId = '';
   ready: Ready | undefined;
+  /** The identity of the last handshake (what deleteAccount() signs with). */
+  identity: Identity | undefined;
+  /** The relay key of the last challenge (checked against its signature). */
+  relayKey: Uint8Array | undefined;
+  /** The normalised address this client dialled: what its logins sign. */
+  readonly relayUrl: string;
   private inbox: Frame[] = [];
   private waiters: Waiter[] = [];
   private nextRid = 1;
@@ -69,6 +75,7 @@ export class RawClient {
     readonly ws: WebSocket,
     private readonly opts: RawClientOptions,
   ) {
+    this.relayUrl = normaliseRelayUrl(ws.url);
     ws.on('message', (data, isBinary) => this.onMessage(data.toString(), isBinary));
     ws.on('error', () => {}); // surfaced through `closed`
     this.closed = new Promise((resolve) => {
@@ -109,14 +116,26 @@ export class RawClient {
   /** hello -> challenge -> auth; resolves with `ready` or the relay's error frame. */
   async handshake(userId: string, identity: Identity): Promise<Frame> {
     this.userId = userId;
+    this.identity = identity;
     this.send({ t: 'hello', v: WIRE_VERSION, userId });
     const challenge = await this.next((f) => f.t === 'challenge' || f.t === 'error');
     if (challenge.t !== 'challenge') return challenge;
-    const signature = identity.signing.sign(authSignatureInput(userId, unb64(challenge.nonce)));
+    const relayKey = unb64(challenge.relayKey);
+    const nonce = unb64(challenge.nonce);
+    if (
+      !new VerifyKey(relayKey).verify(
+        challengeSignatureInput(relayKey, userId, nonce),
+        unb64(challenge.signature),
+      )
+    )
+      this.violations.push('the challenge is not signed by the relay key it carries');
+    this.relayKey = relayKey;
+    const signature = identity.signing.sign(loginSignatureInput(relayKey, this.relayUrl, userId, nonce));
     this.send({
       t: 'auth',
       identity: b64(encodePublicIdentity(identity.publicIdentity)),
       signature: b64(signature),
+      relayUrl: this.relayUrl,
     });
     const answer = await this.next((f) => f.t === 'ready' || f.t === 'error');
     if (answer.t === 'ready') this.ready = answer;
@@ -138,6 +157,16 @@ export class RawClient {
       (f) => 'rid' in f && f.rid === rid && (f.t === 'ok' || f.t === 'error' || f.t === 'ack'),
       timeoutMs,
     ) as Promise<Reply>;
+  }
+
+  /** Deletes the account as the protocol asks: a deletion challenge, then the signed deletion. */
+  async deleteAccount(): Promise<Reply> {
+    const challenge = await this.request({ t: 'deleteAccountChallenge' });
+    if (challenge.t !== 'ok') return challenge;
+    const signature = this.identity!.signing.sign(
+      deleteAccountSignatureInput(this.relayKey!, this.userId, unb64(String(challenge.nonce))),
+    );
+    return this.request({ t: 'deleteAccount', signature: b64(signature) });
   }
 
   /** Sends a request without waiting; returns its rid. */

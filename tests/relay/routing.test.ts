@@ -162,7 +162,7 @@ describe('direct routing', () => {
     const a = await connect('alice', alice);
     const b = await connect('bob', bob);
     const watcher = await RawClient.connect(relay.url, 'carol', Identity.generate());
-    expect(await b.request({ t: 'deleteAccount' })).toEqual({ t: 'ok', rid: 1 });
+    expect(await b.deleteAccount()).toEqual({ t: 'ok', rid: 2 }); // rid 1: its challenge
     expect((await b.closed).code).toBe(1000);
     expect(await watcher.next((f) => f.t === 'event' && f.event.type === 'userDeleted')).toMatchObject({
       event: { userId: 'bob' },

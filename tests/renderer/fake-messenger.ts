@@ -34,6 +34,10 @@ export type Scenario =
   | 'main-key-changed'
   /** book-club's member list differs from another member's (the relay showed them different logs). */
   | 'main-group-out-of-sync'
+  /** The relay's key changed since the first connection: the warning, offline. */
+  | 'main-relay-key-changed'
+  /** A new contact b0b whose id looks like the contact bob's. */
+  | 'main-lookalike'
   /** The profile's keys are gone from the keychain. */
   | 'keys-missing'
   /** The keychain does not answer at start; "Try again" succeeds (as after unlocking it). */
@@ -55,6 +59,10 @@ export interface FakeControl {
   /** Adds an incoming message to a conversation and emits it (and the updated summary). */
   receive(conversationId: ConversationId, from: string, text: string): HistoryItem;
 }
+
+/** The relay key fingerprints the scenarios show (30 digits). */
+const RELAY_FINGERPRINT = '482910573628194057362819405736';
+const NEW_RELAY_FINGERPRINT = '119384756102938475610293847561';
 
 const DAY = 86_400_000;
 const MINUTE = 60_000;
@@ -131,6 +139,8 @@ export function createFake(scenario: Scenario): FakeControl {
   let seq = 0;
 
   const keyChangedBob = scenario === 'main-key-changed';
+  const relayKeyChanged = scenario === 'main-relay-key-changed';
+  const lookalike = scenario === 'main-lookalike';
   const hasProfile = scenario !== 'first-run' && scenario !== 'first-run-no-keychain';
   const setup = scenario === 'relay-setup' || scenario === 'relay-setup-no-multicast';
   const noMulticast = scenario === 'relay-setup-no-multicast';
@@ -144,10 +154,24 @@ export function createFake(scenario: Scenario): FakeControl {
       : null,
     keychainAvailable: scenario !== 'first-run-no-keychain',
     locked: scenario === 'locked',
-    connection: ['main', 'main-key-changed', 'main-group-out-of-sync', 'start-fails'].includes(scenario)
+    connection: [
+      'main',
+      'main-key-changed',
+      'main-group-out-of-sync',
+      'main-lookalike',
+      'start-fails',
+    ].includes(scenario)
       ? 'connected'
       : 'offline',
     hostedRelay: null,
+    relayFingerprint: RELAY_FINGERPRINT,
+    relayKeyChange: relayKeyChanged
+      ? {
+          relayUrl: 'ws://192.168.1.20:8787',
+          pinnedFingerprint: RELAY_FINGERPRINT,
+          presentedFingerprint: NEW_RELAY_FINGERPRINT,
+        }
+      : null,
     discoveryProblem: noMulticast ? NO_MULTICAST : null,
     profileProblem:
       scenario === 'keys-missing'
@@ -190,6 +214,8 @@ export function createFake(scenario: Scenario): FakeControl {
     ['dave', { userId: 'dave', verified: false, keyChanged: false }],
     ['erin', { userId: 'erin', verified: true, keyChanged: false }],
   ]);
+  if (lookalike)
+    contacts.set('b0b', { userId: 'b0b', verified: false, keyChanged: false, looksLike: ['bob'] });
 
   /**
    * The relay's groups as the fake knows them. alice is an admin of book-club (with a join request
@@ -303,6 +329,27 @@ export function createFake(scenario: Scenario): FakeControl {
     });
   }
   histories.set('dm:bob', bob);
+  if (lookalike)
+    histories.set('dm:b0b', [
+      item(
+        'dm:b0b',
+        0,
+        now - 4 * MINUTE,
+        me,
+        'b0b',
+        'Hi Alice, it is Bob. I lost my laptop, this is my new account.',
+        'in',
+      ),
+      item(
+        'dm:b0b',
+        1,
+        now - 3 * MINUTE,
+        me,
+        'b0b',
+        'Could you send me the notes from Thursday again?',
+        'in',
+      ),
+    ]);
 
   const club: HistoryItem[] = [
     {
@@ -537,6 +584,23 @@ export function createFake(scenario: Scenario): FakeControl {
       emit({ type: 'status', status });
       return reply(undefined, 150);
     },
+    acceptRelayKey(args) {
+      record('acceptRelayKey', args);
+      const change = status.relayKeyChange;
+      if (!change || change.relayUrl !== args.relayUrl)
+        return fail('NOT_FOUND', `There is no new relay key to accept for ${args.relayUrl}.`);
+      if (change.presentedFingerprint !== args.fingerprint)
+        return fail('RELAY_KEY_CHANGED', 'The relay now presents another key than the one you compared.');
+      status = {
+        ...status,
+        relayKeyChange: null,
+        relayFingerprint: args.fingerprint,
+        connection: 'connected',
+      };
+      emit({ type: 'status', status });
+      emit({ type: 'connection', state: 'connected' });
+      return reply(undefined, 150);
+    },
     connect(args) {
       record('connect', args);
       status = {
@@ -565,6 +629,7 @@ export function createFake(scenario: Scenario): FakeControl {
         port,
         urls: [`ws://192.168.1.20:${port}`, `ws://10.0.0.7:${port}`, `ws://[fd12:3456:789a:1::20]:${port}`],
         localUrl: `ws://127.0.0.1:${port}`,
+        fingerprint: RELAY_FINGERPRINT,
       };
       status = {
         ...status,

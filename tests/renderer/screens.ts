@@ -941,6 +941,81 @@ async function groupScreens(browser: Browser, url: string, bundle: string): Prom
   await dark.close();
 }
 
+/** The relay's key changed (issue 8): the warning says what happened and what to do; accepting it connects. */
+async function relayKeyChange(browser: Browser, url: string, bundle: string): Promise<void> {
+  for (const scheme of ['light', 'dark'] as const) {
+    const { page, close } = await open(browser, url, bundle, 'main-relay-key-changed', scheme);
+    const warning = page.getByRole('alert').filter({ hasText: "The relay's key changed" });
+    await warning.waitFor();
+    check(
+      (await warning.getByText('Your messages are not sent').isVisible()) &&
+        (await warning.getByText('48291 05736 28194 05736 28194 05736').isVisible()) &&
+        (await warning.getByText('11938 47561 02938 47561 02938 47561').isVisible()),
+      `relay key change (${scheme}): the warning names both fingerprints and that nothing is sent`,
+    );
+    check(
+      await inWindow(page, '.relay-warning'),
+      `relay key change (${scheme}): the warning is in the window`,
+    );
+    await shot(page, scheme === 'light' ? '24-relay-key-changed' : 'dark-24-relay-key-changed');
+    if (scheme === 'light') {
+      await warning.getByRole('button', { name: 'Choose another relay' }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.getByText("The relay's key changed").waitFor();
+      await shot(page, '25-relay-key-changed-panel');
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(50);
+      check(
+        (await focused(page)) === 'Choose another relay',
+        'relay key change: Escape returns focus to "Choose another relay"',
+      );
+      await warning.getByRole('button', { name: 'Accept the new key' }).click();
+      await warning.waitFor({ state: 'detached' });
+      check(
+        await page.getByText('Connected', { exact: true }).isVisible(),
+        'relay key change: accepting the new key connects',
+      );
+      const calls = await page.evaluate<{ method: string; args: unknown }[]>('globalThis.__fake.calls');
+      check(
+        JSON.stringify(calls.find((c) => c.method === 'acceptRelayKey')?.args) ===
+          JSON.stringify({
+            relayUrl: 'ws://192.168.1.20:8787',
+            fingerprint: '119384756102938475610293847561',
+          }),
+        'relay key change: the app accepts exactly the fingerprint it showed',
+      );
+    }
+    await close();
+  }
+}
+
+/** A new contact whose id looks like an existing contact's (issue 8): its conversation says so. */
+async function lookalikeContact(browser: Browser, url: string, bundle: string): Promise<void> {
+  for (const scheme of ['light', 'dark'] as const) {
+    const { page, close } = await open(browser, url, bundle, 'main-lookalike', scheme);
+    await page.getByRole('button', { name: /b0b/ }).first().click();
+    const banner = page.getByRole('region', { name: 'b0b looks like bob' });
+    await banner.waitFor();
+    check(
+      await banner.getByText('it may be someone imitating them').isVisible(),
+      `look-alike (${scheme}): the conversation warns that b0b only looks like bob`,
+    );
+    await shot(page, scheme === 'light' ? '26-lookalike-contact' : 'dark-26-lookalike-contact');
+    if (scheme === 'light') {
+      await banner.getByRole('button', { name: 'Review safety number' }).click();
+      await page.getByRole('dialog').waitFor();
+      await page.keyboard.press('Escape');
+      await page.getByRole('button', { name: /bob/ }).filter({ hasNotText: 'b0b' }).first().click();
+      await page.getByRole('heading', { name: 'bob', exact: true }).waitFor();
+      check(
+        (await page.getByRole('region', { name: /looks like/ }).count()) === 0,
+        'look-alike: the earlier contact bob carries no warning',
+      );
+    }
+    await close();
+  }
+}
+
 async function bigConversation(browser: Browser, url: string, bundle: string): Promise<void> {
   const { page, close } = await open(browser, url, bundle, 'main');
   await page.getByRole('button', { name: /dave/ }).click();
@@ -1276,6 +1351,8 @@ export async function runScreenChecks(): Promise<string[]> {
     await mainScreen(browser, url, bundle, 'dark');
     await keyChange(browser, url, bundle);
     await groupScreens(browser, url, bundle);
+    await relayKeyChange(browser, url, bundle);
+    await lookalikeContact(browser, url, bundle);
     await profileProblems(browser, url, bundle);
     await bigConversation(browser, url, bundle);
     await smallWindow(browser, url, bundle);

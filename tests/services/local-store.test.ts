@@ -167,3 +167,40 @@ describe('LocalStore encryption at rest', () => {
     expect(() => reopened.getHistory('dm:bob')).toThrow(expect.objectContaining({ code: 'E2EE_BAD_TAG' }));
   });
 });
+
+describe('LocalStore contacts', () => {
+  it('marks a contact whose id looks like an earlier contact, also in a database from before the check', () => {
+    const { store } = open();
+    store.upsertContact('bob');
+    store.upsertContact('carol');
+    expect(store.upsertContact('b0b')).toEqual({
+      userId: 'b0b',
+      verified: false,
+      keyChanged: false,
+      looksLike: ['bob'],
+    });
+    expect(store.getContact('bob')).toEqual({ userId: 'bob', verified: false, keyChanged: false });
+    expect(store.upsertContact('rnallory').looksLike).toBeUndefined();
+    expect(store.upsertContact('mallory').looksLike).toEqual(['rnallory']);
+
+    // A database whose contacts table predates the check: look-alikes there warn both ways.
+    const t = tempDir('sealed-store-');
+    cleanups.push(t.cleanup);
+    const file = path.join(t.dir, 'sealed.db');
+    const db = new Database(file);
+    db.exec(
+      'CREATE TABLE contacts (user_id TEXT PRIMARY KEY, verified INTEGER NOT NULL DEFAULT 0, key_changed INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID',
+    );
+    for (const id of ['a1ice', 'alice', 'dave'])
+      db.prepare('INSERT INTO contacts (user_id) VALUES (?)').run(id);
+    db.close();
+    const old = LocalStore.open(file);
+    cleanups.push(() => old.close());
+    expect(old.listContacts().map((c) => [c.userId, c.looksLike ?? []])).toEqual([
+      ['a1ice', ['alice']],
+      ['alice', ['a1ice']],
+      ['dave', []],
+    ]);
+    expect(old.upsertContact('c1ave').looksLike).toEqual(['dave']);
+  });
+});

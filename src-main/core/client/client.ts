@@ -23,9 +23,19 @@ import {
 import { EntryAuthor, type Role, groupSafetyNumber, isMemberWith, members } from '../crypto/membership.js';
 import type { RotationPolicy } from '../crypto/sender-keys.js';
 import { MAX_PLAINTEXT_BYTES } from '../crypto/constants.js';
-import { utf8Encode } from '../encoding.js';
-import { CryptoError, ErrorCode, ProtocolError, UsageError } from '../errors.js';
-import { Name, type RelayEvent, type RelayFrame, authSignatureInput, b64, unb64 } from '../protocol/wire.js';
+import { VerifyKey, importPublicKey } from '../crypto/primitives.js';
+import { equalBytes, utf8Encode } from '../encoding.js';
+import { CryptoError, ErrorCode, ProtocolError, RelayKeyChangedError, UsageError } from '../errors.js';
+import {
+  RELAY_NONCE_BYTES,
+  challengeSignatureInput,
+  deleteAccountSignatureInput,
+  loginSignatureInput,
+  normaliseRelayUrl,
+  relayKeyFingerprint,
+} from '../protocol/login.js';
+import { Name, type RelayEvent, type RelayFrame, b64, unb64 } from '../protocol/wire.js';
+import { canonicalUserId } from '../user-ids.js';
 import { RelayConnection, type RelayPush, type RelayTlsOptions, checkTlsOptions } from './connection.js';
 import { ContentType, encodeContent } from './content.js';
 import {
@@ -40,19 +50,29 @@ import { type Applied, type Changes, type GroupState, Groups } from './groups.js
 import { Inbox, e2eeErrorEvent } from './inbox.js';
 import { Outbox } from './outbox.js';
 import { Sessions } from './sessions.js';
-import { type KeyStore, MemoryKeyStore, MemoryStateStore, type StateStore } from './stores.js';
+import {
+  type KeyStore,
+  MemoryKeyStore,
+  MemoryStateStore,
+  type RelayKeyStore,
+  type StateStore,
+  stateRelayKeyStore,
+} from './stores.js';
 import { ContactTrust } from './trust.js';
 import * as v from 'valibot';
 
 /** Options of `new E2EEClient(...)`; defaults are listed beside each. */
 export interface E2EEClientOptions {
-  /** ws:// or wss:// URL of the relay. */
+  /** ws:// or wss:// URL of the relay (normalised: login.ts normaliseRelayUrl). */
   url: string;
+  /** Our user id, in any case: it is used in lower case (docs/PROTOCOL.md "Identifiers"). */
   userId: string;
   /** Private identity keys (default: in memory). */
   keyStore?: KeyStore | undefined;
   /** Sessions, prekeys, groups (default: in memory). */
   stateStore?: StateStore | undefined;
+  /** The relay keys pinned per relay address on first use (default: kept in `stateStore`). */
+  relayKeys?: RelayKeyStore | undefined;
   /** Send 'delivered' receipts for received direct / group messages (seeds' Ack options; default off). */
   ack?: { rcvDirectMessage?: boolean | undefined; rcvGroupMessage?: boolean | undefined } | undefined;
   /** Reconnect automatically after an unexpected disconnect (default true). */
@@ -180,9 +200,15 @@ export const MAX_MESSAGE_BYTES = MAX_PLAINTEXT_BYTES - 256;
 
 /** An end-to-end encrypted messaging client (direct and group) over a relay. */
 export class E2EEClient extends EventEmitter<E2EEClientEvents> {
+  /** Our user id, canonical (lower case). */
   readonly userId: string;
+  /** The relay's address, normalised: what its key is pinned under and what the login signs. */
+  readonly relayUrl: string;
   private readonly keyStore: KeyStore;
   private readonly stateStore: StateStore;
+  private readonly relayKeys: RelayKeyStore;
+  /** The key the relay proved on the current connection (what a deletion proof names). */
+  private relayKeyNow: Uint8Array | undefined;
   private readonly now: () => number;
   private readonly relay: RelayConnection;
 
@@ -199,24 +225,31 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
 
   constructor(options: E2EEClientOptions) {
     super();
-    if (!options || typeof options.url !== 'string' || !/^wss?:\/\//.test(options.url)) {
-      throw new TypeError('url must be a ws:// or wss:// URL');
+    if (!options || typeof options.url !== 'string') throw new TypeError('url must be a ws:// or wss:// URL');
+    try {
+      this.relayUrl = normaliseRelayUrl(options.url);
+    } catch (e) {
+      throw new TypeError(`url must be a ws:// or wss:// URL: ${(e as Error).message}`, { cause: e });
     }
-    if (!v.is(Name, options.userId)) throw new TypeError('userId must be 1-64 of A-Z a-z 0-9 . _ -');
+    this.userId = canonicalUserId(options.userId, 'userId');
     checkTlsOptions(options.tls);
-    this.userId = options.userId;
     this.keyStore = options.keyStore ?? new MemoryKeyStore();
     this.stateStore = options.stateStore ?? new MemoryStateStore();
+    this.relayKeys = options.relayKeys ?? stateRelayKeyStore(this.stateStore);
     this.now = options.now ?? Date.now;
-    this.relay = new RelayConnection(this.userId, options, {
-      frame: (f) => this.onFrame(f),
-      refused: (rid, code, message) => this.outbox.refused(rid, code, message),
-      malformed: (problem) =>
-        this.emit('e2eeError', { code: ErrorCode.MALFORMED, message: `bad frame from relay: ${problem}` }),
-      disconnect: (code, reason) => this.emit('disconnect', { code, reason }),
-      error: (e) => this.fail(e),
-      retry: (attempt, delayMs) => this.emit('reconnecting', { attempt, delayMs }),
-    });
+    this.relay = new RelayConnection(
+      this.userId,
+      { ...options, url: this.relayUrl },
+      {
+        frame: (f) => this.onFrame(f),
+        refused: (rid, code, message) => this.outbox.refused(rid, code, message),
+        malformed: (problem) =>
+          this.emit('e2eeError', { code: ErrorCode.MALFORMED, message: `bad frame from relay: ${problem}` }),
+        disconnect: (code, reason) => this.emit('disconnect', { code, reason }),
+        error: (e) => this.fail(e),
+        retry: (attempt, delayMs) => this.emit('reconnecting', { attempt, delayMs }),
+      },
+    );
     this.trust = new ContactTrust(options, (userId) => this.emit('identityChanged', { userId }));
     this.sessions = new Sessions(
       this.userId,
@@ -291,8 +324,12 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
    * `options.id` lets the caller choose the message id (a fresh random one, e.g. a UUID) so it can
    * record the message before sending and match its acks, even after a restart resends it from the outbox.
    */
-  async sendDirectMessage(to: string, data: string | Uint8Array, options?: SendOptions): Promise<string> {
-    this.checkName(to, 'recipient');
+  async sendDirectMessage(
+    recipient: string,
+    data: string | Uint8Array,
+    options?: SendOptions,
+  ): Promise<string> {
+    const to = canonicalUserId(recipient, 'recipient');
     if (to === this.userId) throw new UsageError('cannot send a direct message to yourself');
     const { type, bytes } = this.toContent(data);
     const id = this.outbox.newId(options?.id);
@@ -512,11 +549,35 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /**
    * Deletes our account on the relay (its binding of our user id to our identity, our prekeys and
    * queued messages) and closes the connection. Local state stays; the user id can then be registered
-   * again, with a new identity, which contacts see as an identity change.
+   * again, with a new identity, which contacts see as an identity change. Proven afresh: the relay
+   * hands out a nonce and we sign it with its key and our id (docs/PROTOCOL.md "deleteAccount").
    */
   async deleteAccount(): Promise<void> {
-    await this.relay.request({ t: 'deleteAccount', rid: 0 });
+    const challenge = await this.relay.request({ t: 'deleteAccountChallenge', rid: 0 });
+    const nonce = typeof challenge.nonce === 'string' ? unb64(challenge.nonce) : new Uint8Array(0);
+    const relayKey = this.relayKeyNow;
+    if (nonce.length !== RELAY_NONCE_BYTES || !relayKey)
+      throw new ProtocolError(ErrorCode.MALFORMED, 'the relay sent no usable deletion challenge');
+    const signature = this.sessions.identity!.signing.sign(
+      deleteAccountSignatureInput(relayKey, this.userId, nonce),
+    );
+    await this.relay.request({ t: 'deleteAccount', rid: 0, signature: b64(signature) });
     await this.close();
+  }
+
+  /** The relay key pinned for our relay's address, if we have logged in there (or accepted one). */
+  async pinnedRelayKey(): Promise<Uint8Array | undefined> {
+    return this.relayKeys.get(this.relayUrl);
+  }
+
+  /**
+   * Pins `publicKey` for our relay's address after the user compared its fingerprint with the relay's
+   * operator (typically `RelayKeyChangedError.presentedKey`); the next connect() logs in with it.
+   */
+  async acceptRelayKey(publicKey: Uint8Array): Promise<void> {
+    if (!(publicKey instanceof Uint8Array)) throw new TypeError('publicKey must be a Uint8Array');
+    const key = importPublicKey(publicKey); // CryptoError E2EE_INVALID_KEY unless a valid P-256 point
+    await this.exclusive(async () => this.relayKeys.set(this.relayUrl, key));
   }
 
   /** Accepts a contact's new identity key after a change (the user confirmed it). */
@@ -633,7 +694,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private onFrame(f: RelayPush): void {
     switch (f.t) {
       case 'challenge':
-        void this.exclusive(async () => this.authenticate(unb64(f.nonce)));
+        void this.exclusive(async () => this.authenticate(f)).catch((e: Error) => this.relay.refuse(e));
         return;
       case 'ready':
         void this.exclusive(async () => this.onReady(f)).catch((e: Error) => this.fail(e));
@@ -660,13 +721,47 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', e);
   }
 
-  private authenticate(nonce: Uint8Array): void {
+  /**
+   * Answers a challenge (docs/PROTOCOL.md "Authentication"): the relay must prove the key it presents,
+   * which must be the key pinned for this address (pinned now on the first login); only then is the login
+   * signed, over that key, this address, our id and the nonce. Throws (and the caller refuses the
+   * connection, finally) when the relay fails either check: nothing is signed or sent then.
+   */
+  private async authenticate(f: Extract<RelayFrame, { t: 'challenge' }>): Promise<void> {
+    const nonce = unb64(f.nonce);
+    const relayKey = unb64(f.relayKey);
+    if (nonce.length !== RELAY_NONCE_BYTES)
+      throw new ProtocolError(ErrorCode.MALFORMED, `the relay's challenge is not ${RELAY_NONCE_BYTES} bytes`);
+    let verifier: VerifyKey;
+    try {
+      verifier = new VerifyKey(relayKey);
+    } catch {
+      throw new CryptoError(ErrorCode.INVALID_KEY, "the relay's key is not a valid P-256 public key");
+    }
+    if (!verifier.verify(challengeSignatureInput(relayKey, this.userId, nonce), unb64(f.signature)))
+      throw new CryptoError(
+        ErrorCode.BAD_SIGNATURE,
+        'the relay did not prove that it holds the key it presented',
+      );
+    const pinned = await this.relayKeys.get(this.relayUrl);
+    if (!pinned)
+      await this.relayKeys.set(this.relayUrl, relayKey); // trust on first use
+    else if (!equalBytes(pinned, relayKey))
+      throw new RelayKeyChangedError(
+        this.relayUrl,
+        pinned,
+        relayKeyFingerprint(pinned),
+        relayKey,
+        relayKeyFingerprint(relayKey),
+      );
+    this.relayKeyNow = relayKey;
     const id = this.sessions.identity!;
-    const signature = id.signing.sign(authSignatureInput(this.userId, nonce));
+    const signature = id.signing.sign(loginSignatureInput(relayKey, this.relayUrl, this.userId, nonce));
     this.relay.send({
       t: 'auth',
       identity: b64(encodePublicIdentity(id.publicIdentity)),
       signature: b64(signature),
+      relayUrl: this.relayUrl,
     });
   }
 

@@ -114,8 +114,11 @@ export class RelayConnection {
   private nextRid = 1;
   private readonly pending = new Map<number, Pending>();
   private lastRelayError: string | undefined;
-  /** The certificate of the socket that is closing was refused. */
-  private untrusted: E2EEError | undefined;
+  /**
+   * The client itself ended the handshake, finally, for this reason: refuse() (the relay's key), or a
+   * TLS certificate it does not trust.
+   */
+  private refusal: Error | undefined;
 
   constructor(
     private readonly userId: string,
@@ -149,6 +152,25 @@ export class RelayConnection {
   /** Resolves everyone in waitForReady() (the owner has handled 'ready'). */
   notifyReady(): void {
     for (const w of this.readyWaiters.splice(0)) w.resolve();
+  }
+
+  /**
+   * The client will not log in on this connection (the relay's key changed, or it could not prove it
+   * holds it): closes the socket, does not reconnect, rejects waitForReady() with `err` and reports it
+   * as an error. A later waitForReady() (after resume()) tries again.
+   */
+  refuse(err: Error): void {
+    const ws = this.ws;
+    if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      this.refusal = err;
+      ws.close(1008, 'relay not trusted'); // onClose finishes the refusal
+      return;
+    }
+    // The socket is gone already: stop the reconnect it scheduled and finish here.
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    for (const w of this.readyWaiters.splice(0)) w.reject(err);
+    if (!this.closedByUser) this.on.error(err);
   }
 
   /** Closes the socket and stops reconnecting; resolves once the socket is closed. */
@@ -215,11 +237,12 @@ export class RelayConnection {
         return;
       }
       // Reported once by onClose, which follows, as the reason connect() fails.
-      this.untrusted = new E2EEError(
+      const untrusted = new E2EEError(
         ErrorCode.UNTRUSTED_CERTIFICATE,
         `The relay's TLS certificate is not trusted (${code}: ${e.message}): check the relay's address, or trust its certificate or CA (option tls.ca).`,
       );
-      this.untrusted.cause = e;
+      untrusted.cause = e;
+      this.refusal = untrusted;
     });
     ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString()));
   }
@@ -238,10 +261,10 @@ export class RelayConnection {
     // Only a refused identity, version or certificate is final; a timeout, rate limit or restart is retried.
     const refusal = this.lastRelayError;
     this.lastRelayError = undefined;
-    const untrusted = this.untrusted;
-    this.untrusted = undefined;
+    const ownRefusal = this.refusal;
+    this.refusal = undefined;
     const fatal =
-      untrusted !== undefined ||
+      ownRefusal !== undefined ||
       (!wasAuthenticated && refusal !== undefined && FATAL_HANDSHAKE_ERRORS.has(refusal));
     // Another connection of this user replaced us: reconnecting would push it off in turn.
     const replaced = code === 1000 && reason === 'replaced';
@@ -249,7 +272,7 @@ export class RelayConnection {
     if (fatal || this.closedByUser) {
       const waiters = this.readyWaiters.splice(0);
       const err =
-        untrusted ?? new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
+        ownRefusal ?? new RelayError(refusal ?? 'AUTH_FAILED', reason || 'the relay refused the connection');
       for (const w of waiters)
         w.reject(this.closedByUser ? new E2EEError(ErrorCode.NOT_CONNECTED, 'closed') : err);
       if (fatal && !this.closedByUser) this.on.error(err);

@@ -20,6 +20,28 @@ export interface StateStore {
   write(changes: ReadonlyMap<string, Uint8Array | null>): Promise<void>;
 }
 
+/**
+ * Pins of relay keys: the public key each relay address presented on first use (issue 8). Addresses are
+ * normalised (login.ts normaliseRelayUrl). The default keeps them in the client's StateStore, so the app
+ * has them in its encrypted database and the terminal chat in its state file.
+ */
+export interface RelayKeyStore {
+  /** The 65-byte public key pinned for `relayUrl`, or undefined before the first login there. */
+  get(relayUrl: string): Promise<Uint8Array | undefined>;
+  set(relayUrl: string, publicKey: Uint8Array): Promise<void>;
+}
+
+/** The StateStore key of the pin for a relay address. */
+export const relayKeyStateKey = (relayUrl: string): string => `relay-key/${relayUrl}`;
+
+/** A RelayKeyStore inside a StateStore (the client's default). */
+export function stateRelayKeyStore(state: StateStore): RelayKeyStore {
+  return {
+    get: (relayUrl) => state.get(relayKeyStateKey(relayUrl)),
+    set: (relayUrl, publicKey) => state.write(new Map([[relayKeyStateKey(relayUrl), publicKey]])),
+  };
+}
+
 /** KeyStore in memory (default when none is given). */
 export class MemoryKeyStore implements KeyStore {
   private readonly map = new Map<string, Uint8Array>();

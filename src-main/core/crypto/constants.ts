@@ -43,7 +43,14 @@ export const Label = {
   DIRECT_KEYS: l('direct-message-keys'),
   GROUP_KEYS: l('group-message-keys'),
   GROUP_SIGNATURE: l('group-signature'),
-  AUTH_CHALLENGE: l('relay-auth'),
+  /** Signed by the relay's key in every challenge (docs/PROTOCOL.md "Authentication"). */
+  RELAY_CHALLENGE: l('relay-challenge'),
+  /** Signed by the user's identity to log in: names the relay's key and address (issue 8). */
+  RELAY_LOGIN: l('relay-login'),
+  /** Signed by the user's identity over a fresh relay nonce to delete the account. */
+  DELETE_ACCOUNT: l('delete-account'),
+  /** Hashed with a relay's public key into the fingerprint people compare. */
+  RELAY_KEY: l('relay-key'),
   SAFETY_NUMBER: l('safety-number'),
   GROUP_ENTRY: l('group-entry'),
   GROUP_ENTRY_HASH: l('group-entry-hash'),

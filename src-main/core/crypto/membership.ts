@@ -21,7 +21,10 @@
  * The hash leaves the signature out: ECDSA signatures can be re-encoded by anyone (s -> n - s), and a
  * re-encoded copy must not look like another entry. The genesis has epoch 0 and an all-zero prevHash.
  */
+import * as v from 'valibot';
 import { Reader, Writer, concatBytes, equalBytes } from '../encoding.js';
+import { Name } from '../protocol/wire.js';
+import { isCanonicalUserId } from '../user-ids.js';
 import { CryptoError, ErrorCode, ProtocolError, StorageError } from '../errors.js';
 import { Label } from './constants.js';
 import {
@@ -245,11 +248,14 @@ export function decodeEntry(bytes: Uint8Array): Entry {
     const author = r.str(MAX_ID_BYTES);
     const time = r.u64();
     base = { groupId, epoch, prevHash, author, time };
-    if (groupId === '' || author === '') throw badEntry('empty group or author id');
+    // The ids the wire accepts: a group Name, canonical (lower-case) user ids, so that one person has one
+    // spelling in every signed log (docs/PROTOCOL.md "Identifiers").
+    if (!v.is(Name, groupId)) throw badEntry('the group id is not a group name');
+    if (!isCanonicalUserId(author)) throw badEntry('the author is not a lower-case user id');
     const identity = (): PublicIdentity => decodePublicIdentity(r.fixed(IDENTITY_BYTES).slice());
     const userId = (): string => {
       const id = r.str(MAX_ID_BYTES);
-      if (id === '') throw badEntry('empty user id');
+      if (!isCanonicalUserId(id)) throw badEntry('a user id in the entry is not a lower-case user id');
       return id;
     };
     switch (type) {

@@ -4,10 +4,13 @@
  * parsed from `unknown` with these schemas before use; shared by the relay and the client.
  */
 import * as v from 'valibot';
-import { Label } from '../crypto/constants.js';
-import { Writer } from '../encoding.js';
+import { MAX_RELAY_URL_CHARS, isNormalisedRelayUrl } from './login.js';
 
-/** Wire protocol version, sent in `hello` (2: signed group membership). */
+/**
+ * Wire protocol version, sent in `hello`. 2: group membership is a signed log; the login is bound to the
+ * relay (its key in the challenge, its key and address in the signed login), deleteAccount needs a fresh
+ * signature, user ids are lower case.
+ */
 export const WIRE_VERSION = 2;
 
 /** Largest WebSocket message either side accepts (ws `maxPayload`). */
@@ -26,6 +29,17 @@ const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const Name = v.pipe(
   v.string(),
   v.regex(ID_RE, 'must be 1-64 of A-Z a-z 0-9 . _ - (starting alphanumeric)'),
+);
+/**
+ * User ids on the wire: the canonical, lower-case form only (docs/PROTOCOL.md "Identifiers"). Group
+ * names stay `Name`, case-sensitive.
+ */
+export const UserId = v.pipe(
+  v.string(),
+  v.regex(
+    /^[a-z0-9][a-z0-9._-]{0,63}$/,
+    'must be a lower-case user id: 1-64 of a-z 0-9 . _ - (starting with a letter or digit)',
+  ),
 );
 /** Message ids are chosen by the sender (random UUIDs); recipients deduplicate by (sender, id). */
 export const MessageId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/, 'bad message id'));
@@ -48,8 +62,18 @@ const Seq = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX
 
 /** Frames a client sends to the relay. */
 export const ClientFrame = v.variant('t', [
-  v.strictObject({ t: v.literal('hello'), v: v.number(), userId: Name }),
-  v.strictObject({ t: v.literal('auth'), identity: B64(300), signature: B64(100) }),
+  v.strictObject({ t: v.literal('hello'), v: v.number(), userId: UserId }),
+  v.strictObject({
+    t: v.literal('auth'),
+    identity: B64(300),
+    signature: B64(100),
+    // The address the client dialled, normalised (login.ts): part of the signed login.
+    relayUrl: v.pipe(
+      v.string(),
+      v.maxLength(MAX_RELAY_URL_CHARS),
+      v.check(isNormalisedRelayUrl, 'must be a normalised ws:// or wss:// URL'),
+    ),
+  }),
   v.strictObject({
     t: v.literal('publishPreKeys'),
     rid: Rid,
@@ -64,8 +88,8 @@ export const ClientFrame = v.variant('t', [
       v.maxLength(MAX_PREKEYS_PER_FRAME),
     ),
   }),
-  v.strictObject({ t: v.literal('getBundle'), rid: Rid, userId: Name }),
-  v.strictObject({ t: v.literal('send'), rid: Rid, to: Name, id: MessageId, body: B64(MAX_BODY_B64) }),
+  v.strictObject({ t: v.literal('getBundle'), rid: Rid, userId: UserId }),
+  v.strictObject({ t: v.literal('send'), rid: Rid, to: UserId, id: MessageId, body: B64(MAX_BODY_B64) }),
   v.strictObject({
     t: v.literal('groupSend'),
     rid: Rid,
@@ -84,15 +108,17 @@ export const ClientFrame = v.variant('t', [
     limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_LOG_PAGE))),
   }),
   v.strictObject({ t: v.literal('received'), seq: Seq }),
-  v.strictObject({ t: v.literal('receipt'), to: Name, id: MessageId, group: v.optional(Name) }),
-  v.strictObject({ t: v.literal('deleteAccount'), rid: Rid }),
+  v.strictObject({ t: v.literal('receipt'), to: UserId, id: MessageId, group: v.optional(Name) }),
+  // Deleting the account takes a fresh proof: a nonce from the relay, then a signature over it.
+  v.strictObject({ t: v.literal('deleteAccountChallenge'), rid: Rid }),
+  v.strictObject({ t: v.literal('deleteAccount'), rid: Rid, signature: B64(100) }),
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 
 /** Group and user events. Group events are durable (queued like messages); user events are live only. */
 export const RelayEvent = v.variant('type', [
-  v.strictObject({ type: v.literal('userCreated'), userId: Name }),
-  v.strictObject({ type: v.literal('userDeleted'), userId: Name }),
+  v.strictObject({ type: v.literal('userCreated'), userId: UserId }),
+  v.strictObject({ type: v.literal('userDeleted'), userId: UserId }),
   // A group's log has a new head: read it (durable; a newer one replaces an older one still queued).
   v.strictObject({
     type: v.literal('groupHead'),
@@ -119,10 +145,11 @@ const GroupHead = v.strictObject({
 
 /** Frames the relay sends to a client. */
 export const RelayFrame = v.variant('t', [
-  v.strictObject({ t: v.literal('challenge'), nonce: B64(64) }),
+  // relayKey: the relay's long-term public key; signature: by that key (login.ts challengeSignatureInput).
+  v.strictObject({ t: v.literal('challenge'), nonce: B64(64), relayKey: B64(100), signature: B64(100) }),
   v.strictObject({
     t: v.literal('ready'),
-    userId: Name,
+    userId: UserId,
     registered: v.boolean(),
     oneTimePreKeyCount: v.number(),
     groups: v.array(GroupHead),
@@ -134,18 +161,18 @@ export const RelayFrame = v.variant('t', [
     t: v.literal('ack'),
     rid: Rid,
     id: MessageId,
-    to: v.optional(Name),
+    to: v.optional(UserId),
     group: v.optional(Name),
     state: v.literal('sent'),
     // groupSend only: members whose mailbox was full, who will not get this message.
-    skipped: v.optional(v.array(Name)),
+    skipped: v.optional(v.array(UserId)),
   }),
   v.strictObject({ t: v.literal('preKeysLow'), count: v.number() }),
   v.strictObject({
     t: v.literal('deliver'),
     seq: Seq,
     kind: v.picklist(['direct', 'group', 'receipt', 'event']),
-    from: v.optional(Name),
+    from: v.optional(UserId),
     id: v.optional(MessageId),
     group: v.optional(Name),
     body: v.optional(B64(MAX_BODY_B64)),
@@ -162,6 +189,8 @@ export const RelayErrorCode = {
   UNSUPPORTED_VERSION: 'UNSUPPORTED_VERSION',
   NOT_AUTHENTICATED: 'NOT_AUTHENTICATED',
   AUTH_FAILED: 'AUTH_FAILED',
+  /** deleteAccount without a valid signature over this connection's latest deletion challenge. */
+  BAD_PROOF: 'BAD_PROOF',
   INVALID_BUNDLE: 'INVALID_BUNDLE',
   UNKNOWN_USER: 'UNKNOWN_USER',
   UNKNOWN_GROUP: 'UNKNOWN_GROUP',
@@ -245,8 +274,3 @@ export function parseFrame<S extends v.GenericSchema>(
 export const b64 = (u: Uint8Array): string =>
   Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
 export const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
-
-/** Bytes a client signs to authenticate: Label.AUTH_CHALLENGE || str(userId) || nonce (32 bytes). */
-export function authSignatureInput(userId: string, nonce: Uint8Array): Uint8Array {
-  return new Writer(128).fixed(Label.AUTH_CHALLENGE).str(userId).fixed(nonce).finish();
-}

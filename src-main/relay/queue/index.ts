@@ -67,6 +67,11 @@ export interface DeliveryQueue {
    * For quotas: close to what is stored, erring on the side of more.
    */
   usage(recipient: string): { items: number; bytes: number };
+  /**
+   * Moves every item of `from` to `to` and names `to` as the sender of every item `from` sent (a user id
+   * brought to its canonical form, issue 8); items keep their seqs, so `to`'s items stay in seq order.
+   */
+  renameUser(from: string, to: string): void;
   /** Up to `limit` of `recipient`'s items with seq > `after`, in seq order. */
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]>;
   /** Items and payload bytes stored, as of the last durable commit; cheap (no scan). */

@@ -34,7 +34,9 @@ export type SupersedeOp = ['s', string, string];
 export type DeleteRecipientOp = ['x', string];
 /** `['p', requestId, recipient, after, limit]`: read a page. */
 export type PageOp = ['p', number, string, number, number];
-export type QueueOp = EnqueueOp | DequeueOp | SupersedeOp | DeleteRecipientOp | PageOp;
+/** `['r', from, to]`: a user's items and the items it sent move to another id (canonical ids). */
+export type RenameUserOp = ['r', string, string];
+export type QueueOp = EnqueueOp | DequeueOp | SupersedeOp | DeleteRecipientOp | PageOp | RenameUserOp;
 
 /** Main → worker: a numbered batch of operations. */
 export interface BatchMessage {

@@ -69,6 +69,9 @@ function main(): void {
     .get()!;
   let stats: StatsTuple = [total.n, total.bytes];
   let acknowledged: number[] = [];
+  let renamed = false;
+  const renameRecipient = db.prepare<[string, string]>('UPDATE queue SET recipient = ? WHERE recipient = ?');
+  const renameSender = db.prepare<[string, string]>('UPDATE queue SET sender = ? WHERE sender = ?');
   const page = db.prepare<[string, number, number], QueueRow>(
     'SELECT * FROM queue WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?',
   );
@@ -120,6 +123,11 @@ function main(): void {
             case 'p':
               pages.push([op[1], page.all(op[2], op[3], op[4])]);
               break;
+            case 'r':
+              renameRecipient.run(op[2], op[1]);
+              renameSender.run(op[2], op[1]);
+              renamed = true; // the per-recipient counts are sent afresh
+              break;
           }
           if (i === ops.length >> 1) failpoint('queue.mid-commit');
         }
@@ -155,6 +163,7 @@ function main(): void {
         stats,
         acknowledged,
         freed: [...freed].map(([r, [n, b]]) => [r, n, b]),
+        ...(renamed ? { usage: usageRows() } : {}),
       });
     } catch (err) {
       let now: [string, number, number][] | undefined;
@@ -177,6 +186,7 @@ function main(): void {
       });
     }
     acknowledged = [];
+    renamed = false;
     if (closing) {
       db.close();
       port.close();

@@ -185,6 +185,10 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     return { items, bytes };
   }
 
+  renameUser(from: string, to: string): void {
+    this.push(['r', from, to]);
+  }
+
   page(recipient: string, after: number, limit: number): Promise<QueueItem[]> {
     const id = this.nextPage++;
     return new Promise((resolve, reject) => {

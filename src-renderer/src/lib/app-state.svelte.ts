@@ -102,6 +102,8 @@ export class AppState {
     return this.relaySetup ? 'relay-setup' : 'main';
   });
   readonly me = $derived(this.status?.profile?.userId ?? '');
+  /** The relay's key changed: nothing is sent there until the user decides (RelayKeyWarning). */
+  readonly relayKeyChange = $derived(this.status?.relayKeyChange ?? null);
   readonly connection = $derived(this.status?.connection ?? 'offline');
   readonly currentSummary = $derived(this.conversations.find((c) => c.id === this.currentId) ?? null);
   /** What the conversation list says of a group instead of its last message: invited, waiting, differs. */
@@ -354,6 +356,22 @@ export class AppState {
     });
   }
 
+  /** The user compared the relay's new key with its operator and accepts it: it is pinned and used. */
+  async acceptRelayKey(): Promise<string | null> {
+    const change = this.relayKeyChange;
+    if (!change) return null;
+    return this.#relayCall(async () => {
+      await this.#api.acceptRelayKey({
+        relayUrl: change.relayUrl,
+        fingerprint: change.presentedFingerprint,
+      });
+      this.relaySetup = false;
+      this.connectionError = null;
+      this.notices.dismissTopic(CONNECTION_TOPIC);
+      await this.#refreshStatus();
+    });
+  }
+
   async disconnect(): Promise<void> {
     await this.#attempt(() => this.#api.disconnect());
     await this.#refreshStatus();
@@ -483,7 +501,9 @@ export class AppState {
     const id = userId.trim();
     const invalid = validateName(id, 'user id');
     if (invalid) return invalid;
-    if (id === this.me) return 'That is your own user id. Enter the user id of the person to write to.';
+    // User ids are case-insensitive (the service uses them in lower case).
+    if (id.toLowerCase() === this.me)
+      return 'That is your own user id. Enter the user id of the person to write to.';
     return this.#answer(async () => {
       const summary = await this.#api.openDirect({ userId: id });
       if (!this.#touched.has(summary.id)) this.#touched.set(summary.id, Date.now());

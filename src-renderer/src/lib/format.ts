@@ -101,6 +101,11 @@ export function safetyNumberGroups(digits: string): string[] {
   return groups;
 }
 
+/** A relay key fingerprint (30 digits) as people read it out: six groups of five. */
+export function formatFingerprint(digits: string): string {
+  return safetyNumberGroups(digits).join(' ');
+}
+
 /** Base64 of a UTF-8 string (for the QR code's data: URL). */
 export function utf8ToBase64(text: string): string {
   const bytes = new TextEncoder().encode(text);

@@ -151,7 +151,10 @@ export function setVerified(s: ProfileSession, userId: string, verified: boolean
 
 /** Accepts a contact's new key: sending resumes, the contact is no longer verified. */
 export async function acceptKeyChange(s: ProfileSession, userId: string): Promise<void> {
-  await s.requireClient().approveIdentity(userId);
+  const client = s.requireClient();
+  // Interim: the number shown is not carried from the renderer yet; the pending key's own is used.
+  const digits = await client.pendingSafetyNumber(userId);
+  if (digits) await client.approveIdentity(userId, digits);
   const ctx = s.context();
   ctx.emit({
     type: 'contact',

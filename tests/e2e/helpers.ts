@@ -26,6 +26,7 @@ export class Recorder {
       'groupMemberJoin',
       'groupMemberLeave',
       'identityChanged',
+      'messagesHeld',
       'keysRotated',
     ];
     for (const name of names) {

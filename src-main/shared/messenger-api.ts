@@ -120,6 +120,16 @@ export interface Contact {
   readonly userId: string;
   readonly verified: boolean;
   readonly keyChanged: boolean;
+  /** Present while keyChanged: the new key the user decides on. */
+  readonly pendingKey?: PendingKey;
+}
+
+/** A contact's new security key, waiting for the user to accept or reject it. */
+export interface PendingKey {
+  /** The 60-digit safety number with the new key: what acceptKeyChange must carry. */
+  readonly safetyNumber: string;
+  /** Messages sent under the new key, held (not shown) until the user decides. */
+  readonly held: number;
 }
 
 export interface SafetyNumber {
@@ -197,8 +207,13 @@ export interface MessengerApi {
   listContacts(): Promise<readonly Contact[]>;
   getSafetyNumber(args: { userId: string }): Promise<SafetyNumber>;
   setVerified(args: { userId: string; verified: boolean }): Promise<void>;
-  /** The user confirmed a contact's new key: sending resumes. */
-  acceptKeyChange(args: { userId: string }): Promise<void>;
+  /**
+   * The user compared `safetyNumber` (the pending key's, as shown) and accepts that key: sending
+   * resumes and the held messages are shown. Refused (KEY_CHANGED_AGAIN) if another key arrived since.
+   */
+  acceptKeyChange(args: { userId: string; safetyNumber: string }): Promise<void>;
+  /** The user rejects a contact's new key: the old key stays, what the new key sent is deleted. */
+  rejectKeyChange(args: { userId: string }): Promise<void>;
 
   listConversations(): Promise<readonly ConversationSummary[]>;
   /** Newest last; `before` from a previous page's nextBefore. */
@@ -239,6 +254,7 @@ export const API_METHODS = [
   'getSafetyNumber',
   'setVerified',
   'acceptKeyChange',
+  'rejectKeyChange',
   'listConversations',
   'getHistory',
   'markRead',

@@ -131,6 +131,8 @@ function main(): void {
     keyStore: store.asKeyStore(),
     stateStore: store,
     ack: { rcvDirectMessage: true, rcvGroupMessage: true },
+    // The library's default, stated: a contact's new key waits for /accept or /reject (issue 8).
+    requireApprovalOnIdentityChange: true,
   });
   const session: ChatSession = new ChatSession({
     client,

@@ -150,8 +150,8 @@ export class Inbox {
     // With approval required, only sessions under the pinned identity are used: a message under any
     // other identity is held (or, under a rejected one, refused) before anything is decrypted.
     const approval = trust.requiresApproval && trust.pinnedIdentity(from) !== undefined;
-    const claimed = this.c.sessions.claimedIdentity(body);
-    if (approval && claimed && !trust.isPinned(from, claimed)) {
+    const claimed = approval ? this.c.sessions.claimedIdentity(body) : undefined;
+    if (claimed && !trust.isPinned(from, claimed)) {
       const { verdict, changes } = trust.pin(from, encodePublicIdentity(claimed), 'message');
       if (verdict === 'rejected') {
         throw new CryptoError(

@@ -147,6 +147,8 @@ function main(): void {
     keyStore: store.asKeyStore(),
     stateStore: store,
     ack: { rcvDirectMessage: true, rcvGroupMessage: true },
+    // The library's default, stated: a contact's new key waits for /accept-key or /reject-key (issue 8).
+    requireApprovalOnIdentityChange: true,
   });
   const session: ChatSession = new ChatSession({
     client,

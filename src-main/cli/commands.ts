@@ -31,6 +31,8 @@ export interface ChatActions {
   groupInfo(group: string): Promise<void>;
   listGroups(): Promise<void>;
   safety(userId: string): Promise<void>;
+  acceptKey(userId: string, safetyNumber: string): Promise<void>;
+  rejectKey(userId: string): Promise<void>;
   help(): void;
   quit(): Promise<void>;
 }
@@ -66,6 +68,8 @@ export interface CommandSpec {
 const USER = { name: 'USER', kind: 'user' } as const;
 const GROUP = { name: 'G', kind: 'group' } as const;
 const TEXT = { name: 'TEXT', kind: 'text' } as const;
+/** The 60 digits /safety shows, typed with or without the spaces between groups. */
+const NUMBER = { name: 'SAFETYNUMBER', kind: 'text' } as const;
 
 /** Every command, in the order /help lists them. */
 export const COMMANDS: readonly CommandSpec[] = [
@@ -201,6 +205,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     help: 'show the safety number to compare with USER',
     runs: 'local',
     run: (c, [u]) => c.safety(u!),
+  },
+  {
+    name: '/accept-key',
+    params: [USER, NUMBER],
+    help: "accept USER's new security key: give the safety number you compared (/safety USER shows it)",
+    runs: 'local',
+    run: (c, [u, n]) => c.acceptKey(u!, n!),
+  },
+  {
+    name: '/reject-key',
+    params: [USER],
+    help: "reject USER's new security key: keep the old one, delete what the new one sent",
+    runs: 'local',
+    run: (c, [u]) => c.rejectKey(u!),
   },
   { name: '/help', params: [], help: 'list the commands', runs: 'local', run: (c) => c.help() },
   {

@@ -177,7 +177,14 @@ export class ChatSession implements ChatActions {
   // Commands (ChatActions)
 
   async sendDirect(to: string, text: string): Promise<void> {
-    await this.sendTracked(text, `to ${to}`, (id) => this.client.sendDirectMessage(to, text, { id }));
+    try {
+      await this.sendTracked(text, `to ${to}`, (id) => this.client.sendDirectMessage(to, text, { id }));
+    } catch (e) {
+      if (!(e instanceof E2EEError && e.code === ErrorCode.IDENTITY_CHANGED)) throw e;
+      this.error(
+        `Not sent: ${to}'s security key changed and waits for your decision (/safety ${to}, then /accept-key or /reject-key).`,
+      );
+    }
   }
 
   async sendGroup(group: string, text: string): Promise<void> {
@@ -338,7 +345,7 @@ export class ChatSession implements ChatActions {
     const pending = await this.client.pendingSafetyNumber(userId);
     if (pending) {
       this.error(
-        `${userId}'s security key changed. The safety number with the new key; compare it with ${userId} before you trust it:\n${formatSafetyNumber(pending)}`,
+        `${userId}'s security key changed. The safety number with the new key; compare it with ${userId} before you trust it:\n${formatSafetyNumber(pending)}\n${this.heldLine(userId)}Then /accept-key ${userId} followed by this number, or /reject-key ${userId}.`,
       );
       return;
     }
@@ -354,8 +361,62 @@ export class ChatSession implements ChatActions {
     );
   }
 
+  async acceptKey(userId: string, safetyNumber: string): Promise<void> {
+    await this.client.publicIdentity();
+    const digits = safetyNumber.replace(/\s+/g, '');
+    if (!/^\d{60}$/.test(digits)) {
+      this.error(
+        `A safety number is the 60 digits /safety ${userId} shows (the spaces between groups may stay).`,
+      );
+      return;
+    }
+    if (!this.client.identityChangePending(userId)) {
+      this.error(`No new security key of ${userId} is waiting for your decision.`);
+      return;
+    }
+    let released: number;
+    try {
+      ({ released } = await this.client.approveIdentity(userId, digits));
+    } catch (e) {
+      if (!(e instanceof E2EEError && e.code === ErrorCode.SAFETY_NUMBER_MISMATCH)) throw e;
+      const now = (await this.client.pendingSafetyNumber(userId)) ?? '';
+      this.error(
+        `That is not the safety number of ${userId}'s new key: the key changed again since. Nothing was accepted. Compare this one with ${userId} before you decide:\n${formatSafetyNumber(now)}`,
+      );
+      return;
+    }
+    const shown =
+      released === 0
+        ? ''
+        : ` The ${released === 1 ? 'message' : `${released} messages`} it held ${released === 1 ? 'is' : 'are'} shown above.`;
+    this.info(`You accepted ${userId}'s new security key; you can write to ${userId} again.${shown}`);
+  }
+
+  async rejectKey(userId: string): Promise<void> {
+    await this.client.publicIdentity();
+    if (!this.client.identityChangePending(userId)) {
+      this.error(`No new security key of ${userId} is waiting for your decision.`);
+      return;
+    }
+    const dropped = await this.client.rejectIdentity(userId);
+    const deleted =
+      dropped === 0
+        ? ''
+        : ` The ${dropped === 1 ? 'message' : `${dropped} messages`} sent under it ${dropped === 1 ? 'was' : 'were'} deleted unread.`;
+    this.info(
+      `You rejected ${userId}'s new security key: your messages stay with the key you had.${deleted}`,
+    );
+  }
+
   help(): void {
     this.info(`Commands:\n${commandHelp()}`);
+  }
+
+  /** "N messages from USER are held…" and a line break, or nothing when none are. */
+  private heldLine(userId: string): string {
+    const n = this.client.heldMessageCount(userId);
+    if (n === 0) return '';
+    return `${n === 1 ? '1 message' : `${n} messages`} from ${userId} under the new key ${n === 1 ? 'is' : 'are'} held until you decide.\n`;
   }
 
   /** Closes the connection and ends the process; commands still waiting for the relay are dropped. */
@@ -595,8 +656,16 @@ export class ChatSession implements ChatActions {
     c.on('userDeleted', (e) => this.info(`${e.userId} deleted their account.`));
     this.wireGroupEvents();
     c.on('identityChanged', (e) =>
-      this.error(`${e.userId}'s security key changed: compare safety numbers with /safety ${e.userId}.`),
+      this.error(
+        `${e.userId}'s security key changed. Until you decide, nothing goes to ${e.userId} and what comes under the new key is held. Compare this safety number with ${e.userId} (in person or on a call):\n${formatSafetyNumber(e.safetyNumber)}\nThen /accept-key ${e.userId} followed by this number, or /reject-key ${e.userId}.`,
+      ),
     );
+    c.on('messagesHeld', (e) => {
+      if (e.count > 0)
+        this.info(
+          `${e.count === 1 ? '1 message' : `${e.count} messages`} from ${e.userId} under the new key ${e.count === 1 ? 'is' : 'are'} held until you /accept-key or /reject-key it.`,
+        );
+    });
   }
 
   /**

@@ -9,6 +9,7 @@ import type { E2EEClient } from '../core/client/client.js';
 import { ErrorCode, RelayError } from '../core/errors.js';
 import type {
   ConnectionState,
+  Contact,
   ConversationId,
   GroupPolicy,
   GroupStanding,
@@ -87,6 +88,40 @@ export function recordEvent(
   ]);
 }
 
+/**
+ * A contact as the renderer sees it: while the client holds a key change of theirs for the user's
+ * decision, with the new key's safety number (what acceptKeyChange must carry) and the held count.
+ */
+export async function contactView(client: E2EEClient | undefined, contact: Contact): Promise<Contact> {
+  const safetyNumber = client && (await client.pendingSafetyNumber(contact.userId));
+  if (!client || !safetyNumber) return contact;
+  const held = client.heldMessageCount(contact.userId);
+  return { ...contact, keyChanged: true, pendingKey: { safetyNumber, held } };
+}
+
+/**
+ * Reports a contact as it is once the client answers: state read after the wait, so a report that
+ * resolves late never undoes a later decision (the service reports again after each decision).
+ */
+export async function reportContact(ctx: BridgeContext, client: E2EEClient, userId: string): Promise<void> {
+  const safetyNumber = await client.pendingSafetyNumber(userId);
+  if (!ctx.store.unlocked) return;
+  const contact = ctx.store.getContact(userId) ?? ctx.store.upsertContact(userId);
+  const held = client.heldMessageCount(userId);
+  ctx.emit({
+    type: 'contact',
+    contact: safetyNumber ? { ...contact, keyChanged: true, pendingKey: { safetyNumber, held } } : contact,
+  });
+}
+
+/** The groups `userId` shares with us (both members, in our local state). */
+export function sharedGroups(client: E2EEClient, me: string, userId: string): string[] {
+  return client
+    .listGroups()
+    .filter((g) => g.members.includes(me) && g.members.includes(userId))
+    .map((g) => g.group);
+}
+
 /** Ensures a contact exists (reporting it when new) and returns nothing. */
 export function ensureContact(ctx: BridgeContext, userId: string): void {
   if (userId === ctx.userId || ctx.store.getContact(userId)) return;
@@ -102,7 +137,9 @@ function e2eeErrorText(e: { code: string; from?: string | undefined; group?: str
   if (!e.from) return 'The relay sent something Sealed could not read.';
   switch (e.code) {
     case ErrorCode.IDENTITY_CHANGED:
-      return `${e.from}'s security key changed. Accept the new key so that your messages${where} reach them.`;
+      return `${e.from}'s security key changed. Accept or reject the new key so that your messages${where} reach them.`;
+    case ErrorCode.IDENTITY_REJECTED:
+      return `A message from ${e.from}${where} came under the security key you rejected. It was deleted unread.`;
     case ErrorCode.RELAY:
     case ErrorCode.NOT_CONNECTED:
       return `Sealed could not reach ${e.from}${where} yet and will try again.`;
@@ -287,15 +324,37 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
     keysRotated: guard('keysRotated', (e: { group: string }) =>
       recordEvent(ctx, grp(e.group), ctx.userId, 'Keys rotated: your next messages use a new group key.'),
     ),
-    identityChanged: guard('identityChanged', (e: { userId: string }) => {
+    identityChanged: guard('identityChanged', (e: { userId: string; safetyNumber: string }) => {
+      // Recorded now, before the message that revealed the key is handled (issue 7); every new key is
+      // a new line, so a key that replaces the one being compared is never silent (issue 8).
+      const again = ctx.store.getContact(e.userId)?.keyChanged === true;
       const contact = ctx.store.upsertContact(e.userId, { keyChanged: true, verified: false });
-      ctx.emit({ type: 'contact', contact });
+      const held = client.heldMessageCount(e.userId);
+      ctx.emit({
+        type: 'contact',
+        contact: { ...contact, pendingKey: { safetyNumber: e.safetyNumber, held } },
+      });
       recordEvent(
         ctx,
         dm(e.userId),
         e.userId,
-        `${e.userId}'s security key changed. Compare safety numbers before you continue.`,
+        again
+          ? `${e.userId}'s security key changed again: the safety number is new. Compare it before you decide.`
+          : `${e.userId}'s security key changed. Compare safety numbers before you continue.`,
       );
+      for (const group of sharedGroups(client, ctx.userId, e.userId)) {
+        recordEvent(
+          ctx,
+          grp(group),
+          e.userId,
+          `${e.userId}'s security key changed. Until you accept or reject it in your conversation with ${e.userId}, what ${e.userId} sends under the new key is held.`,
+        );
+      }
+    }),
+    messagesHeld: guard('messagesHeld', (e: { userId: string; count: number }) => {
+      // Held messages are announced on the contact (the banner's count); a decision reports itself.
+      if (e.count > 0)
+        void reportContact(ctx, client, e.userId).catch((err: unknown) => ctx.log(String(err)));
     }),
   };
 

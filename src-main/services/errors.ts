@@ -38,6 +38,8 @@ export const ServiceCode = {
   KEY_CHANGED: 'KEY_CHANGED',
   RELAY_KEY_CHANGED: 'RELAY_KEY_CHANGED',
   RELAY_NOT_TRUSTED: 'RELAY_NOT_TRUSTED',
+  KEY_CHANGED_AGAIN: 'KEY_CHANGED_AGAIN',
+  NO_KEY_CHANGE: 'NO_KEY_CHANGE',
   NO_SAFETY_NUMBER: 'NO_SAFETY_NUMBER',
   TOO_LARGE: 'TOO_LARGE',
   NOT_FOUND: 'NOT_FOUND',
@@ -101,6 +103,8 @@ export function toServiceError(e: unknown, ctx: ErrorContext = {}): ServiceError
         return new ServiceError(ServiceCode.NOT_CONNECTED, 'You are not connected to a relay.');
       case ErrorCode.IDENTITY_CHANGED:
         return keyChanged(ctx.userId ?? 'This contact');
+      case ErrorCode.SAFETY_NUMBER_MISMATCH:
+        return keyChangedAgain(ctx.userId ?? 'This contact');
       case ErrorCode.TOO_LARGE:
         return new ServiceError(ServiceCode.TOO_LARGE, 'This message is too long to send.');
       case ErrorCode.NOT_A_MEMBER:
@@ -128,6 +132,22 @@ export function keyChanged(userId: string): ServiceError {
   return new ServiceError(
     ServiceCode.KEY_CHANGED,
     `${userId}'s security key changed. Compare safety numbers and accept the new key before you send.`,
+  );
+}
+
+/** The error for accepting a key with a safety number that is not the pending key's (another key came since). */
+export function keyChangedAgain(userId: string): ServiceError {
+  return new ServiceError(
+    ServiceCode.KEY_CHANGED_AGAIN,
+    `${userId}'s security key changed again since that safety number was shown. Compare the new number before you accept.`,
+  );
+}
+
+/** The error for accepting or rejecting when no key change of the contact waits for a decision. */
+export function noKeyChange(userId: string): ServiceError {
+  return new ServiceError(
+    ServiceCode.NO_KEY_CHANGE,
+    `No new security key of ${userId} is waiting for your decision.`,
   );
 }
 

@@ -53,6 +53,12 @@ const Text = v.pipe(
   v.minLength(1, 'The message is empty.'),
   v.maxLength(MAX_TEXT_CHARS, 'The message is longer than 60,000 characters.'),
 );
+/** A safety number as shown: 60 digits, groups separated by spaces allowed. */
+const SafetyDigits = v.pipe(
+  v.string('The safety number must be text.'),
+  v.maxLength(200, 'The safety number must be the 60 digits shown.'),
+  v.check((s) => /^\d{60}$/.test(s.replace(/\s+/g, '')), 'The safety number must be the 60 digits shown.'),
+);
 const Passphrase = v.pipe(
   v.string('The passphrase must be text.'),
   v.minLength(8, 'The passphrase must have at least 8 characters.'),
@@ -139,7 +145,8 @@ const SCHEMAS = {
   listContacts: NoArgs,
   getSafetyNumber: args({ userId: UserId }),
   setVerified: args({ userId: UserId, verified: v.boolean('Verified must be true or false.') }),
-  acceptKeyChange: args({ userId: UserId }),
+  acceptKeyChange: args({ userId: UserId, safetyNumber: SafetyDigits }),
+  rejectKeyChange: args({ userId: UserId }),
   listConversations: NoArgs,
   getHistory: args({
     conversationId: ConversationIdSchema,

@@ -8,9 +8,10 @@ import QRCode from 'qrcode';
 import * as v from 'valibot';
 import type { E2EEClient } from '../core/client/client.js';
 import { parseInviteLink } from '../core/client/group-changes.js';
-import { RelayError } from '../core/errors.js';
+import { E2EEError, ErrorCode, RelayError } from '../core/errors.js';
 import { Name } from '../core/protocol/wire.js';
 import type {
+  Contact,
   ConversationId,
   ConversationSummary,
   GroupInfo,
@@ -21,12 +22,22 @@ import type {
   HistoryItem,
   SafetyNumber,
 } from '../shared/messenger-api.js';
-import { ensureContact, recordEvent, recordItems, recordStatus } from './client-bridge.js';
+import {
+  contactView,
+  ensureContact,
+  recordEvent,
+  recordItems,
+  recordStatus,
+  reportContact,
+  sharedGroups,
+} from './client-bridge.js';
 import { groupInfoOf } from './group-info.js';
 import {
   ServiceCode,
   ServiceError,
   keyChanged,
+  keyChangedAgain,
+  noKeyChange,
   notAMember,
   toServiceError,
   type ErrorContext,
@@ -163,15 +174,98 @@ export function setVerified(s: ProfileSession, userId: string, verified: boolean
   s.context().emit({ type: 'contact', contact: s.store.upsertContact(userId, { verified }) });
 }
 
-/** Accepts a contact's new key: sending resumes, the contact is no longer verified. */
-export async function acceptKeyChange(s: ProfileSession, userId: string): Promise<void> {
-  await s.requireClient().approveIdentity(userId);
+/** Every contact, each with its pending key while a key change waits for the user. */
+export async function listContacts(s: ProfileSession): Promise<Contact[]> {
+  const client = s.client;
+  await client?.publicIdentity(); // loads the client's state if it has not connected yet
+  return Promise.all(s.store.listContacts().map((c) => contactView(client, c)));
+}
+
+const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * Before a decision: the client's pending change of `userId`, or (when the client has none but our own
+ * flag says so: a change decided before a crash) the flag cleared and false; NO_KEY_CHANGE otherwise.
+ */
+async function pendingDecision(s: ProfileSession, userId: string): Promise<boolean> {
+  const client = s.requireClient();
+  await client.publicIdentity();
+  if (client.identityChangePending(userId)) return true;
+  if (!s.store.getContact(userId)?.keyChanged) throw noKeyChange(userId);
+  s.context().emit({ type: 'contact', contact: s.store.upsertContact(userId, { keyChanged: false }) });
+  return false;
+}
+
+/**
+ * Accepts a contact's new key with the safety number the user was shown: sending resumes, the messages
+ * held under that key are shown, the contact is no longer verified. If another key arrived since the
+ * number was shown, KEY_CHANGED_AGAIN and nothing changes (the contact is reported with the new number).
+ */
+export async function acceptKeyChange(
+  s: ProfileSession,
+  userId: string,
+  safetyNumber: string,
+): Promise<void> {
+  if (!/^\d{60}$/.test(safetyNumber.replace(/\s+/g, '')))
+    throw invalid('The safety number must be the 60 digits shown.');
+  if (!(await pendingDecision(s, userId))) return;
+  const client = s.requireClient();
   const ctx = s.context();
+  let released: number;
+  try {
+    ({ released } = await client.approveIdentity(userId, safetyNumber));
+  } catch (e) {
+    if (e instanceof E2EEError && e.code === ErrorCode.SAFETY_NUMBER_MISMATCH) {
+      await reportContact(ctx, client, userId);
+      throw keyChangedAgain(userId);
+    }
+    if (e instanceof E2EEError && e.code === ErrorCode.USAGE) throw noKeyChange(userId);
+    throw toServiceError(e, { userId });
+  }
   ctx.emit({
     type: 'contact',
     contact: s.store.upsertContact(userId, { keyChanged: false, verified: false }),
   });
-  recordEvent(ctx, `dm:${userId}`, s.userId, `You accepted ${userId}'s new security key.`);
+  recordEvent(
+    ctx,
+    `dm:${userId}`,
+    s.userId,
+    released > 0
+      ? `You accepted ${userId}'s new security key. The ${plural(released, 'message', 'messages')} it held until now ${released === 1 ? 'is' : 'are'} shown above.`
+      : `You accepted ${userId}'s new security key.`,
+  );
+  for (const group of sharedGroups(client, s.userId, userId))
+    recordEvent(ctx, `group:${group}`, s.userId, `You accepted ${userId}'s new security key.`);
+}
+
+/**
+ * Rejects a contact's new key: the key the user had stays (sending resumes on it), what came under the
+ * new key is deleted unread, and later messages under it are refused.
+ */
+export async function rejectKeyChange(s: ProfileSession, userId: string): Promise<void> {
+  if (!(await pendingDecision(s, userId))) return;
+  const client = s.requireClient();
+  const ctx = s.context();
+  let dropped: number;
+  try {
+    dropped = await client.rejectIdentity(userId);
+  } catch (e) {
+    if (e instanceof E2EEError && e.code === ErrorCode.USAGE) throw noKeyChange(userId);
+    throw toServiceError(e, { userId });
+  }
+  ctx.emit({ type: 'contact', contact: s.store.upsertContact(userId, { keyChanged: false }) });
+  recordEvent(
+    ctx,
+    `dm:${userId}`,
+    s.userId,
+    `You rejected ${userId}'s new security key: your messages stay with the key you had.${
+      dropped > 0
+        ? ` The ${plural(dropped, 'message', 'messages')} sent under the new key ${dropped === 1 ? 'was' : 'were'} deleted unread.`
+        : ''
+    }`,
+  );
+  for (const group of sharedGroups(client, s.userId, userId))
+    recordEvent(ctx, `group:${group}`, s.userId, `You rejected ${userId}'s new security key.`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -425,7 +425,7 @@ export class MessengerService
 
   async listContacts(): Promise<readonly Contact[]> {
     await this.ready();
-    return this.requireSession().store.listContacts();
+    return messaging.listContacts(this.requireSession());
   }
 
   async getSafetyNumber(args: { userId: string }): Promise<SafetyNumber> {
@@ -438,9 +438,14 @@ export class MessengerService
     messaging.setVerified(this.requireSession(), args.userId, args.verified);
   }
 
-  async acceptKeyChange(args: { userId: string }): Promise<void> {
+  async acceptKeyChange(args: { userId: string; safetyNumber: string }): Promise<void> {
     await this.ready();
-    await messaging.acceptKeyChange(this.requireSession(), args.userId);
+    await messaging.acceptKeyChange(this.requireSession(), args.userId, args.safetyNumber);
+  }
+
+  async rejectKeyChange(args: { userId: string }): Promise<void> {
+    await this.ready();
+    await messaging.rejectKeyChange(this.requireSession(), args.userId);
   }
 
   async listConversations(): Promise<readonly ConversationSummary[]> {

@@ -145,6 +145,16 @@ export interface Contact {
    * `0` and `o`): the UI warns that this may not be who it seems. Absent or empty when there are none.
    */
   readonly looksLike?: readonly string[];
+  /** Present while keyChanged: the new key the user decides on. */
+  readonly pendingKey?: PendingKey;
+}
+
+/** A contact's new security key, waiting for the user to accept or reject it. */
+export interface PendingKey {
+  /** The 60-digit safety number with the new key: what acceptKeyChange must carry. */
+  readonly safetyNumber: string;
+  /** Messages sent under the new key, held (not shown) until the user decides. */
+  readonly held: number;
 }
 
 export interface SafetyNumber {
@@ -282,8 +292,13 @@ export interface MessengerApi {
   listContacts(): Promise<readonly Contact[]>;
   getSafetyNumber(args: { userId: string }): Promise<SafetyNumber>;
   setVerified(args: { userId: string; verified: boolean }): Promise<void>;
-  /** The user confirmed a contact's new key: sending resumes. */
-  acceptKeyChange(args: { userId: string }): Promise<void>;
+  /**
+   * The user compared `safetyNumber` (the pending key's, as shown) and accepts that key: sending
+   * resumes and the held messages are shown. Refused (KEY_CHANGED_AGAIN) if another key arrived since.
+   */
+  acceptKeyChange(args: { userId: string; safetyNumber: string }): Promise<void>;
+  /** The user rejects a contact's new key: the old key stays, what the new key sent is deleted. */
+  rejectKeyChange(args: { userId: string }): Promise<void>;
 
   listConversations(): Promise<readonly ConversationSummary[]>;
   /** Newest last; `before` from a previous page's nextBefore. */
@@ -354,6 +369,7 @@ export const API_METHODS = [
   'getSafetyNumber',
   'setVerified',
   'acceptKeyChange',
+  'rejectKeyChange',
   'listConversations',
   'getHistory',
   'markRead',

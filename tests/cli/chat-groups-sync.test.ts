@@ -95,6 +95,8 @@ describe('npm run chat: a relay whose group log differs from the members', () =>
     await alice.waitFor('* Created group lounge, you its admin. It is open');
     bob.type('/join lounge');
     await alice.waitFor('* bob joined lounge.');
+    // bob's chat has the relay's answer too (else the relay may stop before bob knows he joined).
+    await bob.waitFor('* You are now a member of lounge');
 
     const a = alice.mark;
     const b = bob.mark;

@@ -33,6 +33,7 @@ export class Recorder {
       'groupOutOfSync',
       'groupInSync',
       'identityChanged',
+      'messagesHeld',
       'keysRotated',
     ];
     for (const name of names) {

@@ -58,6 +58,11 @@ export interface FakeControl {
   readonly clipboard: string[];
   /** Adds an incoming message to a conversation and emits it (and the updated summary). */
   receive(conversationId: ConversationId, from: string, text: string): HistoryItem;
+  /**
+   * Another new key of `userId` arrives while one is pending. With `quietly`, the app is not told (as if
+   * the user clicked "Accept" just before the warning reached the window): the next accept is refused.
+   */
+  changeKeyAgain(userId: string, quietly?: boolean): Promise<void>;
 }
 
 /** The relay key fingerprints the scenarios show (30 digits). */
@@ -208,6 +213,23 @@ export function createFake(scenario: Scenario): FakeControl {
         },
       ];
 
+  /** Per contact with a pending key change: which new key (its number's seed) and how many messages it held. */
+  const pendingKeys = new Map<string, { generation: number; held: number }>(
+    keyChangedBob ? [['bob', { generation: 1, held: 2 }]] : [],
+  );
+  const pendingNumber = (userId: string): Promise<string> =>
+    sampleSafetyNumber(`${me}:${userId}:new${pendingKeys.get(userId)?.generation ?? 0}`);
+  /** A contact as the service reports it: with its pending key while a change waits. */
+  async function contactView(contact: Contact): Promise<Contact> {
+    const pending = pendingKeys.get(contact.userId);
+    if (!pending) return contact;
+    return {
+      ...contact,
+      keyChanged: true,
+      pendingKey: { safetyNumber: await pendingNumber(contact.userId), held: pending.held },
+    };
+  }
+
   const contacts = new Map<string, Contact>([
     ['bob', { userId: 'bob', verified: !keyChangedBob, keyChanged: keyChangedBob }],
     ['carol', { userId: 'carol', verified: false, keyChanged: false }],
@@ -318,13 +340,14 @@ export function createFake(scenario: Scenario): FakeControl {
     item('dm:bob', 7, now - 1 * MINUTE, me, 'bob', 'Also: see you at ten tomorrow', 'out', 'sending'),
   ];
   if (keyChangedBob) {
-    bob.splice(3, 0, {
+    // Last: what bob sent under the new key since is held, not in the history.
+    bob.push({
       id: 'dm:bob#kc',
       conversationId: 'dm:bob',
       kind: 'event',
       from: 'bob',
       text: "bob's security key changed",
-      at: now - 27 * MINUTE,
+      at: now - 30_000,
       direction: 'in',
     });
   }
@@ -432,6 +455,17 @@ export function createFake(scenario: Scenario): FakeControl {
     ),
     item('group:book-club', 13, now - 6 * MINUTE, me, 'erin', 'Catching up tonight.', 'in'),
   ];
+  if (keyChangedBob) {
+    club.push({
+      id: 'g#kc',
+      conversationId: 'group:book-club',
+      kind: 'event',
+      from: 'bob',
+      text: "bob's security key changed. Until you accept or reject it in your conversation with bob, what bob sends under the new key is held.",
+      at: now - 30_000,
+      direction: 'in',
+    });
+  }
   histories.set('group:book-club', club);
   histories.set('group:hiking', [
     {
@@ -475,6 +509,31 @@ export function createFake(scenario: Scenario): FakeControl {
   const emit = (event: MessengerEvent): void => {
     for (const listener of listeners) listener(event);
   };
+
+  /** An event line added to a conversation and emitted. */
+  function eventLine(conversationId: ConversationId, from: string, text: string): void {
+    const line: HistoryItem = {
+      id: `ev-${++seq}`,
+      conversationId,
+      kind: 'event',
+      from,
+      text,
+      at: Date.now(),
+      direction: from === me ? 'out' : 'in',
+    };
+    histories.set(conversationId, [...(histories.get(conversationId) ?? []), line]);
+    emit({ type: 'item', item: line });
+  }
+
+  /** The user decided on `userId`'s key change: the contact and its conversation say so. */
+  function decided(userId: string, line: string): void {
+    pendingKeys.delete(userId);
+    const contact = { userId, verified: false, keyChanged: false };
+    contacts.set(userId, contact);
+    emit({ type: 'contact', contact });
+    eventLine(`dm:${userId}`, me, line);
+    emit({ type: 'conversation', summary: summary(`dm:${userId}`) });
+  }
 
   const reply = <T>(value: T, ms = LATENCY_MS): Promise<T> =>
     new Promise((resolve) => setTimeout(() => resolve(value), ms));
@@ -647,19 +706,24 @@ export function createFake(scenario: Scenario): FakeControl {
       return reply(undefined);
     },
     listDiscoveredRelays: () => (record('listDiscoveredRelays', undefined), reply(relays)),
-    listContacts: () => (record('listContacts', undefined), reply([...contacts.values()])),
+    listContacts() {
+      record('listContacts', undefined);
+      return Promise.all([...contacts.values()].map(contactView)).then((list) => reply(list));
+    },
     getSafetyNumber(args) {
       record('getSafetyNumber', args);
       const contact = contacts.get(args.userId);
-      return sampleSafetyNumber(`${me}:${args.userId}:${contact?.keyChanged ? 'new' : 'old'}`).then(
-        (digits) =>
-          reply({
-            userId: args.userId,
-            digits,
-            qrSvg: fakeQr(args.userId),
-            verified: contact?.verified ?? false,
-            keyChanged: contact?.keyChanged ?? false,
-          }),
+      const number = pendingKeys.has(args.userId)
+        ? pendingNumber(args.userId)
+        : sampleSafetyNumber(`${me}:${args.userId}:old`);
+      return number.then((digits) =>
+        reply({
+          userId: args.userId,
+          digits,
+          qrSvg: fakeQr(args.userId),
+          verified: contact?.verified ?? false,
+          keyChanged: contact?.keyChanged ?? false,
+        }),
       );
     },
     setVerified(args) {
@@ -672,12 +736,35 @@ export function createFake(scenario: Scenario): FakeControl {
       emit({ type: 'contact', contact });
       return reply(undefined);
     },
-    acceptKeyChange(args) {
+    async acceptKeyChange(args) {
       record('acceptKeyChange', args);
-      const contact = { userId: args.userId, verified: false, keyChanged: false };
-      contacts.set(args.userId, contact);
-      emit({ type: 'contact', contact });
-      emit({ type: 'conversation', summary: summary(`dm:${args.userId}`) });
+      const pending = pendingKeys.get(args.userId);
+      if (!pending)
+        return fail('NO_KEY_CHANGE', `No new security key of ${args.userId} is waiting for your decision.`);
+      if (args.safetyNumber.replace(/\s+/g, '') !== (await pendingNumber(args.userId))) {
+        emit({ type: 'contact', contact: await contactView(contacts.get(args.userId)!) });
+        return fail(
+          'KEY_CHANGED_AGAIN',
+          `${args.userId}'s security key changed again since that safety number was shown. Compare the new number before you accept.`,
+        );
+      }
+      decided(
+        args.userId,
+        pending.held > 0
+          ? `You accepted ${args.userId}'s new security key. The ${pending.held} messages it held until now are shown above.`
+          : `You accepted ${args.userId}'s new security key.`,
+      );
+      return reply(undefined);
+    },
+    rejectKeyChange(args) {
+      record('rejectKeyChange', args);
+      const pending = pendingKeys.get(args.userId);
+      if (!pending)
+        return fail('NO_KEY_CHANGE', `No new security key of ${args.userId} is waiting for your decision.`);
+      decided(
+        args.userId,
+        `You rejected ${args.userId}'s new security key: your messages stay with the key you had. The ${pending.held} messages sent under the new key were deleted unread.`,
+      );
       return reply(undefined);
     },
     listConversations: () => (
@@ -936,6 +1023,19 @@ export function createFake(scenario: Scenario): FakeControl {
       emit({ type: 'item', item: incoming });
       emit({ type: 'conversation', summary: summary(conversationId) });
       return incoming;
+    },
+    async changeKeyAgain(userId, quietly = false) {
+      const pending = pendingKeys.get(userId) ?? { generation: 0, held: 0 };
+      pendingKeys.set(userId, { generation: pending.generation + 1, held: pending.held + 1 });
+      if (quietly) return;
+      const contact = { ...contacts.get(userId)!, keyChanged: true, verified: false };
+      contacts.set(userId, contact);
+      emit({ type: 'contact', contact: await contactView(contact) });
+      eventLine(
+        `dm:${userId}`,
+        userId,
+        `${userId}'s security key changed again: the safety number is new. Compare it before you decide.`,
+      );
     },
   };
 }

@@ -578,16 +578,67 @@ async function interactions(page: Page): Promise<void> {
   );
 }
 
+/** Runs `fn` on the page's fake (`globalThis.__fake`, tests/renderer/fake-messenger.ts). */
+function onFake(page: Page, expression: string): Promise<unknown> {
+  return page.evaluate(`globalThis.__fake.${expression}`);
+}
+
+/** The arguments of the fake's calls of `method`, in order. */
+function callsOf(page: Page, method: string): Promise<unknown[]> {
+  return page.evaluate<unknown[]>(
+    `globalThis.__fake.calls.filter((c) => c.method === ${JSON.stringify(method)}).map((c) => c.args)`,
+  );
+}
+
+/** The safety number groups the key-change banner shows. */
+function bannerNumber(page: Page): Promise<string> {
+  return page.evaluate<string>(
+    `[...document.querySelectorAll('.banner .digits [aria-hidden="true"]')].map((g) => g.textContent).join('')`,
+  );
+}
+
 async function keyChange(browser: Browser, url: string, bundle: string): Promise<void> {
   const { page, close } = await open(browser, url, bundle, 'main-key-changed');
   await page.getByRole('button', { name: /bob/ }).first().click();
   await page.getByText("bob's security key changed").first().waitFor();
   check(await page.getByLabel('Message bob').isDisabled(), 'key change: composer disabled');
   check(
-    await page.getByText("Sending is paused until you review and accept bob's new key.").isVisible(),
+    await page.getByText("Sending is paused until you accept or reject bob's new key.").isVisible(),
     'key change: composer says why',
   );
+  check(
+    await page.getByText('2 messages from bob under the new key are held').isVisible(),
+    'key change: the banner says how many messages are held',
+  );
+  const shown = await bannerNumber(page);
+  check(
+    /^\d{60}$/.test(shown),
+    `key change: the banner shows the new safety number (${shown.length} digits)`,
+  );
+  check(
+    await page.getByRole('button', { name: 'Reject new key' }).isVisible(),
+    'key change: the banner offers "Reject new key"',
+  );
   await shot(page, '20-key-change');
+
+  // The group bob is in shows the warning too, as a line and as a state above the messages.
+  await page.getByRole('button', { name: /^book-club/ }).click();
+  await page.getByRole('button', { name: 'Decide in chat with bob' }).waitFor();
+  check(
+    await page
+      .getByRole('log')
+      .getByText("bob's security key changed. Until you accept or reject it in your conversation with bob")
+      .waitFor({ timeout: 5000 })
+      .then(
+        () => true,
+        () => false,
+      ),
+    'key change: the group timeline has the warning line',
+  );
+  await shot(page, '20b-key-change-in-group');
+  await page.getByRole('button', { name: 'Decide in chat with bob' }).click();
+  await page.getByRole('button', { name: 'Accept new key' }).waitFor();
+
   const review = page.getByRole('button', { name: 'Review safety number' });
   await review.click();
   await page.getByRole('dialog').getByRole('button', { name: 'Accept new key' }).waitFor();
@@ -598,15 +649,60 @@ async function keyChange(browser: Browser, url: string, bundle: string): Promise
     (await focused(page)) === 'Review safety number',
     'key change: Escape returns focus to "Review safety number"',
   );
+
+  // Another key arrives just before the click: the accept carries the number shown, is refused, the
+  // user is told, and the banner shows the new number.
+  await onFake(page, "changeKeyAgain('bob', true)");
+  await page.getByRole('button', { name: 'Accept new key' }).click();
+  await page.getByText("bob's security key changed again since that safety number was shown.").waitFor();
+  for (let i = 0; i < 100 && (await bannerNumber(page)) === shown; i++) await page.waitForTimeout(50);
+  const accepts = (await callsOf(page, 'acceptKeyChange')) as { safetyNumber: string }[];
+  check(
+    accepts.length === 1 && accepts[0]?.safetyNumber === shown,
+    'key change: "Accept new key" carries the safety number shown',
+  );
+  const renewed = await bannerNumber(page);
+  check(
+    /^\d{60}$/.test(renewed) && renewed !== shown,
+    'key change: after a refused accept the banner shows the new key’s number',
+  );
+  check(
+    await page.getByLabel('Message bob').isDisabled(),
+    'key change: a refused accept keeps sending paused',
+  );
+  await shot(page, '20c-key-changed-again');
+
   await page.getByRole('button', { name: 'Accept new key' }).click();
   await page.getByRole('button', { name: 'Review safety number' }).waitFor({ state: 'detached' });
+  const second = ((await callsOf(page, 'acceptKeyChange')) as { safetyNumber: string }[])[1];
+  check(second?.safetyNumber === renewed, 'key change: the second accept carries the new number');
   check(await page.getByLabel('Message bob').isEnabled(), 'key change: accepting re-enables the composer');
   await close();
+
+  // Rejecting: the banner goes, sending resumes, the conversation says what happened.
+  const rejecting = await open(browser, url, bundle, 'main-key-changed');
+  await rejecting.page.getByRole('button', { name: /bob/ }).first().click();
+  await rejecting.page.getByRole('button', { name: 'Reject new key' }).click();
+  await rejecting.page.getByRole('button', { name: 'Review safety number' }).waitFor({ state: 'detached' });
+  await rejecting.page.getByText("You rejected bob's new security key").waitFor();
+  check(
+    await rejecting.page.getByLabel('Message bob').isEnabled(),
+    'key change: rejecting re-enables the composer',
+  );
+  check(
+    (await focusState(rejecting.page)).name === 'Message bob',
+    `key change: after "Reject new key" focus is in the composer (${(await focusState(rejecting.page)).name})`,
+  );
+  await shot(rejecting.page, '20d-key-change-rejected');
+  await rejecting.close();
 
   const dark = await open(browser, url, bundle, 'main-key-changed', 'dark');
   await dark.page.getByRole('button', { name: /bob/ }).first().click();
   await dark.page.getByText("bob's security key changed").first().waitFor();
   await shot(dark.page, 'dark-20-key-change');
+  await dark.page.getByRole('button', { name: /^book-club/ }).click();
+  await dark.page.getByRole('button', { name: 'Decide in chat with bob' }).waitFor();
+  await shot(dark.page, 'dark-20b-key-change-in-group');
   await dark.close();
 }
 
@@ -1307,6 +1403,8 @@ async function keyboardWalks(browser: Browser, url: string, bundle: string): Pro
     (await focusState(page)).name === 'Accept new key',
     'keyboard: the key-change panel opens on "Accept new key"',
   );
+  // "Accept new key" accepts the number the panel shows: it works once the number is there.
+  await page.getByRole('dialog').locator('.digits').waitFor();
   await page.keyboard.press('Enter');
   await page
     .getByRole('dialog')

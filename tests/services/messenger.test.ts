@@ -11,6 +11,8 @@ import { startRelay, type Relay } from '../../src-main/relay/index.js';
 import type { MessengerEvent } from '../../src-main/shared/messenger-api.js';
 import type { MessengerService } from '../../src-main/services/messenger-service.js';
 import type { Notification } from '../../src-main/services/client-bridge.js';
+import { Impostor } from '../e2e/impostor.js';
+import { startProxy } from '../e2e/proxy.js';
 import { Events, startService, tempDir, testKeychain, until } from './helpers.js';
 
 let relay: Relay;
@@ -286,7 +288,7 @@ describe('MessengerService with a relay', () => {
     }
   });
 
-  it('stops sending to a contact whose key changed until the user accepts it', async () => {
+  it('stops sending to a contact whose key changed and holds what the new key sends until the user accepts it', async () => {
     const erin = await user('erin');
     await erin.service.connect({ relayUrl: relay.url });
     // frank's first installation: a plain client that talks to erin, then deletes its account.
@@ -309,21 +311,30 @@ describe('MessengerService with a relay', () => {
 
     const notice = "frank's security key changed. Compare safety numbers before you continue.";
     await erin.events.item('dm:frank', notice);
-    await erin.events.item('dm:frank', 'new phone, same frank');
-    // The notice comes first, above the message from the new key: as it arrived and in the history.
-    const expected = ['hi from the old phone', notice, 'new phone, same frank'];
+    // What the new key sent is held, not shown: the contact says how many, with the new key's number.
+    const held = await erin.events.wait(
+      (e) => e.type === 'contact' && e.contact.userId === 'frank' && e.contact.pendingKey?.held === 1,
+    );
+    const newNumber = frank2.safetyNumber('erin')!;
+    expect(held).toEqual({
+      type: 'contact',
+      contact: {
+        userId: 'frank',
+        verified: false,
+        keyChanged: true,
+        pendingKey: { safetyNumber: newNumber, held: 1 },
+      },
+    });
+    const expected = ['hi from the old phone', notice];
     const live = erin.events.all.flatMap((e) =>
       e.type === 'item' && e.item.conversationId === 'dm:frank' ? [e.item.text] : [],
     );
     expect(live).toEqual(expected);
     const stored = await erin.service.getHistory({ conversationId: 'dm:frank' });
     expect(stored.items.map((i) => i.text)).toEqual(expected);
-    await erin.events.wait(
-      (e) =>
-        e.type === 'contact' && e.contact.userId === 'frank' && e.contact.keyChanged && !e.contact.verified,
-    );
     const conv = (await erin.service.listConversations()).find((c) => c.id === 'dm:frank');
     expect(conv?.keyChanged).toBe(true);
+    expect(await erin.service.listContacts()).toContainEqual(held.type === 'contact' && held.contact);
 
     await expect(erin.service.sendDirect({ to: 'frank', text: 'is it you?' })).rejects.toMatchObject({
       code: 'KEY_CHANGED',
@@ -336,16 +347,98 @@ describe('MessengerService with a relay', () => {
     const pending = await erin.service.getSafetyNumber({ userId: 'frank' });
     expect(pending.keyChanged).toBe(true);
     expect(pending.digits).not.toBe(oldNumber);
-    expect(pending.digits).toBe(frank2.safetyNumber('erin'));
+    expect(pending.digits).toBe(newNumber);
 
-    await erin.service.acceptKeyChange({ userId: 'frank' });
+    // Accepting with another number (the old one) is refused and changes nothing.
+    await expect(
+      erin.service.acceptKeyChange({ userId: 'frank', safetyNumber: oldNumber }),
+    ).rejects.toMatchObject({
+      code: 'KEY_CHANGED_AGAIN',
+      message:
+        "frank's security key changed again since that safety number was shown. Compare the new number before you accept.",
+    });
+    expect((await erin.service.listContacts()).find((c) => c.userId === 'frank')?.pendingKey).toEqual({
+      safetyNumber: newNumber,
+      held: 1,
+    });
+
+    // Accepting with the number shown (as grouped on screen): the held message appears, then the line.
+    await erin.service.acceptKeyChange({
+      userId: 'frank',
+      safetyNumber: newNumber.replace(/(\d{5})/g, '$1 ').trim(),
+    });
     expect(await erin.service.listContacts()).toContainEqual({
       userId: 'frank',
       verified: false,
       keyChanged: false,
     });
+    const after = await erin.service.getHistory({ conversationId: 'dm:frank' });
+    expect(after.items.map((i) => i.text)).toEqual([
+      ...expected,
+      'new phone, same frank',
+      "You accepted frank's new security key. The 1 message it held until now is shown above.",
+    ]);
     await erin.service.sendDirect({ to: 'frank', text: 'welcome back' });
     await until(() => received.includes('welcome back'));
+    await expect(erin.service.rejectKeyChange({ userId: 'frank' })).rejects.toMatchObject({
+      code: 'NO_KEY_CHANGE',
+    });
     await frank2.close();
+  });
+
+  it('a relay speaking as a contact under its own key: warned in the chat and every shared group, then rejected', async () => {
+    // The relay's view is the attacker's: a proxy in front of the real relay injects frames as "hal".
+    const proxy = await startProxy(relay.url);
+    try {
+      const uma = await user('uma');
+      await uma.service.connect({ relayUrl: proxy.url });
+      const hal = new E2EEClient({ url: relay.url, userId: 'hal' });
+      hal.on('error', () => undefined);
+      await hal.connect();
+      await uma.service.createGroup({ group: 'hikers', policy: 'open' });
+      await hal.joinGroup('hikers');
+      await uma.events.item('group:hikers', 'hal joined the group.');
+      await hal.sendDirectMessage('uma', 'hi uma');
+      await uma.events.item('dm:hal', 'hi uma');
+      const oldNumber = (await uma.service.getSafetyNumber({ userId: 'hal' })).digits;
+
+      const mallory = new Impostor('hal', proxy);
+      mallory.inject('uma', mallory.text('uma', 'I am hal, send me the map'));
+      const warning = "hal's security key changed. Compare safety numbers before you continue.";
+      await uma.events.item('dm:hal', warning);
+      await uma.events.item(
+        'group:hikers',
+        "hal's security key changed. Until you accept or reject it in your conversation with hal, what hal sends under the new key is held.",
+      );
+      await uma.events.wait(
+        (e) => e.type === 'contact' && e.contact.userId === 'hal' && e.contact.pendingKey?.held === 1,
+      );
+
+      await uma.service.rejectKeyChange({ userId: 'hal' });
+      expect(await uma.service.listContacts()).toContainEqual({
+        userId: 'hal',
+        verified: false,
+        keyChanged: false,
+      });
+      expect((await uma.service.getSafetyNumber({ userId: 'hal' })).digits).toBe(oldNumber);
+      const history = await uma.service.getHistory({ conversationId: 'dm:hal' });
+      expect(history.items.map((i) => i.text)).toEqual([
+        'hi uma',
+        warning,
+        "You rejected hal's new security key: your messages stay with the key you had. The 1 message sent under the new key was deleted unread.",
+      ]);
+      const group = await uma.service.getHistory({ conversationId: 'group:hikers' });
+      expect(group.items.map((i) => i.text).slice(-1)).toEqual(["You rejected hal's new security key."]);
+      await expect(
+        uma.service.acceptKeyChange({ userId: 'hal', safetyNumber: oldNumber }),
+      ).rejects.toMatchObject({ code: 'NO_KEY_CHANGE' });
+      // Sending resumes, to the real hal.
+      const got = new Promise<string>((resolve) => hal.once('message', (m) => resolve(m.text)));
+      await uma.service.sendDirect({ to: 'hal', text: 'the map is in the car' });
+      expect(await got).toBe('the map is in the car');
+      await hal.close();
+    } finally {
+      await proxy.close();
+    }
   });
 });

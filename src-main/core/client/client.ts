@@ -8,8 +8,8 @@
  *
  * This file holds the public API, state loading, the lock and the sender-key distribution that ties
  * sessions to groups. Beside it: the relay connection (connection.ts), our keys and pairwise sessions
- * (sessions.ts), identity pinning (trust.ts), group state (groups.ts), the outbox (outbox.ts) and
- * receiving (inbox.ts).
+ * (sessions.ts), identity pinning and key-change decisions (trust.ts), messages held while one is
+ * pending (held.ts), group state (groups.ts), the outbox (outbox.ts) and receiving (inbox.ts).
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
@@ -47,6 +47,7 @@ import {
   policyName,
 } from './group-changes.js';
 import { type Applied, type Changes, type GroupState, Groups } from './groups.js';
+import { HeldMessages } from './held.js';
 import { Inbox, e2eeErrorEvent } from './inbox.js';
 import { Outbox } from './outbox.js';
 import { Sessions } from './sessions.js';
@@ -83,7 +84,11 @@ export interface E2EEClientOptions {
   rotation?: RotationPolicy | undefined;
   /** How long a previous group key id stays valid after rotation (default 60 s). */
   transitionWindowMs?: number | undefined;
-  /** Refuse to send to a contact whose identity key changed until approveIdentity() (default false). */
+  /**
+   * Wait for the user's decision when a contact's identity key changes (default true): sending to them
+   * is refused and what comes under the new key is held until approveIdentity() or rejectIdentity().
+   * With false, a new key is pinned at once (the 'identityChanged' event still reports it).
+   */
   requireApprovalOnIdentityChange?: boolean | undefined;
   /** Clock in ms (tests). */
   now?: (() => number) | undefined;
@@ -160,8 +165,14 @@ export interface E2EEClientEvents {
   groupOutOfSync: [{ group: string; kind: GroupProblemKind; userId?: string | undefined; epoch: number }];
   /** A problem of groupOutOfSync cleared (a later view agrees with our log): sending resumes. */
   groupInSync: [{ group: string }];
-  /** A contact's identity key differs from the one pinned on first use. */
-  identityChanged: [{ userId: string }];
+  /**
+   * A contact's identity key differs from the pinned one: a new pending key (every new one is reported,
+   * also a second one while one is pending), or, without approval, the key pinned now. `safetyNumber`
+   * is the 60-digit number with that key: the one approveIdentity() must be given.
+   */
+  identityChanged: [{ userId: string; safetyNumber: string }];
+  /** How many messages from a contact are held while their key change is pending (0 once decided). */
+  messagesHeld: [{ userId: string; count: number }];
   /** Sender key rotated for a group (a new key id is in use for our next message). */
   keysRotated: [{ group: string }];
 }
@@ -192,6 +203,14 @@ export interface GroupDetails {
   readonly link: string | null;
 }
 
+/** The 60 digits of a safety number as a person may type them (spaces between groups); TypeError otherwise. */
+function normalizeSafetyNumber(value: unknown): string {
+  if (typeof value !== 'string') throw new TypeError('safetyNumber must be a string of 60 digits');
+  const digits = value.replace(/\s+/g, '');
+  if (!/^\d{60}$/.test(digits)) throw new TypeError('safetyNumber must be 60 digits (spaces allowed)');
+  return digits;
+}
+
 /** How often held group messages are checked for expiry. */
 const EARLY_CHECK_MS = 5000;
 
@@ -215,6 +234,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   // Protocol state, loaded by init() and guarded by `lock`.
   private readonly sessions: Sessions;
   private readonly trust: ContactTrust;
+  private readonly held = new HeldMessages();
   private readonly groups: Groups;
   private readonly changes: GroupChanges;
   private readonly outbox: Outbox;
@@ -250,7 +270,9 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         retry: (attempt, delayMs) => this.emit('reconnecting', { attempt, delayMs }),
       },
     );
-    this.trust = new ContactTrust(options, (userId) => this.emit('identityChanged', { userId }));
+    this.trust = new ContactTrust(options, (userId, identity) =>
+      this.emit('identityChanged', { userId, safetyNumber: this.safetyNumberWith(userId, identity) }),
+    );
     this.sessions = new Sessions(
       this.userId,
       this.stateStore,
@@ -289,6 +311,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       sessions: this.sessions,
       groups: this.groups,
       trust: this.trust,
+      held: this.held,
       outbox: this.outbox,
       events: this,
       send: (frame) => this.relay.send(frame),
@@ -407,8 +430,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /** Invites a user to a group we are an admin of; they accept or decline. */
   async inviteToGroup(group: string, userId: string): Promise<void> {
     this.checkName(group, 'group');
-    this.checkName(userId, 'user id');
-    await this.changes.invite(group, userId);
+    const member = canonicalUserId(userId, 'user id');
+    await this.changes.invite(group, member);
   }
 
   /** Accepts an invitation: we become a full member. */
@@ -432,16 +455,16 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /** Removes someone from a group we are an admin of (a member, an invitee, a join request). */
   async removeFromGroup(group: string, userId: string): Promise<void> {
     this.checkName(group, 'group');
-    this.checkName(userId, 'user id');
-    await this.changes.remove(group, userId);
+    const member = canonicalUserId(userId, 'user id');
+    await this.changes.remove(group, member);
   }
 
   /** Makes a member an admin, or an admin a member (admins only; a group keeps one admin). */
   async setGroupRole(group: string, userId: string, role: Role): Promise<void> {
     this.checkName(group, 'group');
-    this.checkName(userId, 'user id');
+    const member = canonicalUserId(userId, 'user id');
     if (role !== 'admin' && role !== 'member') throw new TypeError("role must be 'admin' or 'member'");
-    await this.changes.setRole(group, userId, role);
+    await this.changes.setRole(group, member, role);
   }
 
   /**
@@ -462,8 +485,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /** Approves someone who asked to join through the invite link. */
   async approveJoinRequest(group: string, userId: string): Promise<void> {
     this.checkName(group, 'group');
-    this.checkName(userId, 'user id');
-    await this.changes.approve(group, userId);
+    const member = canonicalUserId(userId, 'user id');
+    await this.changes.approve(group, member);
   }
 
   /** Deletes a group for everyone (admins only). */
@@ -525,9 +548,13 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /** The safety number with a contact (60 digits), or undefined before any session. */
   safetyNumber(userId: string): string | undefined {
     const theirs = this.trust.pinnedIdentity(userId);
-    const identity = this.sessions.identity;
-    if (!theirs || !identity) return undefined;
-    return safetyNumber(this.userId, identity.publicIdentity, userId, decodePublicIdentity(theirs));
+    if (!theirs || !this.sessions.identity) return undefined;
+    return this.safetyNumberWith(userId, theirs);
+  }
+
+  /** How many messages from a contact are held until the user decides on their key change. */
+  heldMessageCount(userId: string): number {
+    return this.held.count(userId);
   }
 
   /**
@@ -537,13 +564,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   async pendingSafetyNumber(userId: string): Promise<string | undefined> {
     await this.init();
     const pending = this.trust.pendingIdentity(userId);
-    if (!pending) return undefined;
-    return safetyNumber(
-      this.userId,
-      this.sessions.identity!.publicIdentity,
-      userId,
-      decodePublicIdentity(pending),
-    );
+    return pending && this.safetyNumberWith(userId, pending);
   }
 
   /**
@@ -580,12 +601,66 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
     await this.exclusive(async () => this.relayKeys.set(this.relayUrl, key));
   }
 
-  /** Accepts a contact's new identity key after a change (the user confirmed it). */
-  async approveIdentity(userId: string): Promise<void> {
-    await this.exclusive(async () => {
-      const changes = this.trust.approve(userId);
-      if (changes.length > 0) await this.stateStore.write(new Map(changes));
+  /**
+   * Accepts a contact's pending identity key: `safetyNumber` is the number the user compared (60 digits;
+   * spaces are ignored). If it is not the pending key's (another key arrived since it was shown: a new
+   * 'identityChanged' told of it), SAFETY_NUMBER_MISMATCH and nothing changes. Otherwise the key is
+   * pinned, sessions under any other key are erased, sending resumes, and the held messages that came
+   * under this key are processed as if they arrived now (those under a key replaced since are dropped).
+   */
+  async approveIdentity(
+    userId: string,
+    safetyNumber: string,
+  ): Promise<{ released: number; dropped: number }> {
+    userId = canonicalUserId(userId, 'userId');
+    const digits = normalizeSafetyNumber(safetyNumber);
+    await this.init();
+    return this.exclusive(async () => {
+      const pending = this.pendingOrThrow(userId);
+      if (this.safetyNumberWith(userId, pending) !== digits) {
+        throw new CryptoError(
+          ErrorCode.SAFETY_NUMBER_MISMATCH,
+          `that is not the safety number of ${userId}'s pending key: the key changed since; compare the new number`,
+        );
+      }
+      const changes = new Map(this.trust.approve(userId));
+      changes.set(...(await this.sessions.keepOnly(userId, pending)));
+      await this.stateStore.write(changes);
+      return this.inbox.release(userId);
     });
+  }
+
+  /**
+   * Rejects a contact's pending identity key: the pinned key stays, sessions under any other key are
+   * erased, the held messages are dropped (returns how many), and later messages under the rejected key
+   * are refused (IDENTITY_REJECTED) without a new warning. Sending resumes on the pinned key.
+   */
+  async rejectIdentity(userId: string): Promise<number> {
+    userId = canonicalUserId(userId, 'userId');
+    await this.init();
+    return this.exclusive(async () => {
+      this.pendingOrThrow(userId);
+      const changes = new Map(this.trust.reject(userId));
+      changes.set(...(await this.sessions.keepOnly(userId, this.trust.pinnedIdentity(userId)!)));
+      await this.stateStore.write(changes);
+      return this.inbox.dropHeld(userId);
+    });
+  }
+
+  private pendingOrThrow(userId: string): Uint8Array {
+    const pending = this.trust.pendingIdentity(userId);
+    if (!pending) throw new UsageError(`no key change of ${userId} is waiting for a decision`);
+    return pending;
+  }
+
+  /** The safety number with `userId` holding `identity` (194 bytes). */
+  private safetyNumberWith(userId: string, identity: Uint8Array): string {
+    return safetyNumber(
+      this.userId,
+      this.sessions.identity!.publicIdentity,
+      userId,
+      decodePublicIdentity(identity),
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -596,6 +671,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
       await this.sessions.loadKeys(this.keyStore);
       await this.groups.load(this.stateStore);
       await this.trust.load(this.stateStore);
+      await this.held.load(this.stateStore);
       await this.inbox.load();
       await this.outbox.load();
     });
@@ -768,6 +844,10 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private async onReady(f: Extract<RelayFrame, { t: 'ready' }>): Promise<void> {
     this.relay.markAuthenticated();
     await this.syncGroups(f.groups);
+    // Held messages of a contact whose key change was decided before a crash let us handle them.
+    for (const userId of this.held.contacts()) {
+      if (!this.trust.pendingIdentity(userId)) await this.inbox.release(userId);
+    }
     await this.sessions.publishPreKeys(f.oneTimePreKeyCount);
     this.outbox.flush();
     clearInterval(this.earlyTimer);
@@ -818,7 +898,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
    */
   private checkCreator(userId: string, identity: PublicIdentity): Changes {
     const pinned = this.trust.pinnedIdentity(userId);
-    if (!pinned) return new Map(this.trust.pin(userId, encodePublicIdentity(identity)));
+    if (!pinned) return new Map(this.trust.pin(userId, encodePublicIdentity(identity), 'message').changes);
     if (!sameIdentityKeys(decodePublicIdentity(pinned), identity) || this.trust.pendingIdentity(userId))
       throw new CryptoError(
         ErrorCode.IDENTITY_CHANGED,

@@ -3,18 +3,26 @@
  * handled under the client's lock in arrival order. A message's state changes are written in one
  * atomic batch before it is shown and before the relay is told it was received; the ids of handled
  * messages (`seen/<from>/<id>`, u64 ms) make a redelivery a no-op. Group messages that arrive before
- * their sender's key are held, unacknowledged, until the key comes or a timeout passes.
+ * their sender's key are held, unacknowledged, until the key comes or a timeout passes. While a
+ * contact's key change awaits the user's decision, what comes under the new key is held undecrypted
+ * (held.ts) and processed only if the user accepts that key.
  */
 import type { EventEmitter } from 'node:events';
-import { type PublicIdentity, encodePublicIdentity } from '../crypto/identity.js';
+import {
+  type PublicIdentity,
+  decodePublicIdentity,
+  encodePublicIdentity,
+  sameIdentityKeys,
+} from '../crypto/identity.js';
 import { Reader, Writer, utf8Decode } from '../encoding.js';
 import { CryptoError, E2EEError, ErrorCode, ProtocolError } from '../errors.js';
-import { type ClientFrame, type RelayEvent, type RelayFrame, unb64 } from '../protocol/wire.js';
+import { type ClientFrame, type RelayEvent, type RelayFrame, b64, unb64 } from '../protocol/wire.js';
 import type { E2EEClientEvents, E2EEClientOptions } from './client.js';
 import { type Content, ContentType, decodeContent } from './content.js';
 import { isMemberWith } from '../crypto/membership.js';
 import { announce } from './group-changes.js';
 import type { Applied, Groups } from './groups.js';
+import type { HeldMessage, HeldMessages } from './held.js';
 import type { Outbox } from './outbox.js';
 import type { Sessions } from './sessions.js';
 import type { StateStore } from './stores.js';
@@ -33,6 +41,7 @@ export interface InboxContext {
   readonly sessions: Sessions;
   readonly groups: Groups;
   readonly trust: ContactTrust;
+  readonly held: HeldMessages;
   readonly outbox: Outbox;
   /** Where received messages and events are emitted (the client). */
   readonly events: EventEmitter<E2EEClientEvents>;
@@ -47,6 +56,11 @@ const SEEN_IDS_KEPT = 20_000;
 /** Group messages that arrive before their sender's key are held this long for the key to come. */
 const EARLY_GROUP_MESSAGE_MS = 30_000;
 const EARLY_GROUP_MESSAGES_KEPT = 200;
+/**
+ * The seq of a message that comes from our own held store, not from the relay: it was acknowledged
+ * when it was held, so nothing is acknowledged for it again (the relay's seqs start at 1).
+ */
+const LOCAL_SEQ = 0;
 
 /** The 'e2eeError' payload for a failure (MALFORMED unless it is one of ours). */
 export function e2eeErrorEvent(e: unknown, from?: string, group?: string): E2EEClientEvents['e2eeError'][0] {
@@ -110,7 +124,7 @@ export class Inbox {
   }
 
   private received(seq: number): void {
-    this.c.send({ t: 'received', seq });
+    if (seq !== LOCAL_SEQ) this.c.send({ t: 'received', seq });
   }
 
   private e2eeError(e: unknown, from?: string, group?: string): void {
@@ -138,8 +152,29 @@ export class Inbox {
     const id = f.id;
     if (!from || !id || !f.body) throw new ProtocolError(ErrorCode.MALFORMED, 'incomplete direct message');
     if (this.seen.has(this.seenKey(from, id))) return; // redelivery of something already handled
-    const { result, changes } = await this.c.sessions.decrypt(from, unb64(f.body));
-    for (const [k, val] of this.c.trust.pin(from, encodePublicIdentity(result.peerIdentity)))
+    const body = unb64(f.body);
+    const trust = this.c.trust;
+    // With approval required, only sessions under the pinned identity are used: a message under any
+    // other identity is held (or, under a rejected one, refused) before anything is decrypted.
+    const approval = trust.requiresApproval && trust.pinnedIdentity(from) !== undefined;
+    const claimed = approval ? this.c.sessions.claimedIdentity(body) : undefined;
+    if (claimed && !trust.isPinned(from, claimed)) {
+      const { verdict, changes } = trust.pin(from, encodePublicIdentity(claimed), 'message');
+      if (verdict === 'rejected') {
+        throw new CryptoError(
+          ErrorCode.IDENTITY_REJECTED,
+          `message from ${from} under a security key you rejected; dropped`,
+        );
+      }
+      await this.hold({ kind: 'direct', from, id, group: undefined, body }, changes);
+      return;
+    }
+    const { result, changes } = await this.c.sessions.decrypt(
+      from,
+      body,
+      approval ? (peer) => trust.isPinned(from, peer) : undefined,
+    );
+    for (const [k, val] of trust.pin(from, encodePublicIdentity(result.peerIdentity), 'message').changes)
       changes.set(k, val);
     this.markSeen(from, id, changes);
     let content;
@@ -200,6 +235,7 @@ export class Inbox {
       await this.c.store.write(changes);
     }
     await this.retryEarly(group, from);
+    await this.retryHeldGroup(group, from);
   }
 
   private async onGroup(f: DeliverFrame, retry = false): Promise<boolean> {
@@ -215,8 +251,16 @@ export class Inbox {
       // Only full members' sender keys are ever taken in (onSenderKey), and a leaver's are erased.
       result = g.session.decrypt(unb64(f.body), this.c.now());
     } catch (e) {
+      const unknownKey = e instanceof CryptoError && e.code === ErrorCode.UNKNOWN_KEY_ID;
+      // While the sender's key change is pending, a message no accepted sender key decrypts may be under
+      // a sender key that came with the new identity (held too): keep it for the user's decision.
+      const pending = this.c.trust.blocks(from) ? this.c.trust.pendingIdentity(from) : undefined;
+      if (!retry && unknownKey && pending) {
+        await this.hold({ kind: 'group', from, id, group, body: unb64(f.body) }, [], pending);
+        return true;
+      }
       // The sender's key may still be on its way (it travels on a pairwise session): hold briefly.
-      if (!retry && e instanceof CryptoError && e.code === ErrorCode.UNKNOWN_KEY_ID) {
+      if (!retry && unknownKey) {
         this.early.push({ frame: f, at: this.c.now() });
         if (this.early.length > EARLY_GROUP_MESSAGES_KEPT) this.dropEarly(this.early.shift()!.frame);
         return false;
@@ -258,6 +302,109 @@ export class Inbox {
     await this.c.store.write(changes);
     if (this.c.opts.ack?.rcvGroupMessage) this.c.send({ t: 'receipt', to: from, id, group });
     return true;
+  }
+
+  /**
+   * Keeps a message for the user's decision on `from`'s pending identity (the one a PREKEY message
+   * names, else the pending one), writing it with `changes` (the pending identity, when it is new).
+   */
+  private async hold(
+    m: { kind: 'direct' | 'group'; from: string; id: string; group: string | undefined; body: Uint8Array },
+    changes: [string, Uint8Array | null][],
+    identity = this.c.trust.pendingIdentity(m.from)!,
+  ): Promise<void> {
+    const batch: Changes = new Map(changes);
+    const added = this.c.held.has(m.from, m.id)
+      ? null // a redelivery of a message held already
+      : this.c.held.add({ ...m, at: this.c.now(), identity });
+    if (added) batch.set(...added);
+    if (batch.size > 0) await this.c.store.write(batch);
+    if (added === undefined) {
+      throw new CryptoError(
+        ErrorCode.IDENTITY_CHANGED,
+        `too many messages from ${m.from} are held until you decide on their new security key; this one was dropped`,
+      );
+    }
+    if (added) this.c.events.emit('messagesHeld', { userId: m.from, count: this.c.held.count(m.from) });
+  }
+
+  /**
+   * After the user decided on `from`'s key change: processes the held messages that came under the
+   * identity now pinned (in arrival order, as if they had just arrived) and drops the others. Each
+   * leaves the store once handled; a crash in between handles it again (a no-op: it is marked seen).
+   */
+  async release(from: string): Promise<{ released: number; dropped: number }> {
+    const held = this.c.held.take(from);
+    const counts = { released: 0, dropped: 0 };
+    if (held.messages.length === 0) return counts;
+    const pinned = this.c.trust.pinnedIdentity(from);
+    const keep = (m: HeldMessage): boolean =>
+      pinned !== undefined &&
+      sameIdentityKeys(decodePublicIdentity(m.identity), decodePublicIdentity(pinned));
+    for (const m of held.messages) {
+      if (!keep(m)) counts.dropped++;
+      else {
+        counts.released++;
+        const frame: DeliverFrame = {
+          t: 'deliver',
+          seq: LOCAL_SEQ,
+          kind: m.kind,
+          from: m.from,
+          id: m.id,
+          group: m.group,
+          body: b64(m.body),
+          ts: m.at,
+        };
+        try {
+          if (m.kind === 'direct') await this.onDirect(frame);
+          else await this.onGroup(frame);
+        } catch (e) {
+          if (!(e instanceof E2EEError)) throw e;
+          this.e2eeError(e, m.from, m.group);
+        }
+      }
+      await this.c.store.write(new Map([[m.key, null]]));
+    }
+    this.c.events.emit('messagesHeld', { userId: from, count: 0 });
+    return counts;
+  }
+
+  /** Drops every message held from `from` (the user rejected the key they came under); returns how many. */
+  async dropHeld(from: string): Promise<number> {
+    const held = this.c.held.take(from);
+    if (held.messages.length === 0) return 0;
+    await this.c.store.write(new Map(held.changes));
+    this.c.events.emit('messagesHeld', { userId: from, count: 0 });
+    return held.messages.length;
+  }
+
+  /** Held group messages of `from` in `group` that a sender key accepted since decrypts: shown now. */
+  private async retryHeldGroup(group: string, from: string): Promise<void> {
+    const g = this.c.groups.get(group);
+    if (!g || this.c.held.count(from) === 0) return;
+    for (const m of this.c.held.peek(from)) {
+      if (m.kind !== 'group' || m.group !== group || !g.session.hasSenderKey(from)) continue;
+      const frame: DeliverFrame = {
+        t: 'deliver',
+        seq: LOCAL_SEQ,
+        kind: 'group',
+        from,
+        id: m.id,
+        group,
+        body: b64(m.body),
+        ts: m.at,
+      };
+      try {
+        await this.onGroup(frame, true);
+      } catch (e) {
+        if (e instanceof CryptoError && e.code === ErrorCode.UNKNOWN_KEY_ID) continue; // still not ours
+        if (!(e instanceof E2EEError)) throw e;
+        this.e2eeError(e, from, group);
+      }
+      this.c.held.remove(m);
+      await this.c.store.write(new Map([[m.key, null]]));
+      this.c.events.emit('messagesHeld', { userId: from, count: this.c.held.count(from) });
+    }
   }
 
   /** Adds what processing group entries changed to `changes`, and announces it. */

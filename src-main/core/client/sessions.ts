@@ -5,8 +5,14 @@
  * pinning their identity on the way; our own prekeys are kept topped up on the relay so that others
  * can start one with us. Callers hold the client's lock.
  */
-import { Identity, encodePublicIdentity } from '../crypto/identity.js';
-import { type DirectDecryptResult, SessionRecord } from '../crypto/ratchet.js';
+import {
+  Identity,
+  type PublicIdentity,
+  decodePublicIdentity,
+  encodePublicIdentity,
+  sameIdentityKeys,
+} from '../crypto/identity.js';
+import { type DirectDecryptResult, SessionRecord, parseDirectMessage } from '../crypto/ratchet.js';
 import { PreKeys, decodePreKeyBundle, encodePreKeyBundle } from '../crypto/x3dh.js';
 import { ErrorCode, ProtocolError } from '../errors.js';
 import { type ClientFrame, MAX_PREKEYS_STORED, b64, unb64 } from '../protocol/wire.js';
@@ -84,32 +90,62 @@ export class Sessions {
     return [`session/${r.peerId}`, r.serialize()];
   }
 
-  /** A session with `peer`, fetching their prekey bundle from the relay if we have none. */
+  /**
+   * A session with `peer` under their pinned identity, fetching their prekey bundle from the relay if
+   * we have none: encryption only ever happens on a session whose key is the pinned one (issue 8).
+   */
   async ensure(peer: string): Promise<SessionRecord> {
     const record = await this.load(peer);
     this.trust.checkSendable(peer);
-    if (record.hasSession) return record;
+    if (record.hasSession && this.trust.pinnedIdentity(peer)) {
+      if (record.selectSession((id) => this.trust.isPinned(peer, id))) return record;
+    }
     const r = await this.request({ t: 'getBundle', rid: 0, userId: peer });
     if (typeof r.bundle !== 'string') throw new ProtocolError(ErrorCode.MALFORMED, 'relay sent no bundle');
     const bundle = decodePreKeyBundle(unb64(r.bundle));
     if (bundle.userId !== peer)
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'bundle is for another user');
-    const changes = this.trust.pin(peer, encodePublicIdentity(bundle.identity));
-    // A key change that must be approved is recorded (so it can be) before the send is refused.
-    if (this.trust.blocks(peer)) await this.store.write(new Map(changes));
-    this.trust.checkSendable(peer);
+    const { verdict, changes } = this.trust.pin(peer, encodePublicIdentity(bundle.identity), 'bundle');
+    if (verdict !== 'trusted') {
+      // A key change that must be approved is recorded (so it can be) before the send is refused.
+      await this.store.write(new Map(changes));
+      this.trust.checkSendable(peer);
+    }
     record.initiate(this.ownIdentity!, bundle);
     await this.store.write(new Map([...changes, this.entry(record)]));
     return record;
   }
 
-  /** Decrypts a direct message from `peer`; returns the result and the state changes to write with it. */
-  async decrypt(peer: string, body: Uint8Array): Promise<{ result: DirectDecryptResult; changes: Changes }> {
+  /**
+   * The identity a direct message claims to come from: a PREKEY message carries its sender's identity
+   * in the clear (authenticated only once it decrypts); a DIRECT message claims none (undefined).
+   */
+  claimedIdentity(body: Uint8Array): PublicIdentity | undefined {
+    return parseDirectMessage(body).preKey?.identity;
+  }
+
+  /**
+   * Decrypts a direct message from `peer`, on sessions whose peer identity passes `accept` only;
+   * returns the result and the state changes to write with it.
+   */
+  async decrypt(
+    peer: string,
+    body: Uint8Array,
+    accept?: (id: PublicIdentity) => boolean,
+  ): Promise<{ result: DirectDecryptResult; changes: Changes }> {
     const record = await this.load(peer);
-    const result = record.decrypt(this.ownIdentity!, this.prekeys!, body);
+    const result = record.decrypt(this.ownIdentity!, this.prekeys!, body, accept);
     const changes: Changes = new Map([this.entry(record)]);
     if (result.consumedOneTimePreKeyId !== undefined) changes.set('prekeys', this.prekeys!.serialize());
     return { result, changes };
+  }
+
+  /** Erases the sessions with `peer` under any identity but `keep` (194 bytes); returns the state change. */
+  async keepOnly(peer: string, keep: Uint8Array): Promise<[string, Uint8Array]> {
+    const record = await this.load(peer);
+    const wanted = decodePublicIdentity(keep);
+    record.dropSessions((id) => sameIdentityKeys(id, wanted));
+    return this.entry(record);
   }
 
   /**

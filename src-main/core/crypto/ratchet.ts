@@ -484,6 +484,24 @@ export class SessionRecord {
     this.promote(s);
   }
 
+  /**
+   * Makes the most recent session whose peer identity passes `accept` current (the one `encrypt` uses);
+   * false if no session passes. The client uses it so that it only ever encrypts under the pinned key.
+   */
+  selectSession(accept: (peer: PublicIdentity) => boolean): boolean {
+    const s = this.sessions.find((x) => accept(x.peerIdentity));
+    if (!s) return false;
+    this.promote(s);
+    return true;
+  }
+
+  /** Erases every session whose peer identity fails `keep` (a rejected or replaced key); returns how many. */
+  dropSessions(keep: (peer: PublicIdentity) => boolean): number {
+    const before = this.sessions.length;
+    this.sessions = this.sessions.filter((s) => keep(s.peerIdentity));
+    return before - this.sessions.length;
+  }
+
   /** Encrypts with the current session; UNKNOWN_SESSION if there is none. */
   encrypt(plaintext: Uint8Array): Uint8Array {
     const s = this.sessions[0];
@@ -491,13 +509,25 @@ export class SessionRecord {
     return s.encrypt(plaintext);
   }
 
-  /** Decrypts a direct message from this peer, creating the responder session for a new PREKEY message. */
-  decrypt(identity: Identity, prekeys: PreKeys, bytes: Uint8Array): DirectDecryptResult {
+  /**
+   * Decrypts a direct message from this peer, creating the responder session for a new PREKEY message.
+   * With `accept`, only sessions whose peer identity passes it are used or created: a PREKEY message
+   * under another identity is IDENTITY_CHANGED before anything is computed, and a DIRECT message is
+   * tried on the accepted sessions only.
+   */
+  decrypt(
+    identity: Identity,
+    prekeys: PreKeys,
+    bytes: Uint8Array,
+    accept: (peer: PublicIdentity) => boolean = () => true,
+  ): DirectDecryptResult {
     const msg = parseDirectMessage(bytes);
     if (msg.senderId !== this.peerId || msg.recipientId !== this.selfId) {
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'message is not between these users');
     }
     if (msg.preKey) {
+      if (!accept(msg.preKey.identity))
+        throw new CryptoError(ErrorCode.IDENTITY_CHANGED, 'message under an identity that is not accepted');
       const existing = this.sessions.find((s) => equalBytes(s.baseKey, msg.preKey!.baseKey));
       if (existing) return this.decryptWith(existing, msg);
       if (this.seenBaseKeys.includes(toHex(msg.preKey.baseKey))) {
@@ -516,10 +546,11 @@ export class SessionRecord {
         newSession: true,
       };
     }
-    if (this.sessions.length === 0)
+    const usable = this.sessions.filter((s) => accept(s.peerIdentity));
+    if (usable.length === 0)
       throw new CryptoError(ErrorCode.UNKNOWN_SESSION, `no session with ${this.peerId}`);
     let first: unknown;
-    for (const s of this.sessions) {
+    for (const s of usable) {
       try {
         return this.decryptWith(s, msg);
       } catch (e) {

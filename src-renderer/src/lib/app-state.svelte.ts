@@ -668,12 +668,25 @@ export class AppState {
     this.#setContact({ userId, keyChanged: contact?.keyChanged ?? false, verified });
   }
 
-  /** The user accepts a contact's new key: sending resumes. */
-  async acceptKeyChange(userId: string): Promise<void> {
-    const ok = await this.#attempt(() => this.#api.acceptKeyChange({ userId }));
-    if (!ok) return;
+  /**
+   * The user accepts a contact's new key, the one whose safety number they were shown: sending resumes.
+   * If another key replaced it meanwhile, the service refuses (a notice says so) and its 'contact' event
+   * brings the new number.
+   */
+  async acceptKeyChange(userId: string, safetyNumber: string): Promise<void> {
+    const ok = await this.#attempt(() => this.#api.acceptKeyChange({ userId, safetyNumber }));
+    if (ok) this.#keyDecided(userId);
+  }
+
+  /** The user rejects a contact's new key: the old key stays, sending resumes on it. */
+  async rejectKeyChange(userId: string): Promise<void> {
+    const ok = await this.#attempt(() => this.#api.rejectKeyChange({ userId }));
+    if (ok) this.#keyDecided(userId);
+  }
+
+  #keyDecided(userId: string): void {
     const contact = this.contacts.get(userId);
-    // Accepting a new key drops an earlier verification (the service says so by a 'contact' event).
+    // A decision drops an earlier verification (the service says so by a 'contact' event).
     this.#setContact({ userId, verified: contact?.verified ?? false, keyChanged: false });
     const summary = this.conversations.find((c) => c.id === `dm:${userId}`);
     if (summary?.keyChanged) this.#upsertConversation({ ...summary, keyChanged: false });

@@ -17,6 +17,7 @@ import type { Outbox } from './outbox.js';
 import type { Sessions } from './sessions.js';
 import type { StateStore } from './stores.js';
 import type { ContactTrust } from './trust.js';
+import { WorkBudget } from './work-budget.js';
 
 /** A message, receipt or event the relay delivers (and keeps until we say we received it). */
 export type DeliverFrame = Extract<RelayFrame, { t: 'deliver' }>;
@@ -58,6 +59,8 @@ export class Inbox {
   private readonly seen = new Map<string, number>();
   /** Group messages that arrived before their sender key; not acknowledged to the relay until handled. */
   private readonly early: { frame: DeliverFrame; at: number }[] = [];
+  /** Decryption work per sender (docs/PROTOCOL.md "Bounded work"). */
+  private readonly work = new WorkBudget();
 
   constructor(private readonly c: InboxContext) {}
 
@@ -136,7 +139,16 @@ export class Inbox {
     const id = f.id;
     if (!from || !id || !f.body) throw new ProtocolError(ErrorCode.MALFORMED, 'incomplete direct message');
     if (this.seen.has(this.seenKey(from, id))) return; // redelivery of something already handled
-    const { result, changes } = await this.c.sessions.decrypt(from, unb64(f.body));
+    const meter = this.work.meter(from, this.c.now());
+    let decrypted;
+    try {
+      decrypted = await this.c.sessions.decrypt(from, unb64(f.body), meter);
+    } catch (e) {
+      this.work.settle(from, meter, false, this.c.now());
+      throw e;
+    }
+    this.work.settle(from, meter, true, this.c.now());
+    const { result, changes } = decrypted;
     for (const [k, val] of this.c.trust.pin(from, encodePublicIdentity(result.peerIdentity)))
       changes.set(k, val);
     this.markSeen(from, id, changes);
@@ -186,9 +198,12 @@ export class Inbox {
     if (!g.members.has(from))
       throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `${from} is not a member of ${group}`);
     let result;
+    const meter = this.work.meter(from, this.c.now());
     try {
-      result = g.session.decrypt(unb64(f.body), this.c.now());
+      result = g.session.decrypt(unb64(f.body), this.c.now(), meter);
+      this.work.settle(from, meter, true, this.c.now());
     } catch (e) {
+      this.work.settle(from, meter, false, this.c.now());
       // The sender's key may still be on its way (it travels on a pairwise session): hold briefly.
       if (!retry && e instanceof CryptoError && e.code === ErrorCode.UNKNOWN_KEY_ID) {
         this.early.push({ frame: f, at: this.c.now() });

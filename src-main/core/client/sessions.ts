@@ -7,6 +7,7 @@
  */
 import { Identity, encodePublicIdentity } from '../crypto/identity.js';
 import { type DirectDecryptResult, SessionRecord } from '../crypto/ratchet.js';
+import type { WorkMeter } from '../crypto/work.js';
 import { PreKeys, decodePreKeyBundle, encodePreKeyBundle } from '../crypto/x3dh.js';
 import { ErrorCode, ProtocolError } from '../errors.js';
 import { type ClientFrame, MAX_PREKEYS_STORED, b64, unb64 } from '../protocol/wire.js';
@@ -97,10 +98,17 @@ export class Sessions {
     return record;
   }
 
-  /** Decrypts a direct message from `peer`; returns the result and the state changes to write with it. */
-  async decrypt(peer: string, body: Uint8Array): Promise<{ result: DirectDecryptResult; changes: Changes }> {
+  /**
+   * Decrypts a direct message from `peer` within `meter` (its share of the sender's work budget);
+   * returns the result and the state changes to write with it.
+   */
+  async decrypt(
+    peer: string,
+    body: Uint8Array,
+    meter?: WorkMeter,
+  ): Promise<{ result: DirectDecryptResult; changes: Changes }> {
     const record = await this.load(peer);
-    const result = record.decrypt(this.ownIdentity!, this.prekeys!, body);
+    const result = record.decrypt(this.ownIdentity!, this.prekeys!, body, meter);
     const changes: Changes = new Map([this.entry(record)]);
     if (result.consumedOneTimePreKeyId !== undefined) changes.set('prekeys', this.prekeys!.serialize());
     return { result, changes };

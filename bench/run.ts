@@ -17,9 +17,10 @@ import {
   type ResultRow,
   type Suite,
 } from './harness.js';
+import { floodSuite } from './flood.js';
 import { relaySuite, wsVersion } from './relay.js';
 
-const SUITES: readonly Suite[] = [cryptoSuite, relaySuite];
+const SUITES: readonly Suite[] = [cryptoSuite, relaySuite, floodSuite];
 
 interface Args {
   json: boolean;

@@ -12,6 +12,7 @@ import {
   type Clock,
   type Direction,
   FULL,
+  heapSettled,
   type MeasureOptions,
   QUICK,
   type ResultRow,
@@ -168,11 +169,13 @@ async function main(): Promise<void> {
     warmupMs: opts.warmupMs,
     clock: opts.clock,
     quick: args.quick,
+    heapSettled,
   };
   log(
     `bench: ${meta.node} ${meta.platform}, ${meta.cpu} x${meta.cpus}; ` +
       `${opts.rounds} interleaved rounds x ${opts.roundMs} ms after ${opts.warmupMs} ms warm-up, ` +
-      `median shown, ops per ${opts.clock === 'cpu' ? 'CPU' : 'wall'} second`,
+      `median shown, ops per ${opts.clock === 'cpu' ? 'CPU' : 'wall'} second` +
+      (heapSettled ? '' : '; rounds do not start from a collected heap (run node with --expose-gc)'),
   );
 
   const sections: Section[] = [];

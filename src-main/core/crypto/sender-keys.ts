@@ -212,6 +212,8 @@ export class GroupSession {
   private readonly peers = new Map<string, PeerKeys>();
   /** Per sender, the key ids that were replaced, expired or removed (newest last, bounded). */
   private readonly retired = new Map<string, number[]>();
+  /** The constant start of our headers (see headerPrefix). */
+  private prefix: Uint8Array | undefined;
 
   constructor(
     readonly groupId: string,
@@ -273,27 +275,41 @@ export class GroupSession {
     const own = this.own;
     if (!own || this.rotationNeeded) throw new UsageError('sender key must be rotated before sending');
     if (own.counter >= 0xffffffff) throw new UsageError('sender key exhausted; rotate');
-    const header = new Writer(64)
+    // One buffer holds the signature input and, after its label, the message: nothing is copied twice.
+    //   label | header (version, type, groupId, senderId, keyId, counter) | u32 length | sealed | signature
+    const prefix = this.headerPrefix();
+    const labelBytes = Label.GROUP_SIGNATURE.length;
+    const headerEnd = labelBytes + prefix.length + 8;
+    const sealedBytes = plaintext.length + GCM_TAG_BYTES;
+    const signedEnd = headerEnd + 4 + sealedBytes;
+    const buf = new Uint8Array(signedEnd + P256_SIGNATURE_BYTES);
+    const view = new DataView(buf.buffer);
+    buf.set(Label.GROUP_SIGNATURE);
+    buf.set(prefix, labelBytes);
+    view.setUint32(headerEnd - 8, own.keyId);
+    view.setUint32(headerEnd - 4, own.counter);
+    view.setUint32(headerEnd, sealedBytes);
+    const header = buf.subarray(labelBytes, headerEnd);
+    const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
+    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, header);
+    buf.set(aesGcmEncrypt(key, nonce, plaintext, header), headerEnd + 4);
+    mk.fill(0);
+    key.fill(0);
+    buf.set(own.signing!.sign(buf.subarray(0, signedEnd)), signedEnd);
+    own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
+    own.counter += 1;
+    return buf.subarray(labelBytes);
+  }
+
+  /** u8 version | u8 GROUP | str groupId | str selfId: the start of every header we send, made once. */
+  private headerPrefix(): Uint8Array {
+    this.prefix ??= new Writer(160)
       .u8(PROTOCOL_VERSION)
       .u8(MessageType.GROUP)
       .str(this.groupId)
       .str(this.selfId)
-      .u32(own.keyId)
-      .u32(own.counter)
       .finish();
-    const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
-    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, header);
-    const sealed = aesGcmEncrypt(key, nonce, plaintext, header);
-    mk.fill(0);
-    key.fill(0);
-    const signed = new Writer(header.length + sealed.length + 8).fixed(header).bytes(sealed).finish();
-    const signature = own.signing!.sign(signatureInput(signed));
-    own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
-    own.counter += 1;
-    const out = new Uint8Array(signed.length + signature.length);
-    out.set(signed);
-    out.set(signature, signed.length);
-    return out;
+    return this.prefix;
   }
 
   /**

@@ -16,7 +16,7 @@ import { MAX_FRAME_WORK, WorkMeter } from '../crypto/work.js';
 export const SENDER_WORK_PER_SECOND = 10_000;
 /** A full budget: two of the costliest frames, so that any genuine message fits after a pause. */
 export const SENDER_WORK_BURST = 2 * MAX_FRAME_WORK;
-/** Senders whose budget is tracked; a full budget is not stored, so only recent senders count. */
+/** Senders whose budget is tracked; beyond that the least recently charged is forgotten (full again). */
 const SENDERS_TRACKED = 4096;
 
 interface Bucket {

@@ -90,8 +90,29 @@ const cpuSeconds = (): number => {
   return (u.user + u.system) / 1e6;
 };
 
+const gc = (globalThis as { gc?: () => void }).gc;
+
+/**
+ * Collects the heap before a round (when node runs with --expose-gc, as `npm run bench` does): a full
+ * collection, a turn of the event loop for the finalizers it queued (libsignal frees its native objects
+ * in them), and another. Without it a round pays for collecting what the previous round, the other
+ * side's, left behind: our group rounds after libsignal's ran ~25 % slower, scavenging around tens of
+ * thousands of libsignal handles still awaiting finalization.
+ */
+export async function settleHeap(): Promise<void> {
+  if (!gc) return;
+  gc();
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  gc();
+}
+
+/** Whether rounds start from a collected heap (node --expose-gc), for the report. */
+export const heapSettled = gc !== undefined;
+
 /** Runs `op` for about `ms` milliseconds of wall time; returns operations per second of `clock`. */
 async function rateFor(op: Op, ms: number, clock: Clock): Promise<number> {
+  await settleHeap();
   const cpuStart = clock === 'cpu' ? cpuSeconds() : 0;
   const start = performance.now();
   const end = start + ms;

@@ -107,7 +107,7 @@ interface CpuTimes {
 }
 
 /** A server (ours or the reference) running in a child process. */
-interface Server {
+export interface Server {
   readonly kind: Kind;
   readonly url: string;
   /** RSS and heap after forced GCs. */
@@ -122,7 +122,7 @@ interface Server {
  * Spawns bench/relay-server.ts and waits for its port. With BENCH_RELAY_CPU_PROF=<dir> our relay's
  * process writes a V8 CPU profile (--cpu-prof) into <dir> when it ends.
  */
-async function startServer(config: ServerConfig): Promise<Server> {
+export async function startServer(config: ServerConfig): Promise<Server> {
   const args = ['--expose-gc'];
   const profDir = process.env.BENCH_RELAY_CPU_PROF;
   if (profDir && config.kind === 'relay') args.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
@@ -188,7 +188,7 @@ async function startServer(config: ServerConfig): Promise<Server> {
 }
 
 /** A temporary data directory for our relay; `remove` deletes it. */
-function tempDataDir(): { dir: string; remove: () => void } {
+export function tempDataDir(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'sealed-bench-relay-'));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
@@ -229,7 +229,7 @@ let lastSetupFrameAt = 0;
  * A WebSocket client. During setup it parses every frame as JSON, answers `deliver` with `received`
  * and hands frames to waiters; a load phase replaces `onFrame` with a handler that parses nothing.
  */
-class Client {
+export class Client {
   onFrame: (data: Buffer) => void = (data) => this.setupFrame(data);
   private readonly waiters: Waiter[] = [];
   private nextRid = 1;
@@ -346,7 +346,7 @@ class Client {
  * Opens a connection and identifies as `userId`: for our relay the full handshake (hello →
  * challenge → auth signed with `identity` → ready), for the reference a bare `hello` naming it.
  */
-async function connectAs(server: Server, userId: string, identity: Identity): Promise<Client> {
+export async function connectAs(server: Server, userId: string, identity: Identity): Promise<Client> {
   const c = await Client.open(server.url);
   try {
     if (server.kind === 'bare') {

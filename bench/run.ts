@@ -12,14 +12,16 @@ import {
   type Clock,
   type Direction,
   FULL,
+  heapSettled,
   type MeasureOptions,
   QUICK,
   type ResultRow,
   type Suite,
 } from './harness.js';
+import { floodSuite } from './flood.js';
 import { relaySuite, wsVersion } from './relay.js';
 
-const SUITES: readonly Suite[] = [cryptoSuite, relaySuite];
+const SUITES: readonly Suite[] = [cryptoSuite, relaySuite, floodSuite];
 
 interface Args {
   json: boolean;
@@ -167,11 +169,13 @@ async function main(): Promise<void> {
     warmupMs: opts.warmupMs,
     clock: opts.clock,
     quick: args.quick,
+    heapSettled,
   };
   log(
     `bench: ${meta.node} ${meta.platform}, ${meta.cpu} x${meta.cpus}; ` +
       `${opts.rounds} interleaved rounds x ${opts.roundMs} ms after ${opts.warmupMs} ms warm-up, ` +
-      `median shown, ops per ${opts.clock === 'cpu' ? 'CPU' : 'wall'} second`,
+      `median shown, ops per ${opts.clock === 'cpu' ? 'CPU' : 'wall'} second` +
+      (heapSettled ? '' : '; rounds do not start from a collected heap (run node with --expose-gc)'),
   );
 
   const sections: Section[] = [];

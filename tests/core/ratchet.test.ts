@@ -222,15 +222,18 @@ describe('session start and skipped keys', () => {
     receive(ab, alice, ba.encrypt(text('fine')), text('fine'));
   });
 
-  it(`skipped keys are bounded: after skipping 2,500 messages only the newest ${MAX_SKIPPED_KEYS} decrypt`, () => {
+  it(`skipped keys are bounded: after 2,499 messages skipped in two jumps only the newest ${MAX_SKIPPED_KEYS} decrypt`, () => {
     const { ab, ba } = establishedSession(alice, bob);
     const msgs = Array.from({ length: 2501 }, (_, i) => ab.encrypt(Uint8Array.of(i & 0xff)));
-    receive(ba, bob, msgs[2500]!, Uint8Array.of(2500 & 0xff));
-    // The oldest 500 skipped keys were erased: those messages can never be read (refused as replays).
-    for (let i = 0; i < 500; i++)
+    // One message may not skip more than MAX_FORWARD_JUMP (= MAX_SKIPPED_KEYS): 2,500 take two.
+    expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, msgs[2500]!), ErrorCode.TOO_FAR_AHEAD);
+    receive(ba, bob, msgs[2000]!, Uint8Array.of(2000 & 0xff)); // skips 0..1999
+    receive(ba, bob, msgs[2500]!, Uint8Array.of(2500 & 0xff)); // skips 2001..2499
+    // The oldest 499 skipped keys were erased: those messages can never be read (refused as replays).
+    for (let i = 0; i < 499; i++)
       expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, msgs[i]!), ErrorCode.REPLAY);
     // The newest 2,000 decrypt, in any order, once.
-    for (let i = 2499; i >= 500; i--) receive(ba, bob, msgs[i]!, Uint8Array.of(i & 0xff));
+    for (let i = 2499; i >= 499; i--) if (i !== 2000) receive(ba, bob, msgs[i]!, Uint8Array.of(i & 0xff));
     expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, msgs[1234]!), ErrorCode.REPLAY);
     // The session is fine.
     receive(ab, alice, ba.encrypt(text('ok')), text('ok'));
@@ -287,13 +290,14 @@ describe(`a jump of more than MAX_FORWARD_JUMP (${MAX_FORWARD_JUMP}) messages`, 
     expect(ba.serialize()).toEqual(before);
     expect(open(1)).toEqual(pt(1));
     expect(open(J + 2)).toEqual(pt(J + 2));
-    // The refused message and later ones still arrive; the skipped keys kept are the newest MAX_SKIPPED_KEYS.
+    // The refused message and later ones still arrive. A jump never sets aside more keys than are kept
+    // (MAX_FORWARD_JUMP <= MAX_SKIPPED_KEYS), so every skipped message of it is still readable, once.
+    expect(MAX_FORWARD_JUMP).toBeLessThanOrEqual(MAX_SKIPPED_KEYS);
     expect(open(J + 1)).toEqual(pt(J + 1));
     expect(open(J + 3)).toEqual(pt(J + 3));
-    const oldestKept = J + 2 - MAX_SKIPPED_KEYS; // skipped 2..J+1
-    expectE2EE(() => open(oldestKept - 1), ErrorCode.REPLAY);
+    expectE2EE(() => open(1), ErrorCode.REPLAY);
+    for (const i of [2, 3, 5]) expect(open(i)).toEqual(pt(i));
     expectE2EE(() => open(2), ErrorCode.REPLAY);
-    expect(open(oldestKept)).toEqual(pt(oldestKept));
     // Normal traffic in both directions goes on.
     const ab = SessionRecord.deserialize(aliceAfter);
     receive(ab, alice, ba.encrypt(text('back')), text('back'));
@@ -313,15 +317,18 @@ describe(`a jump of more than MAX_FORWARD_JUMP (${MAX_FORWARD_JUMP}) messages`, 
     expect(open(2)).toEqual(pt(2));
     expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, next), ErrorCode.TOO_FAR_AHEAD);
     expect(open(3)).toEqual(pt(3));
-    // Receiver at 4 in the old chain, which has J + 4 messages: exactly J to skip.
+    // Receiver at 4 in the old chain, which has J + 4 messages: exactly J to skip, so the second message
+    // of the new chain (one more key to set aside) is still too far, and the first is not.
+    const next1 = ab.encrypt(text('new chain 2'));
+    expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, next1), ErrorCode.TOO_FAR_AHEAD);
     receive(ba, bob, next, text('new chain'));
-    // The rest of the old chain was skipped; only the newest MAX_SKIPPED_KEYS keys of it are kept.
+    receive(ba, bob, next1, text('new chain 2'));
+    // The rest of the old chain was set aside, all of it (at most MAX_SKIPPED_KEYS): each reads once.
     expect(open(J + 3)).toEqual(pt(J + 3));
     expect(open(J + 1)).toEqual(pt(J + 1));
-    const oldestKept = J + 4 - MAX_SKIPPED_KEYS;
-    expectE2EE(() => open(oldestKept - 1), ErrorCode.REPLAY);
+    expectE2EE(() => open(3), ErrorCode.REPLAY);
+    expect(open(4)).toEqual(pt(4));
     expectE2EE(() => open(4), ErrorCode.REPLAY);
-    expect(open(oldestKept)).toEqual(pt(oldestKept));
     receive(ab, alice, ba.encrypt(text('back')), text('back'));
     receive(ba, bob, ab.encrypt(text('forth')), text('forth'));
   });

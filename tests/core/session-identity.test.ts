@@ -40,7 +40,7 @@ describe('sessions under two identities of one peer', () => {
     const wire = fromOther.encrypt(text('as bob'));
     const ab = new SessionRecord('alice', 'bob');
     const before = ab.serialize();
-    expect(() => ab.decrypt(alice.identity, alice.prekeys, wire, isBob)).toThrow(
+    expect(() => ab.decrypt(alice.identity, alice.prekeys, wire, undefined, isBob)).toThrow(
       expect.objectContaining({ code: 'E2EE_IDENTITY_CHANGED' }),
     );
     expect(ab.serialize()).toEqual(before);

@@ -213,6 +213,8 @@ function normalizeSafetyNumber(value: unknown): string {
 
 /** How often held group messages are checked for expiry. */
 const EARLY_CHECK_MS = 5000;
+/** Delivered frames are handled for at most this long before the event loop gets a turn. */
+const DELIVER_SLICE_MS = 10;
 
 /** Largest user message: the core's plaintext limit less room for the content header. */
 export const MAX_MESSAGE_BYTES = MAX_PLAINTEXT_BYTES - 256;
@@ -240,6 +242,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private readonly outbox: Outbox;
   private readonly inbox: Inbox;
   private earlyTimer: NodeJS.Timeout | undefined;
+  /** When the handling of delivered frames last took the event loop back (performance.now()). */
+  private sliceStart = 0;
   private lock: Promise<unknown> = Promise.resolve();
   private initialized: Promise<void> | undefined;
 
@@ -788,7 +792,15 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         this.emitEvent(f.event);
         return;
       case 'deliver':
-        void this.exclusive(async () => this.inbox.deliver(f)).catch((e: Error) => this.fail(e));
+        void this.exclusive(async () => {
+          // A burst of delivered frames (a flood, forged or not) hands the event loop back every
+          // DELIVER_SLICE_MS, so the process stays responsive (docs/PROTOCOL.md "Bounded work").
+          if (performance.now() - this.sliceStart >= DELIVER_SLICE_MS) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            this.sliceStart = performance.now();
+          }
+          return this.inbox.deliver(f);
+        }).catch((e: Error) => this.fail(e));
         return;
     }
   }

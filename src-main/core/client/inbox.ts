@@ -27,6 +27,7 @@ import type { Outbox } from './outbox.js';
 import type { Sessions } from './sessions.js';
 import type { StateStore } from './stores.js';
 import type { ContactTrust } from './trust.js';
+import { WorkBudget } from './work-budget.js';
 
 /** A message, receipt or event the relay delivers (and keeps until we say we received it). */
 export type DeliverFrame = Extract<RelayFrame, { t: 'deliver' }>;
@@ -74,6 +75,8 @@ export class Inbox {
   private readonly seen = new Map<string, number>();
   /** Group messages that arrived before their sender key; not acknowledged to the relay until handled. */
   private readonly early: { frame: DeliverFrame; at: number }[] = [];
+  /** Decryption work per sender (docs/PROTOCOL.md "Bounded work"). */
+  private readonly work = new WorkBudget();
 
   constructor(private readonly c: InboxContext) {}
 
@@ -169,11 +172,21 @@ export class Inbox {
       await this.hold({ kind: 'direct', from, id, group: undefined, body }, changes);
       return;
     }
-    const { result, changes } = await this.c.sessions.decrypt(
-      from,
-      body,
-      approval ? (peer) => trust.isPinned(from, peer) : undefined,
-    );
+    const meter = this.work.meter(from, this.c.now());
+    let decrypted;
+    try {
+      decrypted = await this.c.sessions.decrypt(
+        from,
+        body,
+        meter,
+        approval ? (peer) => trust.isPinned(from, peer) : undefined,
+      );
+    } catch (e) {
+      this.work.settle(from, meter, false, this.c.now());
+      throw e;
+    }
+    this.work.settle(from, meter, true, this.c.now());
+    const { result, changes } = decrypted;
     for (const [k, val] of trust.pin(from, encodePublicIdentity(result.peerIdentity), 'message').changes)
       changes.set(k, val);
     this.markSeen(from, id, changes);
@@ -247,10 +260,13 @@ export class Inbox {
     if (!g || g.log.roster.get(this.c.userId)?.standing !== 'member')
       throw new ProtocolError(ErrorCode.NOT_A_MEMBER, `not a member of ${group}`);
     let result;
+    const meter = this.work.meter(from, this.c.now());
     try {
       // Only full members' sender keys are ever taken in (onSenderKey), and a leaver's are erased.
-      result = g.session.decrypt(unb64(f.body), this.c.now());
+      result = g.session.decrypt(unb64(f.body), this.c.now(), meter);
+      this.work.settle(from, meter, true, this.c.now());
     } catch (e) {
+      this.work.settle(from, meter, false, this.c.now());
       const unknownKey = e instanceof CryptoError && e.code === ErrorCode.UNKNOWN_KEY_ID;
       // While the sender's key change is pending, a message no accepted sender key decrypts may be under
       // a sender key that came with the new identity (held too): keep it for the user's decision.

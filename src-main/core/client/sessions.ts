@@ -13,6 +13,7 @@ import {
   sameIdentityKeys,
 } from '../crypto/identity.js';
 import { type DirectDecryptResult, SessionRecord, parseDirectMessage } from '../crypto/ratchet.js';
+import type { WorkMeter } from '../crypto/work.js';
 import { PreKeys, decodePreKeyBundle, encodePreKeyBundle } from '../crypto/x3dh.js';
 import { ErrorCode, ProtocolError } from '../errors.js';
 import { type ClientFrame, MAX_PREKEYS_STORED, b64, unb64 } from '../protocol/wire.js';
@@ -125,16 +126,18 @@ export class Sessions {
   }
 
   /**
-   * Decrypts a direct message from `peer`, on sessions whose peer identity passes `accept` only;
+   * Decrypts a direct message from `peer` within `meter` (its share of the sender's work budget), on
+   * sessions whose peer identity passes `accept` only;
    * returns the result and the state changes to write with it.
    */
   async decrypt(
     peer: string,
     body: Uint8Array,
+    meter?: WorkMeter,
     accept?: (id: PublicIdentity) => boolean,
   ): Promise<{ result: DirectDecryptResult; changes: Changes }> {
     const record = await this.load(peer);
-    const result = record.decrypt(this.ownIdentity!, this.prekeys!, body, accept);
+    const result = record.decrypt(this.ownIdentity!, this.prekeys!, body, meter, accept);
     const changes: Changes = new Map([this.entry(record)]);
     if (result.consumedOneTimePreKeyId !== undefined) changes.set('prekeys', this.prekeys!.serialize());
     return { result, changes };

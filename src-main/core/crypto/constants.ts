@@ -18,9 +18,15 @@ export const MessageType = {
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
-/** Limits, as in libsignal: stored skipped keys per session / sender key, and the largest jump. */
+/** Skipped message keys stored per ratchet session / per sender key (libsignal's bound). */
 export const MAX_SKIPPED_KEYS = 2000;
-export const MAX_FORWARD_JUMP = 25000;
+/**
+ * The most message keys one received message may make the receiver derive and set aside. No larger
+ * than MAX_SKIPPED_KEYS: keys beyond what is kept would be derived only to be erased, and a forged
+ * message claiming a far-ahead counter would buy that work before its tag is checked (issue 9;
+ * libsignal allows 25,000). Every chain step costs an HMAC, so this bounds a frame's work.
+ */
+export const MAX_FORWARD_JUMP = MAX_SKIPPED_KEYS;
 /**
  * Largest plaintext an encrypted message may carry. With headers, tag and base64 it stays under the
  * relay's body limit (wire.ts MAX_BODY_B64 = 240 KiB of base64, i.e. 180 KiB of ciphertext).

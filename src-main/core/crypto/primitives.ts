@@ -91,11 +91,14 @@ export function aesGcmDecrypt(
 // ---------------------------------------------------------------------------------------------
 // HMAC-SHA-256 (RFC 2104), HKDF-SHA-256 (RFC 5869), SHA-256
 
+/** A Uint8Array over a Buffer's bytes, without copying them (Buffer's slice() would alias, not copy). */
+const asBytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+
 /** HMAC-SHA-256 over the concatenation of `parts`. */
 export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const h = createHmac('sha256', key);
   for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
+  return asBytes(h.digest());
 }
 
 /** HKDF-SHA-256 extract-and-expand. Refuses lengths above 255 * 32 (RFC 5869 section 2.3). */
@@ -354,7 +357,7 @@ export class SigningKeyPair {
   /** Signs `message` (SHA-256, random nonce from OpenSSL), P1363 encoding. */
   sign(message: Uint8Array): Uint8Array {
     this.handle ??= createPrivateKey({ key: jwkOf(this.publicKey, this.priv), format: 'jwk' });
-    return new Uint8Array(nodeSign('sha256', message, { key: this.handle, dsaEncoding: 'ieee-p1363' }));
+    return asBytes(nodeSign('sha256', message, { key: this.handle, dsaEncoding: 'ieee-p1363' }));
   }
 
   verifyKey(): VerifyKey {

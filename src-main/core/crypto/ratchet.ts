@@ -39,6 +39,7 @@ import {
   wipe,
 } from './primitives.js';
 import { messageKeys } from './message-keys.js';
+import { WorkCost, WorkMeter, tagCheckCost } from './work.js';
 
 // ---------------------------------------------------------------------------------------------
 // Wire format of direct messages (docs/PROTOCOL.md "Direct messages")
@@ -141,31 +142,27 @@ interface Chain {
   index: number;
 }
 
-/** Advances `chain` to `target`, collecting the skipped message keys; returns the key for `target`. */
-function advance(
-  chain: Chain,
-  target: number,
-  ratchetHex: string,
-  skipped: [string, Uint8Array][],
-): { mk: Uint8Array; next: Chain } {
+/**
+ * Walks `chain` forward to `target` deriving only chain keys (one HMAC per step): the work done before
+ * a message is authenticated. Returns the chain keys at indices chain.index .. target (the skipped
+ * message keys are derived from them only once the message has proved authentic).
+ */
+function walk(chain: Chain, target: number): Uint8Array[] {
+  const keys = [chain.key];
   let key = chain.key;
   for (let i = chain.index; i < target; i++) {
-    skipped.push([`${ratchetHex}:${i}`, hmacSha256(key, CHAIN_MESSAGE_KEY)]);
     key = hmacSha256(key, CHAIN_NEXT_KEY);
+    keys.push(key);
   }
-  return {
-    mk: hmacSha256(key, CHAIN_MESSAGE_KEY),
-    next: { key: hmacSha256(key, CHAIN_NEXT_KEY), index: target + 1 },
-  };
+  return keys;
 }
 
-/** Advances `chain` to `end` (exclusive) collecting every key: the rest of a chain before a DH step. */
-function skipRest(chain: Chain, end: number, ratchetHex: string, skipped: [string, Uint8Array][]): void {
-  let key = chain.key;
-  for (let i = chain.index; i < end; i++) {
-    skipped.push([`${ratchetHex}:${i}`, hmacSha256(key, CHAIN_MESSAGE_KEY)]);
-    key = hmacSha256(key, CHAIN_NEXT_KEY);
-  }
+/** The message keys of the chain keys `keys[0..n)` (indices from..from+n-1), as skipped-key entries. */
+function setAside(keys: Uint8Array[], n: number, from: number, ratchetHex: string): [string, Uint8Array][] {
+  const out: [string, Uint8Array][] = [];
+  for (let i = 0; i < n; i++)
+    out.push([`${ratchetHex}:${from + i}`, hmacSha256(keys[i]!, CHAIN_MESSAGE_KEY)]);
+  return out;
 }
 
 const PREVIOUS_RATCHET_KEYS_KEPT = 8;
@@ -296,15 +293,68 @@ export class RatchetSession {
     return out;
   }
 
-  /** Decrypts a parsed message of this session; throws a typed error and changes nothing on failure. */
-  decrypt(msg: DirectMessage): Uint8Array {
+  /** True when this session holds the skipped message key of exactly this (ratchet key, counter). */
+  hasSkippedKey(ratchetHex: string, counter: number): boolean {
+    return this.skipped.has(`${ratchetHex}:${counter}`);
+  }
+
+  /**
+   * True when this session receives on `ratchetKey`, or did on one of its last receiving chains. Ratchet
+   * keys are fresh for every DH step, so a message on such a key can only be for this session.
+   */
+  knowsRatchetKey(ratchetKey: Uint8Array, ratchetHex: string): boolean {
+    return (
+      (this.receivingKey !== undefined && equalBytes(ratchetKey, this.receivingKey)) ||
+      this.previousReceivingKeys.includes(ratchetHex)
+    );
+  }
+
+  /**
+   * True while the peer owes this session a new ratchet key: we have a sending chain whose key the
+   * peer has not answered yet. The peer replaces its ratchet key only after receiving a new one of
+   * ours, so at any other time an unknown ratchet key cannot be genuine and is refused without a DH.
+   */
+  get awaitsRatchetKey(): boolean {
+    return this.sending !== undefined;
+  }
+
+  /**
+   * The unauthenticated work of a DH ratchet step for `msg` (a ratchet key this session does not
+   * know), or TOO_FAR_AHEAD when the message would make us set aside more than MAX_FORWARD_JUMP keys.
+   */
+  ratchetStepCost(msg: DirectMessage): number {
+    const oldSkip = this.previousChainRest(msg);
+    if (msg.counter > MAX_FORWARD_JUMP || oldSkip + msg.counter > MAX_FORWARD_JUMP) {
+      throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
+    }
+    return (
+      WorkCost.DH +
+      WorkCost.ROOT_KDF +
+      (msg.counter + 1) * WorkCost.CHAIN_STEP +
+      tagCheckCost(msg.header.length, msg.ciphertext.length)
+    );
+  }
+
+  /** How many keys of the current receiving chain a DH step for `msg` sets aside (up to its PN). */
+  private previousChainRest(msg: DirectMessage): number {
+    const chain = this.receiving;
+    return chain && msg.previousCounter > chain.index ? msg.previousCounter - chain.index : 0;
+  }
+
+  /**
+   * Decrypts a parsed message of this session; throws a typed error and changes nothing on failure.
+   * Work before the tag check is taken from `meter` first (docs/PROTOCOL.md "Bounded work").
+   */
+  decrypt(msg: DirectMessage, meter: WorkMeter = new WorkMeter()): Uint8Array {
     if (msg.senderId !== this.peerId || msg.recipientId !== this.selfId) {
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'message is not for this session');
     }
     const ratchetHex = toHex(msg.ratchetKey);
+    const tagCost = tagCheckCost(msg.header.length, msg.ciphertext.length);
     const skippedId = `${ratchetHex}:${msg.counter}`;
     const stored = this.skipped.get(skippedId);
     if (stored) {
+      meter.take(tagCost);
       const pt = openWith(stored, msg);
       stored.fill(0); // one-time key: erase once used
       this.skipped.delete(skippedId);
@@ -312,42 +362,61 @@ export class RatchetSession {
       return pt;
     }
 
-    const newSkipped: [string, Uint8Array][] = [];
     if (this.receivingKey && equalBytes(msg.ratchetKey, this.receivingKey)) {
       const chain = this.receiving;
       if (!chain) throw new CryptoError(ErrorCode.BAD_TAG, 'no receiving chain for this key');
       if (msg.counter < chain.index)
         throw new CryptoError(ErrorCode.REPLAY, 'message already received or expired');
-      if (msg.counter - chain.index > MAX_FORWARD_JUMP)
+      const jump = msg.counter - chain.index;
+      if (jump > MAX_FORWARD_JUMP)
         throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
-      const { mk, next } = advance(chain, msg.counter, ratchetHex, newSkipped);
-      const pt = openWith(mk, msg);
-      this.receiving = next;
-      this.storeSkipped(newSkipped);
-      this.pendingPreKey = undefined;
-      return pt;
+      meter.take((jump + 1) * WorkCost.CHAIN_STEP + tagCost);
+      const keys = walk(chain, msg.counter);
+      try {
+        const pt = openWith(hmacSha256(keys[jump]!, CHAIN_MESSAGE_KEY), msg);
+        // Authentic: set aside the skipped keys and commit.
+        meter.charge(jump * WorkCost.CHAIN_STEP);
+        const newSkipped = setAside(keys, jump, chain.index, ratchetHex);
+        this.receiving = { key: hmacSha256(keys[jump]!, CHAIN_NEXT_KEY), index: msg.counter + 1 };
+        this.storeSkipped(newSkipped);
+        this.pendingPreKey = undefined;
+        return pt;
+      } finally {
+        wipe(...keys.slice(1));
+      }
     }
 
     // A new ratchet key from the peer: DH ratchet step (section 3.5, first half).
     if (this.previousReceivingKeys.includes(ratchetHex)) {
       throw new CryptoError(ErrorCode.REPLAY, 'message already received or expired');
     }
-    if (msg.counter > MAX_FORWARD_JUMP)
-      throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
-    if (this.receiving && this.receivingKey) {
-      if (msg.previousCounter < this.receiving.index) {
-        // Nothing left to skip in the old chain.
-      } else if (msg.previousCounter - this.receiving.index > MAX_FORWARD_JUMP) {
-        throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
-      } else {
-        skipRest(this.receiving, msg.previousCounter, toHex(this.receivingKey), newSkipped);
-      }
+    if (!this.awaitsRatchetKey) {
+      throw new CryptoError(ErrorCode.BAD_TAG, 'this session expects no new ratchet key');
     }
+    meter.take(this.ratchetStepCost(msg));
     // agree() validates the point on the curve; only the encoding is checked here.
     const peerKey = checkPointShape(msg.ratchetKey);
     const [rk, ck] = kdfRoot(this.rootKey, this.sendingKeyPair.agree(peerKey), this.peerId, this.selfId);
-    const { mk, next } = advance({ key: ck, index: 0 }, msg.counter, ratchetHex, newSkipped);
-    const pt = openWith(mk, msg);
+    const keys = walk({ key: ck, index: 0 }, msg.counter);
+    let pt: Uint8Array;
+    try {
+      pt = openWith(hmacSha256(keys[msg.counter]!, CHAIN_MESSAGE_KEY), msg);
+    } catch (e) {
+      wipe(rk, ...keys);
+      throw e;
+    }
+    // Authentic: set aside the rest of the old chain (up to PN) and the skipped keys of the new one.
+    const oldSkip = this.previousChainRest(msg);
+    meter.charge((2 * oldSkip + msg.counter) * WorkCost.CHAIN_STEP);
+    const newSkipped: [string, Uint8Array][] = [];
+    if (oldSkip > 0) {
+      const old = walk(this.receiving!, msg.previousCounter);
+      newSkipped.push(...setAside(old, oldSkip, this.receiving!.index, toHex(this.receivingKey!)));
+      wipe(...old.slice(1));
+    }
+    newSkipped.push(...setAside(keys, msg.counter, 0, ratchetHex));
+    const next = { key: hmacSha256(keys[msg.counter]!, CHAIN_NEXT_KEY), index: msg.counter + 1 };
+    wipe(...keys);
     // Commit.
     if (this.receivingKey) {
       this.previousReceivingKeys.push(toHex(this.receivingKey));
@@ -511,6 +580,9 @@ export class SessionRecord {
 
   /**
    * Decrypts a direct message from this peer, creating the responder session for a new PREKEY message.
+   * Only the sessions that can hold the message are tried, within `meter` (docs/PROTOCOL.md "Bounded
+   * work"): the one holding its skipped key or knowing its ratchet key; otherwise, for a new ratchet
+   * key, the sessions awaiting one, current first, while the frame's allowance lasts.
    * With `accept`, only sessions whose peer identity passes it are used or created: a PREKEY message
    * under another identity is IDENTITY_CHANGED before anything is computed, and a DIRECT message is
    * tried on the accepted sessions only.
@@ -519,8 +591,11 @@ export class SessionRecord {
     identity: Identity,
     prekeys: PreKeys,
     bytes: Uint8Array,
+    meter: WorkMeter = new WorkMeter(),
     accept: (peer: PublicIdentity) => boolean = () => true,
   ): DirectDecryptResult {
+    // A PREKEY message carries the initiator's identity, whose certificate is verified while parsing.
+    if (peekMessageType(bytes) === MessageType.PREKEY) meter.take(WorkCost.VERIFY);
     const msg = parseDirectMessage(bytes);
     if (msg.senderId !== this.peerId || msg.recipientId !== this.selfId) {
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'message is not between these users');
@@ -529,12 +604,13 @@ export class SessionRecord {
       if (!accept(msg.preKey.identity))
         throw new CryptoError(ErrorCode.IDENTITY_CHANGED, 'message under an identity that is not accepted');
       const existing = this.sessions.find((s) => equalBytes(s.baseKey, msg.preKey!.baseKey));
-      if (existing) return this.decryptWith(existing, msg);
+      if (existing) return this.decryptWith(existing, msg, meter);
       if (this.seenBaseKeys.includes(toHex(msg.preKey.baseKey))) {
         throw new CryptoError(ErrorCode.REPLAY, 'session start already used');
       }
+      meter.take(WorkCost.X3DH);
       const s = RatchetSession.respond(identity, prekeys, this.selfId, msg);
-      const plaintext = s.decrypt(msg);
+      const plaintext = s.decrypt(msg, meter);
       this.remember(s.baseKey);
       this.promote(s);
       const opk = msg.preKey.oneTimePreKeyId;
@@ -549,19 +625,36 @@ export class SessionRecord {
     const usable = this.sessions.filter((s) => accept(s.peerIdentity));
     if (usable.length === 0)
       throw new CryptoError(ErrorCode.UNKNOWN_SESSION, `no session with ${this.peerId}`);
+    const hex = toHex(msg.ratchetKey);
+    const owner =
+      usable.find((s) => s.hasSkippedKey(hex, msg.counter)) ??
+      usable.find((s) => s.knowsRatchetKey(msg.ratchetKey, hex));
+    if (owner) return this.decryptWith(owner, msg, meter);
+    // A ratchet key no session knows: a DH step, tried on each session that awaits one.
     let first: unknown;
     for (const s of usable) {
+      if (!s.awaitsRatchetKey) continue;
+      let cost: number;
       try {
-        return this.decryptWith(s, msg);
+        cost = s.ratchetStepCost(msg);
+      } catch (e) {
+        first ??= e;
+        continue;
+      }
+      // Once something was tried, a session beyond the frame's allowance is skipped; on the first
+      // attempt the meter itself refuses (E2EE_RATE_LIMITED).
+      if (first !== undefined && !meter.fits(cost)) break;
+      try {
+        return this.decryptWith(s, msg, meter);
       } catch (e) {
         first ??= e;
       }
     }
-    throw first;
+    throw first ?? new CryptoError(ErrorCode.BAD_TAG, 'no session with this peer expects a new ratchet key');
   }
 
-  private decryptWith(s: RatchetSession, msg: DirectMessage): DirectDecryptResult {
-    const plaintext = s.decrypt(msg);
+  private decryptWith(s: RatchetSession, msg: DirectMessage, meter: WorkMeter): DirectDecryptResult {
+    const plaintext = s.decrypt(msg, meter);
     this.promote(s);
     return { plaintext, peerIdentity: s.peerIdentity, newSession: false };
   }

@@ -32,7 +32,9 @@ import {
   hmacSha256,
   importPublicKey,
   randomBytes,
+  wipe,
 } from './primitives.js';
+import { WorkCost, WorkMeter, tagCheckCost } from './work.js';
 
 // Wire format of a group message (docs/PROTOCOL.md "Group messages"):
 //   u8 version | u8 type = GROUP | str groupId | str senderId | u32 keyId | u32 counter |
@@ -77,6 +79,16 @@ function signatureInput(signed: Uint8Array): Uint8Array {
   out.set(Label.GROUP_SIGNATURE);
   out.set(signed, Label.GROUP_SIGNATURE.length);
   return out;
+}
+
+/** Opens a group message with its one-time message key; BAD_TAG (nothing changed) if it fails. */
+function openGroup(mk: Uint8Array, m: GroupMessage): Uint8Array {
+  const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, m.header);
+  try {
+    return aesGcmDecrypt(key, nonce, m.ciphertext, m.header);
+  } finally {
+    key.fill(0);
+  }
 }
 
 /** One sender key: id, chain key at `counter`, signing key (private for our own, public for others'). */
@@ -200,6 +212,8 @@ export class GroupSession {
   private readonly peers = new Map<string, PeerKeys>();
   /** Per sender, the key ids that were replaced, expired or removed (newest last, bounded). */
   private readonly retired = new Map<string, number[]>();
+  /** The constant start of our headers (see headerPrefix). */
+  private prefix: Uint8Array | undefined;
 
   constructor(
     readonly groupId: string,
@@ -261,27 +275,41 @@ export class GroupSession {
     const own = this.own;
     if (!own || this.rotationNeeded) throw new UsageError('sender key must be rotated before sending');
     if (own.counter >= 0xffffffff) throw new UsageError('sender key exhausted; rotate');
-    const header = new Writer(64)
+    // One buffer holds the signature input and, after its label, the message: nothing is copied twice.
+    //   label | header (version, type, groupId, senderId, keyId, counter) | u32 length | sealed | signature
+    const prefix = this.headerPrefix();
+    const labelBytes = Label.GROUP_SIGNATURE.length;
+    const headerEnd = labelBytes + prefix.length + 8;
+    const sealedBytes = plaintext.length + GCM_TAG_BYTES;
+    const signedEnd = headerEnd + 4 + sealedBytes;
+    const buf = new Uint8Array(signedEnd + P256_SIGNATURE_BYTES);
+    const view = new DataView(buf.buffer);
+    buf.set(Label.GROUP_SIGNATURE);
+    buf.set(prefix, labelBytes);
+    view.setUint32(headerEnd - 8, own.keyId);
+    view.setUint32(headerEnd - 4, own.counter);
+    view.setUint32(headerEnd, sealedBytes);
+    const header = buf.subarray(labelBytes, headerEnd);
+    const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
+    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, header);
+    buf.set(aesGcmEncrypt(key, nonce, plaintext, header), headerEnd + 4);
+    mk.fill(0);
+    key.fill(0);
+    buf.set(own.signing!.sign(buf.subarray(0, signedEnd)), signedEnd);
+    own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
+    own.counter += 1;
+    return buf.subarray(labelBytes);
+  }
+
+  /** u8 version | u8 GROUP | str groupId | str selfId: the start of every header we send, made once. */
+  private headerPrefix(): Uint8Array {
+    this.prefix ??= new Writer(160)
       .u8(PROTOCOL_VERSION)
       .u8(MessageType.GROUP)
       .str(this.groupId)
       .str(this.selfId)
-      .u32(own.keyId)
-      .u32(own.counter)
       .finish();
-    const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
-    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, header);
-    const sealed = aesGcmEncrypt(key, nonce, plaintext, header);
-    mk.fill(0);
-    key.fill(0);
-    const signed = new Writer(header.length + sealed.length + 8).fixed(header).bytes(sealed).finish();
-    const signature = own.signing!.sign(signatureInput(signed));
-    own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
-    own.counter += 1;
-    const out = new Uint8Array(signed.length + signature.length);
-    out.set(signed);
-    out.set(signature, signed.length);
-    return out;
+    return this.prefix;
   }
 
   /**
@@ -347,8 +375,12 @@ export class GroupSession {
     }
   }
 
-  /** Verifies and decrypts a group message; typed error and no state change on any failure. */
-  decrypt(bytes: Uint8Array, now: number): GroupDecryptResult {
+  /**
+   * Verifies and decrypts a group message; typed error and no state change on any failure. The
+   * counter is checked against the chain before the signature, and the work is taken from `meter`
+   * before any of it is done (docs/PROTOCOL.md "Bounded work").
+   */
+  decrypt(bytes: Uint8Array, now: number, meter: WorkMeter = new WorkMeter()): GroupDecryptResult {
     const m = parseGroupMessage(bytes);
     if (m.groupId !== this.groupId)
       throw new ProtocolError(ErrorCode.WRONG_RECIPIENT, 'message is for another group');
@@ -362,48 +394,46 @@ export class GroupSession {
           ? entry.previous
           : undefined;
     if (!state) throw new CryptoError(ErrorCode.UNKNOWN_KEY_ID, `unknown or expired key id ${m.keyId}`);
+    const stored = m.counter < state.counter ? state.skipped.get(m.counter) : undefined;
+    if (m.counter < state.counter && !stored)
+      throw new CryptoError(ErrorCode.REPLAY, 'message already received or expired');
+    const jump = stored ? 0 : m.counter - state.counter;
+    if (jump > MAX_FORWARD_JUMP) throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
+    meter.take(
+      WorkCost.VERIFY +
+        (stored ? 0 : (jump + 1) * WorkCost.CHAIN_STEP) +
+        tagCheckCost(m.header.length, m.ciphertext.length),
+    );
     state.verifier.assert(signatureInput(m.signed), m.signature, 'group message');
 
-    let mk: Uint8Array;
-    let commit: () => void;
-    if (m.counter < state.counter) {
-      const stored = state.skipped.get(m.counter);
-      if (!stored) throw new CryptoError(ErrorCode.REPLAY, 'message already received or expired');
-      mk = stored;
-      commit = () => state.skipped.delete(m.counter);
-    } else {
-      if (m.counter - state.counter > MAX_FORWARD_JUMP) {
-        throw new CryptoError(ErrorCode.TOO_FAR_AHEAD, 'too many skipped messages');
-      }
-      const newSkipped: [number, Uint8Array][] = [];
-      let ck = state.chainKey;
-      for (let i = state.counter; i < m.counter; i++) {
-        newSkipped.push([i, hmacSha256(ck, CHAIN_MESSAGE_KEY)]);
-        ck = hmacSha256(ck, CHAIN_NEXT_KEY);
-      }
-      mk = hmacSha256(ck, CHAIN_MESSAGE_KEY);
-      const nextCk = hmacSha256(ck, CHAIN_NEXT_KEY);
-      commit = () => {
-        state.chainKey = nextCk;
-        state.counter = m.counter + 1;
-        const start = Math.max(0, newSkipped.length - MAX_SKIPPED_KEYS);
-        for (let i = start; i < newSkipped.length; i++)
-          state.skipped.set(newSkipped[i]![0], newSkipped[i]![1]);
-        for (const k of state.skipped.keys()) {
-          if (state.skipped.size <= MAX_SKIPPED_KEYS) break;
-          state.skipped.delete(k);
-        }
-      };
+    if (stored) {
+      const plaintext = openGroup(stored, m);
+      stored.fill(0);
+      state.skipped.delete(m.counter);
+      return { senderId: m.senderId, keyId: m.keyId, counter: m.counter, plaintext };
     }
-    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, m.header);
-    let plaintext: Uint8Array;
+    // Chain keys up to the counter; the skipped message keys only once the message proved authentic.
+    const keys = [state.chainKey];
+    for (let i = 0; i < jump; i++) keys.push(hmacSha256(keys[i]!, CHAIN_NEXT_KEY));
+    const last = keys[jump]!;
     try {
-      plaintext = aesGcmDecrypt(key, nonce, m.ciphertext, m.header);
+      const mk = hmacSha256(last, CHAIN_MESSAGE_KEY);
+      const plaintext = openGroup(mk, m);
+      mk.fill(0);
+      meter.charge(jump * WorkCost.CHAIN_STEP);
+      for (let i = 0; i < jump; i++)
+        state.skipped.set(state.counter + i, hmacSha256(keys[i]!, CHAIN_MESSAGE_KEY));
+      for (const [k, mkOld] of state.skipped) {
+        if (state.skipped.size <= MAX_SKIPPED_KEYS) break;
+        mkOld.fill(0);
+        state.skipped.delete(k);
+      }
+      state.chainKey = hmacSha256(last, CHAIN_NEXT_KEY);
+      state.counter = m.counter + 1;
+      return { senderId: m.senderId, keyId: m.keyId, counter: m.counter, plaintext };
     } finally {
-      key.fill(0);
+      wipe(...keys.slice(1));
     }
-    commit();
-    return { senderId: m.senderId, keyId: m.keyId, counter: m.counter, plaintext };
   }
 
   /** Versioned bytes of this group's key state. */

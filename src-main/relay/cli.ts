@@ -9,13 +9,63 @@
 import { pino, type Level } from 'pino';
 import { UsageError } from '../core/errors.js';
 import { normaliseRelayUrl } from '../core/protocol/login.js';
-import { type CommandLine, helpText, parseCommandLine, usageLine } from '../cli/options.js';
+import { type CommandLine, helpText, type OptionSpec, parseCommandLine, usageLine } from '../cli/options.js';
 import { type RelayLog, type RelayOptions, startRelay } from './index.js';
+import { DEFAULT_OPTIONS, type LimitOptions, resolveOptions } from './options.js';
 
 /** What the command line sets: the relay's options and how much it logs. */
 type RelayCommandLine = RelayOptions & { logLevel?: Level | 'silent' };
 
 const LOG_LEVELS = ['info', 'warn', 'error', 'silent'] as const;
+
+/** The quotas (LimitOptions), one flag each: the flag, its field and what it bounds. */
+const LIMIT_FLAGS: readonly {
+  name: string;
+  field: Exclude<keyof LimitOptions, 'limitLoopback'>;
+  help: string;
+}[] = [
+  { name: 'group-members', field: 'groupMembers', help: "people on one group's roster, in any standing" },
+  { name: 'groups-per-user', field: 'groupsPerUser', help: 'groups one person may be on the roster of' },
+  { name: 'mailbox-items', field: 'queuedItemsPerRecipient', help: "items waiting in one person's mailbox" },
+  { name: 'mailbox-bytes', field: 'queuedBytesPerRecipient', help: "bytes waiting in one person's mailbox" },
+  {
+    name: 'group-fanout-bytes',
+    field: 'groupFanoutBytesPerMinute',
+    help: "one sender's group traffic per minute: message size × recipients",
+  },
+  {
+    name: 'connections-per-ip',
+    field: 'connectionsPerIpPerMinute',
+    help: 'new connections per network address per minute (refused with HTTP 429)',
+  },
+  {
+    name: 'registrations-per-ip',
+    field: 'registrationsPerIpPerMinute',
+    help: 'new accounts per network address per minute',
+  },
+  {
+    name: 'bundle-requests',
+    field: 'bundleRequestsPerMinute',
+    help: 'key bundles one person may fetch per minute',
+  },
+  {
+    name: 'prekeys-per-target',
+    field: 'oneTimePreKeysPerTargetPerMinute',
+    help: "one person's one-time prekeys handed out per minute, all requesters together",
+  },
+  {
+    name: 'prekeys-per-requester',
+    field: 'oneTimePreKeysPerRequesterPerMinute',
+    help: 'one-time prekeys one person may take per minute, all targets together',
+  },
+];
+
+const cliNumber = (flag: string, value: string, unlimited: boolean): number => {
+  if (unlimited && value === 'unlimited') return Infinity;
+  if (!/^\d+(\.\d+)?$/.test(value))
+    throw new UsageError(`--${flag} must be a number${unlimited ? ' or "unlimited"' : ''}, not "${value}"`);
+  return Number(value);
+};
 
 /** Every option of the relay CLI, in the order --help lists them. */
 const RELAY: CommandLine<RelayCommandLine> = {
@@ -135,9 +185,82 @@ const RELAY: CommandLine<RelayCommandLine> = {
         o.publicUrls = list;
       },
     },
+    ...rateOptions(),
+    ...limitOptions(),
     { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },
   ],
 };
+
+/** The per-connection frame rate. */
+function rateOptions(): OptionSpec<RelayCommandLine>[] {
+  const rate = (o: RelayCommandLine): NonNullable<RelayOptions['rateLimit']> => (o.rateLimit ??= {});
+  return [
+    {
+      name: 'frames-per-second',
+      kind: 'value',
+      placeholder: 'N',
+      defaultText: String(DEFAULT_OPTIONS.rateLimit.framesPerSecond),
+      help: 'frames one connection may send per second, sustained (beyond it the relay reads it more slowly); "unlimited" turns it off',
+      apply: (o, value) => {
+        rate(o).framesPerSecond = cliNumber('frames-per-second', value, true);
+      },
+    },
+    {
+      name: 'frame-burst',
+      kind: 'value',
+      placeholder: 'N',
+      defaultText: String(DEFAULT_OPTIONS.rateLimit.burst),
+      help: 'frames one connection may send at once before --frames-per-second applies',
+      apply: (o, value) => {
+        rate(o).burst = cliNumber('frame-burst', value, false);
+      },
+    },
+  ];
+}
+
+/** One flag per quota; their ranges are checked by resolveOptions (checkRanges below). */
+function limitOptions(): OptionSpec<RelayCommandLine>[] {
+  const limits = (o: RelayCommandLine): LimitOptions => (o.limits ??= {});
+  return [
+    ...LIMIT_FLAGS.map(({ name, field, help }): OptionSpec<RelayCommandLine> => ({
+      name,
+      kind: 'value',
+      placeholder: 'N',
+      defaultText: String(DEFAULT_OPTIONS.limits[field]),
+      help: `${help}${field === 'groupMembers' ? '' : '; "unlimited" turns it off'}`,
+      apply: (o, value) => {
+        limits(o)[field] = cliNumber(name, value, field !== 'groupMembers');
+      },
+    })),
+    {
+      name: 'limit-loopback',
+      kind: 'flag',
+      help: 'apply --connections-per-ip and --registrations-per-ip to this computer too: needed behind a reverse proxy on the same computer, where every client comes from loopback',
+      apply: (o) => {
+        limits(o).limitLoopback = true;
+      },
+    },
+  ];
+}
+
+/** A value out of its range, in the words of the flag that set it. */
+function checkRanges(options: RelayCommandLine): void {
+  const { logLevel: _level, ...relay } = options;
+  try {
+    resolveOptions(relay);
+  } catch (e) {
+    if (!(e instanceof RangeError || e instanceof TypeError)) throw e;
+    // "limits.groupMembers must be an integer in 2..10000, got 1" → "--group-members must be …".
+    const flags: [string, string][] = [
+      ...LIMIT_FLAGS.map((f): [string, string] => [`limits.${f.field}`, `--${f.name}`]),
+      ['rateLimit.framesPerSecond', '--frames-per-second'],
+      ['rateLimit.burst', '--frame-burst'],
+    ];
+    let message = e.message;
+    for (const [option, flag] of flags) message = message.replace(option, flag);
+    throw new UsageError(message.replace(/, got .*$/, ''));
+  }
+}
 
 /**
  * JSON lines on stdout: `{"level":"info","time":"…","pid":…,"event":"connect","conn":"#1",…,"msg":"…"}`.
@@ -176,6 +299,7 @@ async function main(): Promise<void> {
       return;
     }
     options = parsed.values;
+    checkRanges(options);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     const sentence = `${e.message.charAt(0).toUpperCase()}${e.message.slice(1)}.`;

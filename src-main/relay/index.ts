@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { formatFingerprint } from '../core/protocol/login.js';
-import { MAX_FRAME_BYTES } from '../core/protocol/wire.js';
+import { MAX_FRAME_BYTES, RelayErrorCode } from '../core/protocol/wire.js';
 import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
 import { Groups } from './groups.js';
@@ -142,6 +142,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
         log.warn('rate_limited', `refused a connection from ${address}: too many per minute`, {
           ip: address,
         });
+        // Counted with the error frames it stands for (no frame can be sent before the upgrade).
+        metrics?.refused(RelayErrorCode.RATE_LIMITED);
         done(false, 429, 'Too many connections from your address; try again in a minute');
       }
     },

@@ -8,6 +8,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { DEFAULT_OPTIONS } from '../../src-main/relay/options.js';
 import { selfSigned } from '../relay/certificates.js';
 import { scrape } from '../relay/http-get.js';
 import { CliFixture } from './helpers.js';
@@ -102,7 +104,61 @@ describe('npm run relay', () => {
     );
     expect(help).toMatch(/--log-level LEVEL\s+least severe events logged .*\(default: info\)/);
     expect(help).toMatch(/--public-url URLS\s+the address\(es\) clients use/);
+    // Every quota and the frame rate (issue 9), each with the relay's default.
+    const flags: [string, number][] = [
+      ['frames-per-second', DEFAULT_OPTIONS.rateLimit.framesPerSecond],
+      ['frame-burst', DEFAULT_OPTIONS.rateLimit.burst],
+      ['group-members', DEFAULT_OPTIONS.limits.groupMembers],
+      ['groups-per-user', DEFAULT_OPTIONS.limits.groupsPerUser],
+      ['mailbox-items', DEFAULT_OPTIONS.limits.queuedItemsPerRecipient],
+      ['mailbox-bytes', DEFAULT_OPTIONS.limits.queuedBytesPerRecipient],
+      ['group-fanout-bytes', DEFAULT_OPTIONS.limits.groupFanoutBytesPerMinute],
+      ['connections-per-ip', DEFAULT_OPTIONS.limits.connectionsPerIpPerMinute],
+      ['registrations-per-ip', DEFAULT_OPTIONS.limits.registrationsPerIpPerMinute],
+      ['bundle-requests', DEFAULT_OPTIONS.limits.bundleRequestsPerMinute],
+      ['prekeys-per-target', DEFAULT_OPTIONS.limits.oneTimePreKeysPerTargetPerMinute],
+      ['prekeys-per-requester', DEFAULT_OPTIONS.limits.oneTimePreKeysPerRequesterPerMinute],
+    ];
+    // One flag per limit option: a new limit without a flag fails here.
+    expect(flags).toHaveLength(Object.keys(DEFAULT_OPTIONS.limits).length - 1 + 2);
+    for (const [flag, value] of flags)
+      expect(help).toMatch(new RegExp(`--${flag} N\\s+.*\\(default: ${value}\\)`));
+    expect(help).toMatch(
+      /--limit-loopback\s+apply --connections-per-ip and --registrations-per-ip to this computer too/,
+    );
     expect(help).toMatch(/-h, --help\s+show this help/);
+  });
+
+  it('the limit flags reach the relay: --connections-per-ip 1 --limit-loopback refuses a second connection', async () => {
+    const relay = npmRun('relay', [
+      '--port',
+      '0',
+      '--memory',
+      '--connections-per-ip',
+      '1',
+      '--limit-loopback',
+    ]);
+    try {
+      const url = (await logged(relay, 'listening')).url as string;
+      const status = (): Promise<number> =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(url);
+          ws.once('open', () => {
+            ws.close();
+            resolve(101);
+          });
+          ws.once('unexpected-response', (_req, res) => {
+            ws.terminate();
+            resolve(res.statusCode ?? 0);
+          });
+          ws.once('error', reject);
+        });
+      expect(await status()).toBe(101);
+      expect(await status()).toBe(429);
+    } finally {
+      relay.write('\x03');
+      await relay.exited;
+    }
   });
 
   it('wrong options: one sentence, the usage, exit code 2; a busy port or a missing certificate: a sentence, exit code 1', async () => {
@@ -122,6 +178,12 @@ describe('npm run relay', () => {
       {
         args: ['--log-level', 'debug'],
         says: '! --log-level must be one of info, warn, error, silent, not "debug".',
+        code: 2,
+      },
+      { args: ['--group-members', '1'], says: '! --group-members must be an integer in 2..10000.', code: 2 },
+      {
+        args: ['--mailbox-items', 'lots'],
+        says: '! --mailbox-items must be a number or "unlimited", not "lots".',
         code: 2,
       },
       {

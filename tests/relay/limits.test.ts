@@ -17,6 +17,7 @@ import { decodePreKeyBundle } from '../../src-main/core/crypto/x3dh.js';
 import { unb64 } from '../../src-main/core/protocol/wire.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src-main/relay/index.js';
 import { connectClient } from '../e2e/helpers.js';
+import { scrape } from './http-get.js';
 import { RawClient, TestGroup, body, msgId, type Deliver } from './raw-client.js';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -215,6 +216,8 @@ describe('abuse resistance on the relay', () => {
       );
     }
     expect(statuses).toEqual([101, 101, 101, 101, 429, 429]);
+    // The operator sees each refusal: the registration and the two upgrades.
+    expect((await scrape(r.url)).get('sealed_relay_refusals_total{code="RATE_LIMITED"}')).toBe(3);
   });
 
   it('a user over the group fan-out budget is slowed down, never refused, and nothing is lost or reordered', async () => {

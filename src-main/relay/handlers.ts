@@ -94,6 +94,19 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
       return publishPreKeys(ctx, client, f);
     case 'getBundle':
       return getBundle(ctx, client, f);
+    case 'identities': {
+      // As cheap as a bundle per 10 ids, from the same budget: over it, the requester waits.
+      const cost = Math.ceil(f.userIds.length / 10);
+      if (!ctx.limits.bundles.take(me, cost)) throw new Throttle(ctx.limits.bundles.waitMs(me, cost));
+      // Registered users only, each once; an id missing from the answer is not registered.
+      const identities: { userId: string; identity: string }[] = [];
+      for (const userId of new Set(f.userIds)) {
+        const identity = ctx.users.has(userId) ? ctx.store.identityOf(userId) : undefined;
+        if (identity) identities.push({ userId, identity: b64(identity) });
+      }
+      client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, identities }));
+      return;
+    }
     case 'groupAppend': {
       const head = ctx.groups.append(me, f.group, unb64(f.entry));
       client.respond(f.rid, () => ({ t: 'ok', rid: f.rid, ...head }));

@@ -57,6 +57,7 @@ const REQUEST_TYPES = [
   'groupSend',
   'publishPreKeys',
   'getBundle',
+  'identities',
   'groupAppend',
   'groupLog',
   'deleteAccount',

@@ -138,8 +138,13 @@ async function crashMidStream(opts: {
   const sends: Promise<string>[] = [];
   // The sender never waits for a send to finish, and keeps sending while the relay dies: a few
   // messages every few milliseconds, so the stream lasts long enough to be cut in the middle.
+  // The last few are sent once the relay is dead, so the kill always falls inside the stream,
+  // however slowly a loaded machine runs the stages before it.
+  let killed!: () => void;
+  const dead = new Promise<void>((r) => (killed = r));
   const streaming = (async () => {
     for (let i = 0; i < before; i++) {
+      if (i === before - 5) await dead;
       const p = send(i);
       p.catch(() => undefined); // judged at the end
       sends.push(p);
@@ -166,6 +171,7 @@ async function crashMidStream(opts: {
     await relay.kill(true);
   }
   const ackedAtKill = new Set(acked);
+  killed();
   await streaming;
   const held = { received: holder.held.received, deliverIds: [...holder.held.deliverIds] };
   opts.proxy.hooks = {};

@@ -119,6 +119,74 @@ describe('identity change', () => {
     await bob2.rec.wait('message', (m) => m.id === reply);
   });
 
+  it('a contact who registered again while we were offline is noticed at our next connection', async () => {
+    const { relay, alice, opts } = await relayWithAlice();
+    const bob1 = await connectClient(relay.url, 'bob');
+    cleanup.push(() => bob1.client.close());
+    await alice.client.sendDirectMessage('bob', 'hi old bob');
+    await bob1.rec.wait('message');
+    // alice is offline while bob deletes his account and a new installation takes the id: she gets
+    // neither userDeleted nor userCreated (live only).
+    await alice.client.close();
+    await bob1.client.deleteAccount();
+    const bob2 = await connectClient(relay.url, 'bob');
+    cleanup.push(() => bob2.client.close());
+
+    const alice2 = await connectClient(relay.url, 'alice', opts);
+    cleanup.push(() => alice2.client.close());
+    // Told at the connection, before anything is sent: her next message would otherwise go out under
+    // the old session, which nobody can read any more, and show as sent.
+    const warning = alice2.rec.all('identityChanged').find((e) => e.userId === 'bob');
+    expect(warning?.safetyNumber).toBe(
+      safetyNumber(
+        'alice',
+        decodePublicIdentity(await alice2.client.publicIdentity()),
+        'bob',
+        decodePublicIdentity(await bob2.client.publicIdentity()),
+      ),
+    );
+    await expect(alice2.client.sendDirectMessage('bob', 'still you?')).rejects.toMatchObject({
+      code: 'E2EE_IDENTITY_CHANGED',
+    });
+    await alice2.client.approveIdentity('bob', warning!.safetyNumber);
+    const id = await alice2.client.sendDirectMessage('bob', 'hello new bob');
+    expect((await bob2.rec.wait('message', (m) => m.id === id)).text).toBe('hello new bob');
+    expect(bob2.rec.all('e2eeError')).toEqual([]);
+
+    // A later connection with nothing new says nothing.
+    await alice2.client.close();
+    const alice3 = await connectClient(relay.url, 'alice', opts);
+    cleanup.push(() => alice3.client.close());
+    expect(alice3.rec.all('identityChanged')).toEqual([]);
+    expect(alice3.rec.all('e2eeError')).toEqual([]);
+  });
+
+  it('opted out of approval, a message to a contact who registered again while we were offline reaches the new installation', async () => {
+    const relay = await startRelay({ port: 0 });
+    cleanup.push(() => relay.close());
+    const opts = {
+      keyStore: new MemoryKeyStore(),
+      stateStore: new MemoryStateStore(),
+      requireApprovalOnIdentityChange: false,
+    };
+    const alice = await connectClient(relay.url, 'alice', opts);
+    const bob1 = await connectClient(relay.url, 'bob');
+    cleanup.push(() => bob1.client.close());
+    await alice.client.sendDirectMessage('bob', 'hi');
+    await bob1.rec.wait('message');
+    await alice.client.close();
+    await bob1.client.deleteAccount();
+    const bob2 = await connectClient(relay.url, 'bob');
+    cleanup.push(() => bob2.client.close());
+
+    const alice2 = await connectClient(relay.url, 'alice', opts);
+    cleanup.push(() => alice2.client.close());
+    expect(alice2.rec.all('identityChanged').map((e) => e.userId)).toEqual(['bob']);
+    const id = await alice2.client.sendDirectMessage('bob', 'new session, new key');
+    expect((await bob2.rec.wait('message', (m) => m.id === id)).text).toBe('new session, new key');
+    expect(bob2.rec.all('e2eeError')).toEqual([]);
+  });
+
   it('without approval (opted out) pins the new key at once and still reports it', async () => {
     const relay = await startRelay({ port: 0 });
     cleanup.push(() => relay.close());

@@ -1,6 +1,6 @@
 /** Prekey publishing and bundle hand-out: each one-time prekey leaves the relay once. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Identity } from '../../src-main/core/crypto/identity.js';
+import { Identity, encodePublicIdentity } from '../../src-main/core/crypto/identity.js';
 import { PreKeys, decodePreKeyBundle, encodePreKeyBundle } from '../../src-main/core/crypto/x3dh.js';
 import { MAX_PREKEYS_STORED, b64, unb64 } from '../../src-main/core/protocol/wire.js';
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
@@ -119,5 +119,31 @@ describe('prekeys', () => {
       t: 'error',
       code: 'QUOTA',
     });
+  });
+
+  it('tells the identities registered now: unknown ids left out, each id once, at most 100 per request', async () => {
+    const aliceId = Identity.generate();
+    const alice = await RawClient.connect(relay.url, 'alice', aliceId);
+    const bob = await RawClient.connect(relay.url, 'bob');
+    expect(await bob.request({ t: 'identities', userIds: ['alice', 'nobody', 'alice'] })).toEqual({
+      t: 'ok',
+      rid: 1,
+      identities: [{ userId: 'alice', identity: b64(encodePublicIdentity(aliceId.publicIdentity)) }],
+    });
+    // A deleted account is left out, like one never registered.
+    expect((await alice.deleteAccount()).t).toBe('ok');
+    expect(await bob.request({ t: 'identities', userIds: ['alice'] })).toEqual({
+      t: 'ok',
+      rid: 2,
+      identities: [],
+    });
+    // Bad requests are refused and change nothing.
+    const many = Array.from({ length: 101 }, (_, i) => `user${i}`);
+    for (const userIds of [[], many, ['Not An Id!']])
+      expect(await bob.request({ t: 'identities', userIds })).toMatchObject({
+        t: 'error',
+        code: 'BAD_FRAME',
+      });
+    expect((await bob.request({ t: 'identities', userIds: many.slice(0, 100) })).t).toBe('ok');
   });
 });

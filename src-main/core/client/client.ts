@@ -34,7 +34,16 @@ import {
   normaliseRelayUrl,
   relayKeyFingerprint,
 } from '../protocol/login.js';
-import { Name, type RelayEvent, type RelayFrame, b64, unb64 } from '../protocol/wire.js';
+import {
+  MAX_IDENTITIES_PER_FRAME,
+  Name,
+  type RelayEvent,
+  type RelayFrame,
+  IdentitiesAnswer,
+  UserId,
+  b64,
+  unb64,
+} from '../protocol/wire.js';
 import { canonicalUserId } from '../user-ids.js';
 import { RelayConnection, type RelayPush, type RelayTlsOptions, checkTlsOptions } from './connection.js';
 import { ContentType, encodeContent } from './content.js';
@@ -856,6 +865,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   private async onReady(f: Extract<RelayFrame, { t: 'ready' }>): Promise<void> {
     this.relay.markAuthenticated();
     await this.syncGroups(f.groups);
+    await this.checkContacts();
     // Held messages of a contact whose key change was decided before a crash let us handle them.
     for (const userId of this.held.contacts()) {
       if (!this.trust.pendingIdentity(userId)) await this.inbox.release(userId);
@@ -891,6 +901,52 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         announce(this, this.userId, group, applied, this.groups.get(group)?.log);
       } catch (e) {
         this.emit('e2eeError', e2eeErrorEvent(e, undefined, group));
+      }
+    }
+  }
+
+  /**
+   * At `ready`: asks the relay which identity each contact has now, in pages, to catch up on accounts
+   * deleted or registered again while we were offline (those events are live only). A contact who is
+   * gone loses our session, as on `userDeleted`; a contact under another key is a key change, told and
+   * decided as if a bundle had shown it. The relay can say nothing here it could not already show with
+   * a bundle or a `userDeleted`, so a lie costs it nothing new; it lets our next message go to the void
+   * no longer.
+   */
+  private async checkContacts(): Promise<void> {
+    const contacts = this.trust.contacts().filter((id) => v.is(UserId, id));
+    for (let i = 0; i < contacts.length; i += MAX_IDENTITIES_PER_FRAME) {
+      const page = contacts.slice(i, i + MAX_IDENTITIES_PER_FRAME);
+      let answer: unknown;
+      try {
+        answer = (await this.relay.request({ t: 'identities', rid: 0, userIds: page })).identities;
+      } catch {
+        return; // the connection went, or the relay refused: the next `ready` asks again
+      }
+      const parsed = v.safeParse(IdentitiesAnswer, answer);
+      if (!parsed.success) {
+        this.emit(
+          'e2eeError',
+          e2eeErrorEvent(
+            new ProtocolError(ErrorCode.MALFORMED, 'the relay sent a malformed identities answer'),
+          ),
+        );
+        return;
+      }
+      const now = new Map(parsed.output.map((x) => [x.userId, x.identity]));
+      for (const userId of page) {
+        const identity = now.get(userId);
+        try {
+          if (identity === undefined) {
+            await this.sessions.forget(userId);
+            continue;
+          }
+          // As if seen in a message: a key the user rejected stays rejected (no warning at every start).
+          const { changes } = this.trust.pin(userId, unb64(identity), 'message');
+          if (changes.length > 0) await this.stateStore.write(new Map(changes));
+        } catch (e) {
+          this.emit('e2eeError', e2eeErrorEvent(e, userId));
+        }
       }
     }
   }

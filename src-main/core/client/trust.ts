@@ -75,6 +75,11 @@ export class ContactTrust {
     }
   }
 
+  /** Every contact whose identity we have pinned. */
+  contacts(): string[] {
+    return [...this.pinned.keys()];
+  }
+
   /** The pinned identity of a contact, if we have seen one. */
   pinnedIdentity(userId: string): Uint8Array | undefined {
     return this.pinned.get(userId);

@@ -23,6 +23,8 @@ export const MAX_PREKEYS_STORED = 500;
 /** Largest group membership entry (base64), and most entries in one `groupLog` answer. */
 export const MAX_ENTRY_B64 = 1024;
 export const MAX_LOG_PAGE = 100;
+/** User ids per `identities` request. */
+export const MAX_IDENTITIES_PER_FRAME = 100;
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** User and group ids: 1-64 characters of letters, digits, '.', '_', '-', starting alphanumeric. */
@@ -89,6 +91,13 @@ export const ClientFrame = v.variant('t', [
     ),
   }),
   v.strictObject({ t: v.literal('getBundle'), rid: Rid, userId: UserId }),
+  // The identities registered now for the contacts a client knows, to notice who re-registered while it
+  // was offline (userDeleted/userCreated are live only).
+  v.strictObject({
+    t: v.literal('identities'),
+    rid: Rid,
+    userIds: v.pipe(v.array(UserId), v.minLength(1), v.maxLength(MAX_IDENTITIES_PER_FRAME)),
+  }),
   v.strictObject({ t: v.literal('send'), rid: Rid, to: UserId, id: MessageId, body: B64(MAX_BODY_B64) }),
   v.strictObject({
     t: v.literal('groupSend'),
@@ -114,6 +123,12 @@ export const ClientFrame = v.variant('t', [
   v.strictObject({ t: v.literal('deleteAccount'), rid: Rid, signature: B64(100) }),
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
+
+/** The `identities` of the relay's `ok` to an `identities` request: registered users only, each once. */
+export const IdentitiesAnswer = v.pipe(
+  v.array(v.strictObject({ userId: UserId, identity: B64(300) })),
+  v.maxLength(MAX_IDENTITIES_PER_FRAME),
+);
 
 /** Group and user events. Group events are durable (queued like messages); user events are live only. */
 export const RelayEvent = v.variant('type', [

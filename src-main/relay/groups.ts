@@ -173,6 +173,11 @@ export class Groups {
       this.track(group, after);
       this.store.appendGroupEntry(group, entry.epoch, bytes, encodeGroupLog(after));
     }
+    // The change is in memory at once (the next entry builds on it); if its batch fails to commit, the
+    // group goes back to what the database holds, so memory is never ahead of the disk.
+    this.store.afterCommit((err) => {
+      if (err !== undefined) this.reload(group);
+    });
     return { group, epoch: after.epoch, head: b64(after.heads[after.epoch]!) };
   }
 
@@ -218,6 +223,18 @@ export class Groups {
     if (!registered) throw new RelayError(RelayErrorCode.UNKNOWN_USER, `There is no user "${userId}".`);
     if (!sameIdentityKeys(decodePublicIdentity(registered), identity))
       throw badEntry(`The entry names another identity for "${userId}" than the one registered here.`);
+  }
+
+  /** Takes a group's state from the database again (after a failed commit). */
+  private reload(group: string): void {
+    let state: Uint8Array | undefined;
+    try {
+      state = this.store.groupState(group);
+    } catch {
+      return; // the database cannot be read either: memory stays as it is (the relay logs the fault)
+    }
+    if (state === undefined) this.untrack(group);
+    else this.track(group, decodeGroupLog(state));
   }
 
   private get(group: string): GroupLog {

@@ -47,6 +47,7 @@ export function prepare(db: Database.Database) {
     groupStates: db.prepare<[], { group_id: string; state: Buffer }>(
       'SELECT group_id, state FROM group_states',
     ),
+    groupState: db.prepare<[string], { state: Buffer }>('SELECT state FROM group_states WHERE group_id = ?'),
     putGroupState: db.prepare<[string, Uint8Array]>(
       'INSERT INTO group_states (group_id, state) VALUES (?, ?) ON CONFLICT (group_id) DO UPDATE SET state = excluded.state',
     ),

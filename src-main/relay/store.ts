@@ -356,6 +356,12 @@ export class Store {
     return this.st.groupStates.all().map((r) => ({ group: r.group_id, state: r.state }));
   }
 
+  /** One group's stored state (undefined: no such group on disk). */
+  groupState(group: string): Uint8Array | undefined {
+    this.flush();
+    return this.st.groupState.get(group)?.state;
+  }
+
   /** Up to `limit` entries of a group's log from epoch `from`, in order. */
   groupEntries(group: string, from: number, limit: number): Uint8Array[] {
     this.flush();

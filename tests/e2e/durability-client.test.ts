@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MemoryKeyStore, MemoryStateStore } from '../../src-main/core/index.js';
+import { startRelay } from '../../src-main/relay/index.js';
 import { spawnRelay, type ChildRelay } from '../relay/spawn.js';
+import { startProxy } from './proxy.js';
 import { connectClient, until } from './helpers.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -70,5 +72,48 @@ describe('offline durability through a relay crash', () => {
     expect(all.map((m) => m.text)).toEqual(Array.from({ length: N }, (_, i) => `message ${i}`));
     expect(got.map((m) => m.id)).toEqual(ids);
     expect(bob.rec.all('e2eeError')).toEqual([]);
+  });
+});
+
+describe('group events through a client crash', () => {
+  it('an entry applied but not acknowledged before a crash is redelivered and shown once', async () => {
+    const relay = await startRelay({ port: 0 });
+    cleanup.push(() => relay.close());
+    const proxy = await startProxy(relay.url);
+    cleanup.push(() => proxy.close());
+    const aliceOpts = { keyStore: new MemoryKeyStore(), stateStore: new MemoryStateStore() };
+    const alice = await connectClient(proxy.url, 'alice', aliceOpts);
+    await alice.client.createGroup('team', { policy: 'open' });
+    // alice applies what arrives but the relay never hears she received it: as if she crashed
+    // between storing the change and sending `received`.
+    proxy.hooks = { fromClient: (f) => (f.includes('"t":"received"') ? null : f) };
+    const bob = await connectClient(relay.url, 'bob');
+    cleanup.push(() => bob.client.close());
+    await bob.client.joinGroup('team');
+    await alice.rec.wait('groupMemberJoin', (e) => e.userId === 'bob');
+    await alice.client.close();
+
+    let redelivered = 0;
+    proxy.hooks = {
+      fromRelay: (f) => {
+        if (f.includes('"t":"deliver"') && f.includes('"type":"groupEntry"')) redelivered++;
+        return f;
+      },
+    };
+    const again = await connectClient(proxy.url, 'alice', aliceOpts);
+    cleanup.push(() => again.client.close());
+    // The relay delivers the entry again; alice has it (same epoch, same entry) and says nothing.
+    const id = await bob.client.sendGroupMessage('team', 'after the crash');
+    await again.rec.wait('groupMessage', (m) => m.id === id);
+    expect(redelivered).toBeGreaterThanOrEqual(1);
+    expect(again.rec.all('groupMemberJoin')).toEqual([]);
+    expect(
+      again.client
+        .listGroups()
+        .find((g) => g.group === 'team')
+        ?.members.slice()
+        .sort(),
+    ).toEqual(['alice', 'bob']);
+    expect(again.rec.all('e2eeError')).toEqual([]);
   });
 });

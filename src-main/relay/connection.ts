@@ -459,7 +459,7 @@ export class Connection implements Client {
     });
     this.error(
       RelayErrorCode.STORAGE_UNAVAILABLE,
-      `The relay is out of storage (${this.ctx.storage.reason ?? 'it cannot write its data'}); try again later.`,
+      `The relay is out of storage (${this.ctx.storage.words ?? 'it cannot write its data'}); try again later.`,
     );
     this.close(1013, STORAGE_CLOSE_REASON);
   }

@@ -43,11 +43,16 @@ export function isStorageFault(err: unknown): boolean {
   return code !== undefined && FAULTS.some(([test]) => test(code));
 }
 
-/** A storage fault in words: what is wrong, then SQLite's or the system's code and message. */
+/** What is wrong, in words for users (`the disk is full`). */
+export function faultWords(err: unknown): string {
+  const code = codeOf(err);
+  return (code && FAULTS.find(([test]) => test(code))?.[1]) ?? 'the database cannot be written';
+}
+
+/** A storage fault in words for operators: what is wrong, then SQLite's or the system's code and message. */
 export function describeFault(err: unknown): string {
   const code = codeOf(err);
-  const words = (code && FAULTS.find(([test]) => test(code))?.[1]) ?? 'the database cannot be written';
-  return `${words} (${code ? `${code}: ` : ''}${errorText(err)})`;
+  return `${faultWords(err)} (${code ? `${code}: ` : ''}${errorText(err)})`;
 }
 
 /** The relay cannot start on its data: the message says which file, what is wrong and what to do. */
@@ -183,7 +188,7 @@ export function checkDataDir(dataDir: string): void {
 /** The `storage` health check and the state behind it. */
 export class StorageState implements HealthCheck {
   readonly name = 'storage';
-  private fault: { reason: string; since: number } | undefined;
+  private fault: { reason: string; words: string; since: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -202,9 +207,9 @@ export class StorageState implements HealthCheck {
     return this.fault === undefined;
   }
 
-  /** Why storage is unavailable, in words (undefined while it is available). */
-  get reason(): string | undefined {
-    return this.fault?.reason;
+  /** Why storage is unavailable, in plain words for users (undefined while it is available). */
+  get words(): string | undefined {
+    return this.fault?.words;
   }
 
   state(): CheckState {
@@ -218,7 +223,7 @@ export class StorageState implements HealthCheck {
   failed(err: unknown): boolean {
     if (!isStorageFault(err)) return false;
     if (this.fault || this.stopped) return true;
-    this.fault = { reason: describeFault(err), since: Date.now() };
+    this.fault = { reason: describeFault(err), words: faultWords(err), since: Date.now() };
     this.metrics?.storageUnavailable(true);
     this.log.error(
       'storage_unavailable',
@@ -244,7 +249,10 @@ export class StorageState implements HealthCheck {
     try {
       await this.probe();
     } catch (err) {
-      if (this.fault && isStorageFault(err)) this.fault.reason = describeFault(err);
+      if (this.fault && isStorageFault(err)) {
+        this.fault.reason = describeFault(err);
+        this.fault.words = faultWords(err);
+      }
       this.schedule();
       return;
     }

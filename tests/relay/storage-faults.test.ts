@@ -163,7 +163,11 @@ describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', 
     // A login meanwhile: refused with 1013 and the reason, not 1011 in a loop.
     const carol = await RawClient.open(relay.url);
     const answer = await carol.handshake('carol', Identity.generate());
-    expect(answer).toMatchObject({ t: 'error', code: 'STORAGE_UNAVAILABLE' });
+    expect(answer).toMatchObject({
+      t: 'error',
+      code: 'STORAGE_UNAVAILABLE',
+      message: 'The relay is out of storage (the disk is full); try again later.',
+    });
     expect((await carol.closed).code).toBe(1013);
     expect(carol.closeInfo!.reason).toBe('storage unavailable');
 
@@ -202,11 +206,21 @@ describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', 
     expect(await first.closed).toEqual({ code: 1013, reason: 'storage unavailable' });
     expect((await get(relayHttpUrl(relay.url, '/healthz'))).status).toBe(503);
 
+    // An app registering meanwhile is told why, and keeps trying with its backoff.
+    const erin = client(relay, 'erin');
+    const refusals: Error[] = [];
+    erin.on('error', (e: Error) => refusals.push(e));
+    const erinReady = erin.connect();
+    await until(() => refusals.length > 0, 5000, "erin's refusal");
+    expect(refusals[0]).toMatchObject({ relayCode: 'STORAGE_UNAVAILABLE' });
+
     rmSync(filler);
     await until(async () => (await get(relayHttpUrl(relay.url, '/healthz'))).status === 200, 5000, 'health');
     const again = await RawClient.connect(relay.url, 'dave', dave);
     expect(again.ready).toMatchObject({ registered: true });
     await again.close();
+    await erinReady; // registered by itself once there was room
+    expect(erin.connected).toBe(true);
   }, 30_000);
 
   it('a read-only data directory stops the start with a sentence naming it', async () => {

@@ -123,6 +123,7 @@ describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', 
     await bob.close();
     const alice = client(relay, 'alice');
     await alice.connect();
+    const rita = await RawClient.connect(relay.url, 'rita');
     const sentLater: string[] = [];
     alice.on('ack', (a: { id: string }) => sentLater.push(a.id));
     const aliceClosed: { code: number; reason: string }[] = [];
@@ -159,6 +160,16 @@ describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', 
     expect(metrics.get('sealed_relay_storage_available')).toBe(0);
     expect(metrics.get('sealed_relay_storage_failures_total')).toBeGreaterThanOrEqual(1);
     expect(metrics.get('sealed_relay_health{check="storage"}')).toBe(0);
+
+    // Other writes are refused too (a bundle fetch takes a one-time prekey); reads still answer.
+    expect(await rita.request({ t: 'getBundle', userId: 'bob' })).toMatchObject({
+      t: 'error',
+      code: 'STORAGE_UNAVAILABLE',
+    });
+    expect(await rita.request({ t: 'groupLog', group: 'nowhere', from: 0, limit: 10 })).toMatchObject({
+      t: 'error',
+      code: 'UNKNOWN_GROUP',
+    });
 
     // A login meanwhile: refused with 1013 and the reason, not 1011 in a loop.
     const carol = await RawClient.open(relay.url);

@@ -21,6 +21,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { E2EEClient } from '../../src-main/core/index.js';
 import { Identity } from '../../src-main/core/crypto/identity.js';
 import { StorageStartError, startRelay, type LogRecord, type Relay } from '../../src-main/relay/index.js';
+import { SqliteDeliveryQueue } from '../../src-main/relay/queue/sqlite.js';
 import { get, relayHttpUrl, scrape } from './http-get.js';
 import { RawClient, body, msgId } from './raw-client.js';
 
@@ -344,6 +345,30 @@ describe('damaged databases at start', () => {
     expect(stderr).toContain(`! The database ${file} is damaged`);
     expect(stderr).toContain('.recover');
     expect(stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('the queue after a failed batch', () => {
+  it('a failure that is not a storage fault fails its batch only; later batches commit', async () => {
+    const queue = await SqliteDeliveryQueue.open(join(tempDir('relay-queue-'), 'queue.sqlite'), () => {});
+    const durable = (): Promise<unknown> => new Promise((resolve) => queue.afterDurable(resolve));
+    const item = (seq: number): Parameters<typeof queue.enqueue>[0] => ({
+      seq,
+      recipient: 'bob',
+      kind: 'direct',
+      from: 'alice',
+      id: `id-${seq}`,
+      body: 'Ym9keQ==',
+      ts: 0,
+    });
+    queue.enqueue(item(1));
+    expect(await durable()).toBeUndefined();
+    queue.enqueue(item(1)); // the same seq again: a constraint error, not a full disk
+    expect(await durable()).toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
+    queue.enqueue(item(2));
+    expect(await durable()).toBeUndefined();
+    expect((await queue.page('bob', 0, 10)).map((i) => i.seq)).toEqual([1, 2]);
+    await queue.close();
   });
 });
 

@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { failpoint } from '../failpoints.js';
+import { isStorageFault } from '../storage.js';
 import {
   QUEUE_SCHEMA,
   type BatchMessage,
@@ -148,10 +149,10 @@ function main(): void {
   );
 
   /**
-   * Set once a batch failed (a full disk…): later batches are refused without being tried, their pages
-   * still read, until a probe write succeeds. The relay refuses new writes meanwhile, and the batches
-   * it posted before it learned of the failure fail too, so no write made after a failed one is
-   * committed before the relay has told its sender (the order of every sender's messages holds).
+   * Set once a batch failed with a storage fault (a full disk…): later batches are refused untried,
+   * their pages still read, until a probe write succeeds. The relay refuses new writes meanwhile, and
+   * the batches it posted before it learned of the failure fail too, so no write made after a failed
+   * one is committed before the relay has told its sender (every sender's order holds).
    */
   let failed: { message: string; code?: string | undefined } | undefined;
   const readPages = (batches: BatchMessage[]): [number, QueueRow[]][] => {
@@ -205,8 +206,10 @@ function main(): void {
         ...(renamed ? { usage: usageRows() } : {}),
       });
     } catch (err) {
-      failed = { message: String(err), code: (err as { code?: string }).code };
-      refuse(upTo, batches, failed);
+      const error = { message: String(err), code: (err as { code?: string }).code };
+      // A full disk or I/O errors: later batches wait for a probe. Anything else fails this batch only.
+      if (isStorageFault(err)) failed = error;
+      refuse(upTo, batches, error);
     }
     acknowledged = [];
     renamed = false;

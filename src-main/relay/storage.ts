@@ -100,20 +100,33 @@ export function integrityStartError(file: string, problems: string[]): StorageSt
 
 const WAL_HEADER_BYTES = 32;
 
-/**
- * Checks the header of `<file>-wal` if there is one. SQLite takes a WAL whose header does not verify
- * for an empty one and overwrites it, which would silently drop the commits it holds: the relay refuses
- * to start over it instead.
- */
-export function checkWal(file: string): void {
-  const wal = `${file}-wal`;
-  let size: number;
+/** A file's size, or undefined if there is none. */
+function sizeOf(file: string): number | undefined {
   try {
-    size = statSync(wal).size;
+    return statSync(file).size;
   } catch {
-    return; // no WAL: nothing to replay
+    return undefined;
   }
-  if (size === 0) return;
+}
+
+/**
+ * Checks a database's files before SQLite opens them, where SQLite itself would start afresh:
+ * - an empty database file without a WAL in a data directory that was used before (`usedMarker`, the
+ *   relay key, exists): SQLite takes it for a new database, forgetting every account or queued message;
+ * - a `<file>-wal` whose header does not verify: SQLite takes it for an empty one and overwrites it,
+ *   silently dropping the commits it holds.
+ */
+export function checkDatabaseFiles(file: string, usedMarker: string): void {
+  const wal = `${file}-wal`;
+  const size = sizeOf(wal);
+  if (sizeOf(file) === 0 && !size && sizeOf(usedMarker) !== undefined)
+    throw new StorageStartError(
+      `The database ${file} is empty (0 bytes) although this data directory was used before (${usedMarker} ` +
+        'exists): it was truncated or replaced, and the relay does not start afresh over it, since that ' +
+        `would forget every account and queued message. Restore ${file} from a backup (docs/OPERATIONS.md, ` +
+        'Backups); only if it is meant to start empty, delete it and start again.',
+    );
+  if (!size) return; // no WAL: nothing to replay
   const header = Buffer.alloc(WAL_HEADER_BYTES);
   const fd = openSync(wal, 'r');
   let read: number;

@@ -19,11 +19,12 @@ import Database from 'better-sqlite3';
 import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { QUEUE_SCHEMA } from './queue/sqlite-protocol.js';
+import { RELAY_KEY_FILE } from './relay-key.js';
 import { SCHEMA, prepare } from './schema.js';
 import {
   StorageStartError,
   checkDataDir,
-  checkWal,
+  checkDatabaseFiles,
   databaseStartError,
   integrityStartError,
 } from './storage.js';
@@ -99,7 +100,7 @@ export class Store {
     if (dataDir !== undefined) {
       checkDataDir(dataDir); // a read-only or full directory is named now, not at the first message
       file = join(dataDir, 'relay.sqlite');
-      checkWal(file); // a damaged WAL would be dropped silently by SQLite
+      checkDatabaseFiles(file, join(dataDir, RELAY_KEY_FILE)); // where SQLite would silently start afresh
     }
     let db: Database.Database;
     try {

@@ -311,6 +311,16 @@ describe('damaged databases at start', () => {
       expect(digest(file)).toBe(before); // no fresh database over it
     });
 
+    it(`${name} truncated to nothing refuses to start instead of starting afresh`, async () => {
+      const data = await dataWithMail();
+      const file = join(data, name);
+      truncateSync(file, 0);
+      const err = await refused(data);
+      expect(err.message).toContain(`The database ${file} is empty (0 bytes)`);
+      expect(err.message).toContain('Restore');
+      expect(statSync(file).size).toBe(0);
+    });
+
     it(`a garbage WAL beside ${name} refuses to start and stays as it was`, async () => {
       const data = await dataWithMail();
       const file = join(data, name);

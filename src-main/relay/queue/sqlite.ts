@@ -6,6 +6,7 @@
  * batch holding every write before them.
  */
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
@@ -16,7 +17,8 @@ import {
   itemBytes,
 } from './index.js';
 import type { BatchMessage, QueueOp, QueueRow, StatsTuple, WorkerMessage } from './sqlite-protocol.js';
-import { checkWal, databaseStartError, integrityStartError } from '../storage.js';
+import { RELAY_KEY_FILE } from '../relay-key.js';
+import { checkDatabaseFiles, databaseStartError, integrityStartError } from '../storage.js';
 
 interface Waiting {
   readonly done: (err?: unknown) => void;
@@ -120,7 +122,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     onError: (err: unknown) => void,
     onAcknowledged: OnAcknowledged = () => {},
   ): Promise<SqliteDeliveryQueue> {
-    checkWal(file); // a damaged WAL would be dropped silently by SQLite
+    // Where SQLite would silently start afresh: an emptied file, a damaged WAL.
+    checkDatabaseFiles(file, join(dirname(file), RELAY_KEY_FILE));
     const worker = startWorker(file);
     // Only our own listeners come off afterwards: Worker keeps internal ones (removeAllListeners would
     // take them too, and the port would stop delivering).

@@ -22,7 +22,6 @@ import {
 import { RelayError, STORAGE_UNAVAILABLE_MESSAGE, afterDurable, type RelayContext } from './context.js';
 import { Throttle } from './limits.js';
 import { handleRequest, type Client } from './handlers.js';
-import { isStorageFault } from './storage.js';
 
 /** Schema or JSON failures tolerated per connection before it is closed. */
 const MAX_BAD_FRAMES = 50;
@@ -180,7 +179,7 @@ export class Connection implements Client {
     afterDurable(this.ctx, (err) => {
       this.ctx.metrics?.request(requestType, requestStarted);
       if (err) {
-        if (this.ctx.storage.failed(err) || isStorageFault(err))
+        if (this.ctx.storage.failed(err))
           this.error(RelayErrorCode.STORAGE_UNAVAILABLE, STORAGE_UNAVAILABLE_MESSAGE, rid);
         else this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
         return;

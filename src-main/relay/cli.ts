@@ -12,6 +12,7 @@ import { normaliseRelayUrl } from '../core/protocol/login.js';
 import { type CommandLine, helpText, type OptionSpec, parseCommandLine, usageLine } from '../cli/options.js';
 import { type RelayLog, type RelayOptions, startRelay } from './index.js';
 import { DEFAULT_OPTIONS, type LimitOptions, resolveOptions } from './options.js';
+import { StorageStartError } from './storage.js';
 
 /** What the command line sets: the relay's options and how much it logs. */
 type RelayCommandLine = RelayOptions & { logLevel?: Level | 'silent' };
@@ -285,6 +286,8 @@ function startFailure(err: unknown, options: RelayOptions): string {
     return `Port ${options.port} on ${options.host} is already in use (another relay?): stop it, or choose another --port.`;
   if (code === 'EACCES')
     return `Not allowed to listen on ${where}: ports below 1024 need privileges; choose a --port above 1023.`;
+  // A damaged database or an unwritable data directory: the sentence names the file and what to do.
+  if (err instanceof StorageStartError) return err.message;
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
     return `This computer has no address ${options.host}: use 127.0.0.1, 0.0.0.0 or one of its own addresses for --host.`;
   return `The relay could not start: ${err instanceof Error ? err.message : String(err)}`;

@@ -19,7 +19,7 @@ import {
   unb64,
   type RelayFrame,
 } from '../core/protocol/wire.js';
-import { RelayError, afterDurable, type RelayContext } from './context.js';
+import { RelayError, STORAGE_UNAVAILABLE_MESSAGE, afterDurable, type RelayContext } from './context.js';
 import { Throttle } from './limits.js';
 import { handleRequest, type Client } from './handlers.js';
 
@@ -27,6 +27,17 @@ import { handleRequest, type Client } from './handlers.js';
 const MAX_BAD_FRAMES = 50;
 /** Frames other than the expected handshake frame tolerated before authentication. */
 const MAX_UNAUTHENTICATED_FRAMES = 3;
+/** Requests that write (refused with STORAGE_UNAVAILABLE while the relay cannot write its storage). */
+const WRITES: ReadonlySet<ClientFrame['t']> = new Set([
+  'send',
+  'groupSend',
+  'publishPreKeys',
+  'getBundle', // hands out a one-time prekey: deletes it
+  'groupAppend',
+  'deleteAccount',
+]);
+/** The close reason of a login refused while storage is unavailable (with 1013: try again later). */
+const STORAGE_CLOSE_REASON = 'storage unavailable';
 /** Error messages echo parts of the offending frame; keep them short. */
 const MAX_MESSAGE_CHARS = 200;
 
@@ -57,6 +68,12 @@ export class Connection implements Client {
   /** The frame being handled, and when it was read (performance.now()): for the latency metric. */
   private requestType = '';
   private requestStarted = 0;
+  /**
+   * Set once a write of this connection was refused for storage: every later write on it is refused
+   * too, and the relay closes it (1013) once storage is back, so the client sends its kept messages
+   * again, in order, on a new connection (nothing after a refused message overtakes it).
+   */
+  storageRefused = false;
 
   /** `socket` is the upgraded request's socket, which ws writes to. */
   constructor(
@@ -162,7 +179,9 @@ export class Connection implements Client {
     afterDurable(this.ctx, (err) => {
       this.ctx.metrics?.request(requestType, requestStarted);
       if (err) {
-        this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
+        if (this.ctx.storage.failed(err))
+          this.error(RelayErrorCode.STORAGE_UNAVAILABLE, STORAGE_UNAVAILABLE_MESSAGE, rid);
+        else this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
         return;
       }
       const frame = reply();
@@ -184,6 +203,7 @@ export class Connection implements Client {
 
   private sendFrame(frame: RelayFrame): void {
     if (frame.t === 'error') this.ctx.metrics?.refused(frame.code);
+    if (frame.t === 'error' && frame.code === RelayErrorCode.STORAGE_UNAVAILABLE) this.storageRefused = true;
     this.send(JSON.stringify(frame));
   }
 
@@ -260,6 +280,16 @@ export class Connection implements Client {
         this.respond(rid, () => ({ t: 'error', rid, code: err.code, message: err.message }));
         return true;
       }
+      if (this.ctx.storage.failed(err)) {
+        // A write on this thread failed (a seq reservation): the state is entered, the sender told.
+        this.respond(rid, () => ({
+          t: 'error',
+          rid,
+          code: RelayErrorCode.STORAGE_UNAVAILABLE,
+          message: STORAGE_UNAVAILABLE_MESSAGE,
+        }));
+        return true;
+      }
       const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
       this.ctx.log.error('internal_error', `${this.label} internal error on ${frame.t}: ${error}`, {
         conn: this.label,
@@ -286,6 +316,12 @@ export class Connection implements Client {
       case 'ready':
         if (frame.t === 'hello' || frame.t === 'auth')
           this.badFrame('This connection is already authenticated.');
+        else if (WRITES.has(frame.t) && (this.storageRefused || !this.ctx.storage.available))
+          throw new RelayError(RelayErrorCode.STORAGE_UNAVAILABLE, STORAGE_UNAVAILABLE_MESSAGE);
+        else if (frame.t === 'receipt' && !this.ctx.storage.available)
+          return; // not stored, and receipts get no answer: dropped (the message itself is delivered)
+        else if (frame.t === 'received' && !this.ctx.storage.available)
+          return; // the item stays queued and comes again on the next connection (duplicates are dropped)
         else handleRequest(this.ctx, this, frame);
         return;
       case 'closing':
@@ -344,6 +380,10 @@ export class Connection implements Client {
       this.authFailed(`The user id "${userId}" is registered with another identity.`);
       return;
     }
+    if (!this.ctx.storage.available) {
+      this.storageUnavailable(known ? 'login' : 'registration');
+      return;
+    }
     if (known) {
       this.authenticated(userId, false);
       return;
@@ -368,6 +408,10 @@ export class Connection implements Client {
     this.ctx.store.afterCommit((err) => {
       if (this.closed) return;
       if (err) {
+        if (this.ctx.storage.failed(err)) {
+          this.storageUnavailable('registration');
+          return;
+        }
         this.error(RelayErrorCode.INTERNAL, 'The relay could not register this user; try again later.');
         this.close(1011, 'internal error');
         return;
@@ -405,6 +449,18 @@ export class Connection implements Client {
       this.ctx.router.broadcast(JSON.stringify(event), this);
     }
     this.ctx.router.startDrain(this);
+  }
+
+  /** A login or registration while storage is unavailable: refused, to be tried again later (1013). */
+  private storageUnavailable(what: 'login' | 'registration'): void {
+    this.ctx.log.warn('storage_unavailable', `${this.label} ${what} refused: storage unavailable`, {
+      conn: this.label,
+    });
+    this.error(
+      RelayErrorCode.STORAGE_UNAVAILABLE,
+      `The relay is out of storage (${this.ctx.storage.words ?? 'it cannot write its data'}); try again later.`,
+    );
+    this.close(1013, STORAGE_CLOSE_REASON);
   }
 
   private authFailed(message: string): void {

@@ -8,6 +8,7 @@ import type { ResolvedOptions } from './options.js';
 import type { DeliveryQueue } from './queue/index.js';
 import type { Router } from './router.js';
 import type { RelayKey } from './relay-key.js';
+import type { StorageState } from './storage.js';
 import type { Store } from './store.js';
 
 /** The state of one running relay, handed to every connection. */
@@ -23,6 +24,8 @@ export interface RelayContext {
   /** Every registered user id (the identities stay in SQLite; this answers "exists?" per message). */
   readonly users: Set<string>;
   readonly log: RelayLogger;
+  /** Whether the relay can write its storage now (storage.ts). */
+  readonly storage: StorageState;
   /** Undefined when the `metrics` option is false. */
   readonly metrics: RelayMetrics | undefined;
 }
@@ -42,6 +45,10 @@ export function afterDurable(ctx: RelayContext, done: (err?: unknown) => void): 
   ctx.store.afterCommit(one);
   ctx.queue.afterDurable(one);
 }
+
+/** The sentence of a STORAGE_UNAVAILABLE refusal (the client keeps the message and sends it again). */
+export const STORAGE_UNAVAILABLE_MESSAGE =
+  'The relay is out of storage; your message is kept and will be retried.';
 
 /** A refused request: becomes an `error` frame with this code and message (a plain sentence). */
 export class RelayError extends Error {

@@ -3,9 +3,9 @@
  * relay can serve, 503 with the failing check's reason when it cannot (a load balancer or a container
  * runtime stops sending it clients), and 503 `stopping` once it is shutting down.
  *
- * Each part of the relay whose failure makes it unable to serve registers a named check. None does
- * yet: storage faults (issue 11) will register `storage`, failing with the reason while the disk is
- * full or the database cannot be written, and the `sealed_relay_health` metric reports every check.
+ * Each part of the relay whose failure makes it unable to serve registers a named check: `storage`
+ * (storage.ts) fails with the reason while the disk is full or the database cannot be written. The
+ * `sealed_relay_health` metric reports every check.
  */
 
 /** What one check says. */

@@ -26,9 +26,11 @@ import type { DeliveryQueue } from './queue/index.js';
 import { Router } from './router.js';
 import { QUEUE_FILE, Store } from './store.js';
 import { loadRelayKey, type RelayKey } from './relay-key.js';
+import { StorageState } from './storage.js';
 
 export type { MetricsAccess, RateLimitOptions, RelayOptions } from './options.js';
 export type { LogEvent, LogLevel, LogRecord, RelayLog } from './log.js';
+export { StorageStartError } from './storage.js';
 
 /** A running relay. */
 export interface Relay {
@@ -61,9 +63,25 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const connections = new Set<Connection>();
   const health = new Health();
   const metrics = opts.metrics === false ? undefined : new RelayMetrics(opts.now, opts.processMetrics);
+  // Probes the store and the queue, both opened below (a failure before that stops the start).
+  const storage = new StorageState(
+    async () => {
+      store.probe();
+      await queue.probe();
+    },
+    opts.storageProbeIntervalMs,
+    log,
+    metrics,
+    () => {
+      // Connections refused for storage send what they kept again, in order, on a new connection.
+      for (const c of connections) if (c.storageRefused) c.close(1013, 'storage available again');
+    },
+  );
   const onStorageError = (err: unknown): void => {
     metrics?.storageError();
-    log.error('storage_error', `database error: ${String(err)}`, { error: errorText(err) });
+    // A full disk or a read-only directory is a state, logged once when it starts (storage.ts).
+    if (!storage.failed(err))
+      log.error('storage_error', `database error: ${String(err)}`, { error: errorText(err) });
   };
   const onAcknowledged = (ts: number): void => metrics?.acknowledged(ts);
   const store = Store.open(opts.dataDir, onStorageError);
@@ -85,6 +103,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     store.close();
     throw err;
   }
+  health.add(storage);
   store.seqsAbove(queue.maxSeq);
   const { renamed, removed } = store.canonicaliseUserIds();
   for (const id of removed) {
@@ -111,6 +130,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     limits,
     users: new Set(store.userIds()),
     log,
+    storage,
     metrics,
   };
   metrics?.readFrom({
@@ -198,6 +218,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   let closing: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
     health.stop();
+    storage.stop();
     clearInterval(heartbeat);
     wss.close(); // no new connections; does not close the server we own
     for (const c of connections) c.close(1001, 'relay shutting down');

@@ -18,6 +18,8 @@ export type LogEvent =
   | 'closed'
   | 'server_error'
   | 'storage_error'
+  | 'storage_unavailable'
+  | 'storage_recovered'
   | 'tls_reloaded'
   | 'connect'
   | 'authenticated'

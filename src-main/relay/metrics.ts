@@ -42,6 +42,8 @@ export const CLOSE_REASONS = [
   'replaced',
   'account deleted',
   'internal error',
+  'storage unavailable',
+  'storage available again',
   'relay shutting down',
   'missed heartbeat',
   'other',
@@ -88,6 +90,8 @@ export class RelayMetrics {
   private readonly deliverySeconds: Histogram;
   private readonly tlsFailures: Counter;
   private readonly storageErrors: Counter;
+  private readonly storageOutages: Counter;
+  private readonly storageAvailable: Gauge;
   private readonly withProcess: Registry | undefined;
   /** Set by `readFrom` once the relay's parts exist; the gauges report nothing before. */
   private sources: MetricSources | undefined;
@@ -193,6 +197,17 @@ export class RelayMetrics {
       help: 'Failed database commits, syncs and queue operations.',
       registers,
     });
+    this.storageOutages = new Counter({
+      name: `${prefix}storage_failures_total`,
+      help: 'Times the relay entered the storage-unavailable state (a full disk, a read-only directory, I/O errors): writes refused until a probe write succeeds.',
+      registers,
+    });
+    this.storageAvailable = new Gauge({
+      name: `${prefix}storage_available`,
+      help: '1 while the relay can write its databases, 0 in the storage-unavailable state (GET /healthz says why).',
+      registers,
+    });
+    this.storageAvailable.set(1);
     new Gauge({
       name: `${prefix}health`,
       help: 'Each health check: 1 while it passes, 0 while it fails (GET /healthz says why).',
@@ -265,5 +280,11 @@ export class RelayMetrics {
 
   storageError(): void {
     this.storageErrors.inc();
+  }
+
+  /** The relay entered (`true`) or left (`false`) the storage-unavailable state. */
+  storageUnavailable(unavailable: boolean): void {
+    if (unavailable) this.storageOutages.inc();
+    this.storageAvailable.set(unavailable ? 0 : 1);
   }
 }

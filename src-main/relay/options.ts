@@ -64,6 +64,11 @@ export interface RelayOptions {
   dataDir?: string;
   /** WebSocket ping interval; a peer that did not pong since the previous ping is dropped (default 30 s). */
   heartbeatIntervalMs?: number;
+  /**
+   * While the relay cannot write its storage (a full disk, a read-only directory), a probe write runs
+   * this often; the first that succeeds ends the storage-unavailable state (default 2 s).
+   */
+  storageProbeIntervalMs?: number;
   /** A live recipient whose unsent buffer grows beyond this is closed as a slow consumer (default 4 MiB). */
   maxBufferedBytes?: number;
   /** Incoming frame rate limit per connection. */
@@ -108,6 +113,7 @@ export interface ResolvedOptions {
   readonly port: number;
   readonly dataDir: string | undefined;
   readonly heartbeatIntervalMs: number;
+  readonly storageProbeIntervalMs: number;
   readonly maxBufferedBytes: number;
   readonly rateLimit: { readonly framesPerSecond: number; readonly burst: number };
   readonly handshakeTimeoutMs: number;
@@ -128,6 +134,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = Object.freeze({
   port: 0,
   dataDir: undefined,
   heartbeatIntervalMs: 30_000,
+  storageProbeIntervalMs: 2_000,
   maxBufferedBytes: 4 * 1024 * 1024,
   rateLimit: Object.freeze({ framesPerSecond: 300, burst: 600 }),
   handshakeTimeoutMs: 10_000,
@@ -261,6 +268,7 @@ export function resolveOptions(options: RelayOptions = {}): ResolvedOptions {
     port: integer('port', o.port, 0, 65535),
     dataDir: o.dataDir,
     heartbeatIntervalMs: integer('heartbeatIntervalMs', o.heartbeatIntervalMs, 10, MAX_TIMER_MS),
+    storageProbeIntervalMs: integer('storageProbeIntervalMs', o.storageProbeIntervalMs, 10, MAX_TIMER_MS),
     // Below one maximal frame, a single forwarded message would already evict its recipient.
     maxBufferedBytes: integer(
       'maxBufferedBytes',

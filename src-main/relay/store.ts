@@ -16,10 +16,18 @@
  * every routed item durable before 'sent', and that stall alone cost a third of the routing throughput.
  */
 import Database from 'better-sqlite3';
-import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { QUEUE_SCHEMA } from './queue/sqlite-protocol.js';
+import { RELAY_KEY_FILE } from './relay-key.js';
 import { SCHEMA, prepare } from './schema.js';
+import {
+  StorageStartError,
+  checkDataDir,
+  checkDatabaseFiles,
+  databaseStartError,
+  integrityStartError,
+} from './storage.js';
 
 /** A stored one-time prekey. */
 export interface StoredPreKey {
@@ -90,16 +98,23 @@ export class Store {
   static open(dataDir: string | undefined, onError: (err: unknown) => void): Store {
     let file = ':memory:';
     if (dataDir !== undefined) {
-      mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // it holds the relay's key (relay-key.ts)
+      checkDataDir(dataDir); // a read-only or full directory is named now, not at the first message
       file = join(dataDir, 'relay.sqlite');
+      checkDatabaseFiles(file, join(dataDir, RELAY_KEY_FILE)); // where SQLite would silently start afresh
     }
-    // No busy wait: with the exclusive lock only another relay can hold the database, and it won't let go.
-    const db = new Database(file, { timeout: 0 });
+    let db: Database.Database;
+    try {
+      // No busy wait: with the exclusive lock only another relay can hold the database, and it won't let go.
+      db = new Database(file, { timeout: 0 });
+    } catch (err) {
+      throw databaseStartError(file, err);
+    }
     try {
       if (dataDir !== undefined) {
         db.pragma('locking_mode = EXCLUSIVE');
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
+        checkIntegrity(db, file);
       }
       db.exec(SCHEMA);
       const dropped = dropUnsignedGroups(db);
@@ -111,8 +126,23 @@ export class Store {
       db.close();
       if ((err as { code?: unknown }).code === 'SQLITE_BUSY')
         throw new Error(`The data directory ${dataDir} is in use by another relay.`, { cause: err });
+      if (err instanceof StorageStartError || dataDir === undefined) throw err;
+      if (typeof (err as { code?: unknown }).code === 'string') throw databaseStartError(file, err);
       throw err;
     }
+  }
+
+  /**
+   * A probe write while storage is unavailable (storage.ts): a row of 64 KiB written, removed and
+   * synced; throws while the database still cannot take it.
+   */
+  probe(): void {
+    this.assertOpen();
+    this.flush();
+    this.db.exec('CREATE TABLE IF NOT EXISTS storage_probe (x BLOB)');
+    this.db.exec('INSERT INTO storage_probe VALUES (zeroblob(65536))');
+    this.db.exec('DELETE FROM storage_probe');
+    this.syncNow();
   }
 
   /** Seqs continue above `maxSeq` (the delivery queue's highest, read when it opened). */
@@ -124,11 +154,13 @@ export class Store {
   nextSeq(): number {
     const seq = this.seqNext++;
     if (seq > this.seqReserved) {
-      this.seqReserved = seq + SEQ_BLOCK - 1;
+      const reserved = seq + SEQ_BLOCK - 1;
       // Outside the batch on purpose: the reservation must be durable before any seq of it leaves
-      // (once per block, so waiting for the disk here costs nothing).
-      this.st.setMeta.run('seqReserved', this.seqReserved);
+      // (once per block, so waiting for the disk here costs nothing). If it fails (a full disk), the
+      // seq is not used and the next call tries again.
+      this.st.setMeta.run('seqReserved', reserved);
       this.syncNow();
+      this.seqReserved = reserved;
     }
     return seq;
   }
@@ -386,6 +418,16 @@ export class Store {
     this.walFd = undefined;
     this.db.close();
   }
+}
+
+/**
+ * `PRAGMA quick_check` at open: a damaged database refuses to start (StorageStartError) instead of
+ * failing later, or being replaced. It reads every page once (O(size)), at start only.
+ */
+export function checkIntegrity(db: Database.Database, file: string): void {
+  const rows = db.pragma('quick_check') as { quick_check: string }[];
+  const problems = rows.map((r) => r.quick_check).filter((r) => r !== 'ok');
+  if (problems.length > 0) throw integrityStartError(file, problems);
 }
 
 /** The delivery queue's file beside relay.sqlite. */

@@ -55,7 +55,7 @@ describe('the relay bundle (container image)', () => {
       const url = listening['url'] as string;
       expect(JSON.parse((await get(relayHttpUrl(url, '/healthz'))).body)).toEqual({
         status: 'ok',
-        checks: {},
+        checks: { storage: { status: 'ok' } },
       });
       const alice = await connectClient(url, 'alice');
       const bob = await connectClient(url, 'bob');

@@ -174,7 +174,7 @@ describe('GET /healthz', () => {
     const ok = await get(url);
     expect(ok.status).toBe(200);
     expect(ok.headers['content-type']).toBe('application/json');
-    expect(JSON.parse(ok.body)).toEqual({ status: 'ok', checks: {} });
+    expect(JSON.parse(ok.body)).toEqual({ status: 'ok', checks: { storage: { status: 'ok' } } });
     expect(await get(url, { method: 'HEAD' })).toMatchObject({ status: 200, body: '' });
     expect(await get(url, { method: 'POST' })).toMatchObject({
       status: 405,
@@ -190,7 +190,7 @@ describe('GET /healthz', () => {
     const closing = relay.close();
     const stopping = await get(url);
     expect(stopping.status).toBe(503);
-    expect(JSON.parse(stopping.body)).toEqual({ status: 'stopping', checks: {} });
+    expect(JSON.parse(stopping.body)).toEqual({ status: 'stopping', checks: { storage: { status: 'ok' } } });
     await closing;
     stuck.destroy();
   });

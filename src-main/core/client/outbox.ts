@@ -2,7 +2,7 @@
  * Messages on their way to the relay. A message is stored in the outbox in the same atomic batch as
  * the session or group state it was encrypted with, so a crash never keeps one without the other; it
  * is re-sent after every authentication until the relay's 'sent' ack removes it, and dropped only
- * when the relay refuses it for good. Stored under `outbox/<id>` as
+ * when the relay refuses it for good (a relay out of storage keeps it here: STORAGE_UNAVAILABLE). Stored under `outbox/<id>` as
  * the JSON of an OutboxEntry.
  */
 import { randomUUID } from 'node:crypto';
@@ -39,6 +39,13 @@ const PERMANENT_SEND_ERRORS = new Set([
   // The recipient's mailbox is full: the message is not sent (the user may try again later).
   'MAILBOX_FULL',
 ]);
+/**
+ * The relay cannot store anything now (a full disk): the message stays in the outbox and its caller is
+ * told at once. It is not sent again on a timer: the relay refuses every later write of this
+ * connection too and closes it (1013) once it can store again, and the next authentication re-sends
+ * the whole outbox in order, so nothing sent after the refused message overtakes it.
+ */
+const STORAGE_UNAVAILABLE = 'STORAGE_UNAVAILABLE';
 const RETRY_SEND_MS = 1000;
 /** How many sent ids are remembered for matching delivery receipts (as many as received ids). */
 const SENT_IDS_KEPT = 20_000;
@@ -135,7 +142,11 @@ export class Outbox {
     for (const [id, entry] of this.entries) {
       if (entry.frame.rid !== rid) continue;
       if (PERMANENT_SEND_ERRORS.has(code)) this.take(id)?.waiter?.reject(new RelayError(code, message));
-      else
+      else if (code === STORAGE_UNAVAILABLE) {
+        // Kept: the caller learns why it is late; the 'ack' event reports it sent later.
+        this.awaitingSent.get(id)?.reject(new RelayError(code, message));
+        this.awaitingSent.delete(id);
+      } else
         setTimeout(() => this.entries.get(id) === entry && this.transmit(entry.frame), RETRY_SEND_MS).unref();
     }
   }

@@ -222,6 +222,11 @@ export const RelayErrorCode = {
   FORBIDDEN: 'FORBIDDEN',
   RATE_LIMITED: 'RATE_LIMITED',
   QUOTA: 'QUOTA',
+  /**
+   * The relay cannot write its storage (a full disk, a read-only directory): the request was not
+   * stored. Temporary: the client keeps the message and sends it again once the relay recovers.
+   */
+  STORAGE_UNAVAILABLE: 'STORAGE_UNAVAILABLE',
   INTERNAL: 'INTERNAL',
 } as const;
 export type RelayErrorCode = (typeof RelayErrorCode)[keyof typeof RelayErrorCode];

@@ -78,6 +78,12 @@ export interface DeliveryQueue {
   stats(): QueueStats;
   /** Runs `done` once every write called so far is durable (or failed: `done(err)`). */
   afterDurable(done: (err?: unknown) => void): void;
+  /**
+   * A probe write (a row written, removed and made durable) after everything called before it, while
+   * storage is unavailable (../storage.ts): rejects while the backend still cannot write. After a failed
+   * write a backend may refuse every later one untried until a probe succeeds.
+   */
+  probe(): Promise<void>;
   /** Makes everything durable, runs every waiting callback, and releases the backend; idempotent. */
   close(): Promise<void>;
 }

@@ -111,6 +111,11 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     queueMicrotask(() => done());
   }
 
+  /** Memory cannot fill a disk: nothing to probe. */
+  probe(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
   }

@@ -38,6 +38,12 @@ export type PageOp = ['p', number, string, number, number];
 export type RenameUserOp = ['r', string, string];
 export type QueueOp = EnqueueOp | DequeueOp | SupersedeOp | DeleteRecipientOp | PageOp | RenameUserOp;
 
+/**
+ * Main → worker, besides batches: `'probe'` writes, removes and syncs a row (storage unavailable,
+ * ../storage.ts) and, if that works, lets batches be applied again; `'close'` closes the database.
+ */
+export type ControlMessage = 'probe' | 'close';
+
 /** Main → worker: a numbered batch of operations. */
 export interface BatchMessage {
   readonly batch: number;
@@ -71,11 +77,21 @@ export type WorkerMessage =
       /** What waits per recipient: [recipient, items, bytes]. */
       readonly usage: [string, number, number][];
     }
-  /** The database could not be opened. */
-  | { readonly t: 'fatal'; readonly message: string; readonly code?: string | undefined }
+  /** The database could not be opened (`problems`: what its integrity check found, if it ran). */
+  | {
+      readonly t: 'fatal';
+      readonly message: string;
+      readonly code?: string | undefined;
+      readonly problems?: string[] | undefined;
+    }
+  /** The answer to a `'probe'` message: a probe write succeeded (no `error`) or failed. */
+  | {
+      readonly t: 'probe';
+      readonly error?: { readonly message: string; readonly code?: string | undefined } | undefined;
+    }
   /**
    * Batches up to `upTo` were committed durably (`error` unset) or rolled back (`error` set); the pages
-   * they asked for, read inside that transaction; what is stored after it; and the `ts` of every item
+   * they asked for, read inside that transaction (after the rollback if it failed); what is stored after it; and the `ts` of every item
    * a `dequeue` removed in it (none when it rolled back).
    */
   | {

@@ -8,9 +8,11 @@
 import Database from 'better-sqlite3';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { failpoint } from '../failpoints.js';
+import { isStorageFault } from '../storage.js';
 import {
   QUEUE_SCHEMA,
   type BatchMessage,
+  type ControlMessage,
   type QueueRow,
   type StatsTuple,
   type WorkerMessage,
@@ -26,6 +28,11 @@ function open(file: string): Database.Database {
     db.pragma('locking_mode = EXCLUSIVE');
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
+    // A damaged queue refuses to start (the relay names the file and the recovery step).
+    const problems = (db.pragma('quick_check') as { quick_check: string }[])
+      .map((r) => r.quick_check)
+      .filter((r) => r !== 'ok');
+    if (problems.length > 0) throw Object.assign(new Error('integrity check failed'), { problems });
     db.exec(QUEUE_SCHEMA);
     return db;
   } catch (err) {
@@ -39,7 +46,12 @@ function main(): void {
   try {
     db = open((workerData as { file: string }).file);
   } catch (err) {
-    post({ t: 'fatal', message: String(err), code: (err as { code?: string }).code });
+    post({
+      t: 'fatal',
+      message: String(err),
+      code: (err as { code?: string }).code,
+      problems: (err as { problems?: string[] }).problems,
+    });
     return;
   }
   const insert = db.prepare(
@@ -136,22 +148,50 @@ function main(): void {
     },
   );
 
-  port.on('message', (first: BatchMessage | 'close') => {
-    if (first === 'close') {
-      db.close();
-      port.close();
+  /**
+   * Set once a batch failed with a storage fault (a full disk…): later batches are refused untried,
+   * their pages still read, until a probe write succeeds. The relay refuses new writes meanwhile, and
+   * the batches it posted before it learned of the failure fail too, so no write made after a failed
+   * one is committed before the relay has told its sender (every sender's order holds).
+   */
+  let failed: { message: string; code?: string | undefined } | undefined;
+  const readPages = (batches: BatchMessage[]): [number, QueueRow[]][] => {
+    const pages: [number, QueueRow[]][] = [];
+    for (const { ops } of batches)
+      for (const op of ops) if (op[0] === 'p') pages.push([op[1], page.all(op[2], op[3], op[4])]);
+    return pages;
+  };
+  const probe = (): void => {
+    try {
+      db.exec('CREATE TABLE IF NOT EXISTS storage_probe (x BLOB)');
+      db.exec('INSERT INTO storage_probe VALUES (zeroblob(65536))');
+      db.exec('DELETE FROM storage_probe');
+      failed = undefined;
+      post({ t: 'probe' });
+    } catch (err) {
+      post({ t: 'probe', error: { message: String(err), code: (err as { code?: string }).code } });
+    }
+  };
+  const refuse = (upTo: number, batches: BatchMessage[], error: { message: string; code?: string }): void => {
+    let now: [string, number, number][] | undefined;
+    let pages: [number, QueueRow[]][] = [];
+    try {
+      now = usageRows();
+      pages = readPages(batches);
+    } catch {
+      now = undefined;
+    }
+    // Rolled back or not tried: these batches' writes are gone (`stats` was not updated), their pages
+    // are read from what is committed, and nothing they dequeued was removed.
+    post({ t: 'done', upTo, error, pages, stats, acknowledged: [], freed: [], usage: now });
+  };
+
+  const run = (batches: BatchMessage[]): void => {
+    const upTo = batches[batches.length - 1]!.batch;
+    if (failed) {
+      refuse(upTo, batches, failed);
       return;
     }
-    const batches = [first];
-    let closing = false;
-    for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
-      if (m.message === 'close') {
-        closing = true;
-        break;
-      }
-      batches.push(m.message as BatchMessage);
-    }
-    const upTo = batches[batches.length - 1]!.batch;
     const pages: [number, QueueRow[]][] = [];
     const freed = new Map<string, [number, number]>();
     try {
@@ -166,28 +206,31 @@ function main(): void {
         ...(renamed ? { usage: usageRows() } : {}),
       });
     } catch (err) {
-      let now: [string, number, number][] | undefined;
-      try {
-        now = usageRows();
-      } catch {
-        now = undefined;
-      }
-      // Rolled back: these batches' writes are gone (`stats` was not updated), their pages were read
-      // inside it and are void, and nothing they dequeued was removed.
-      post({
-        t: 'done',
-        upTo,
-        error: { message: String(err), code: (err as { code?: string }).code },
-        pages: [],
-        stats,
-        acknowledged: [],
-        freed: [],
-        usage: now,
-      });
+      const error = { message: String(err), code: (err as { code?: string }).code };
+      // A full disk or I/O errors: later batches wait for a probe. Anything else fails this batch only.
+      if (isStorageFault(err)) failed = error;
+      refuse(upTo, batches, error);
     }
     acknowledged = [];
     renamed = false;
-    if (closing) {
+  };
+
+  port.on('message', (first: BatchMessage | ControlMessage) => {
+    const batches: BatchMessage[] = [];
+    let control: ControlMessage | undefined = typeof first === 'string' ? first : undefined;
+    if (typeof first !== 'string') {
+      batches.push(first);
+      for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
+        if (typeof m.message === 'string') {
+          control = m.message as ControlMessage;
+          break;
+        }
+        batches.push(m.message as BatchMessage);
+      }
+    }
+    if (batches.length > 0) run(batches);
+    if (control === 'probe') probe();
+    else if (control === 'close') {
       db.close();
       port.close();
     }

@@ -6,6 +6,7 @@
  * batch holding every write before them.
  */
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
@@ -16,6 +17,8 @@ import {
   itemBytes,
 } from './index.js';
 import type { BatchMessage, QueueOp, QueueRow, StatsTuple, WorkerMessage } from './sqlite-protocol.js';
+import { RELAY_KEY_FILE } from '../relay-key.js';
+import { checkDatabaseFiles, databaseStartError, integrityStartError } from '../storage.js';
 
 interface Waiting {
   readonly done: (err?: unknown) => void;
@@ -88,6 +91,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   private readonly waiting: Waiting[] = [];
   private readonly pages = new Map<number, PageRequest>();
   private nextPage = 1;
+  /** Probes posted and not answered yet, oldest first. */
+  private readonly probes: { resolve(): void; reject(err: Error): void }[] = [];
   /** What waits per recipient: items and bytes ([items, bytes]). */
   private readonly waitingFor = new Map<string, [number, number]>();
   private closing: Promise<void> | undefined;
@@ -117,6 +122,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     onError: (err: unknown) => void,
     onAcknowledged: OnAcknowledged = () => {},
   ): Promise<SqliteDeliveryQueue> {
+    // Where SQLite would silently start afresh: an emptied file, a damaged WAL.
+    checkDatabaseFiles(file, join(dirname(file), RELAY_KEY_FILE));
     const worker = startWorker(file);
     // Only our own listeners come off afterwards: Worker keeps internal ones (removeAllListeners would
     // take them too, and the port would stop delivering).
@@ -137,6 +144,8 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
         throw new Error(`The delivery queue ${file} is in use by another relay.`, {
           cause: new QueueStorageError(message, code),
         });
+      if (first.t === 'fatal' && first.problems) throw integrityStartError(file, first.problems);
+      if (code !== undefined) throw databaseStartError(file, new QueueStorageError(message, code));
       throw new QueueStorageError(message, code);
     }
     return new SqliteDeliveryQueue(worker, first.maxSeq, first.usage, first.stats, onError, onAcknowledged);
@@ -208,6 +217,19 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     this.release(); // nothing pending: runs once earlier callbacks have
   }
 
+  /**
+   * Writes, removes and syncs a probe row after everything called before it; resolves once that worked,
+   * and from then on batches are applied again (after a failed one, the worker refuses them untried).
+   */
+  probe(): Promise<void> {
+    this.assertOpen();
+    this.post();
+    return new Promise((resolve, reject) => {
+      this.probes.push({ resolve, reject });
+      this.worker.postMessage('probe');
+    });
+  }
+
   close(): Promise<void> {
     return (this.closing ??= (async () => {
       if (!this.gone) {
@@ -244,6 +266,12 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   }
 
   private onMessage(m: WorkerMessage): void {
+    if (m.t === 'probe') {
+      const p = this.probes.shift();
+      if (m.error) p?.reject(new QueueStorageError(m.error.message, m.error.code));
+      else p?.resolve();
+      return;
+    }
     if (m.t !== 'done') return;
     this.current = { items: m.stats[0], bytes: m.stats[1] };
     for (const ts of m.acknowledged) this.onAcknowledged(ts);
@@ -297,6 +325,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     this.finished = Number.MAX_SAFE_INTEGER;
     for (const request of this.pages.values()) request.reject(err);
     this.pages.clear();
+    for (const p of this.probes.splice(0)) p.reject(err);
     // Whatever was not reported durable is not known to be.
     this.release(this.closing ? undefined : err);
   }

@@ -163,6 +163,38 @@ describe('group membership log', () => {
     }
   });
 
+  it('once the last member has left, nobody joins or accepts: the group has ended (never members without an admin)', () => {
+    const c = new Chain(alice);
+    c.push(
+      alice.author.next(c.log, {
+        type: EntryType.POLICY,
+        policy: JoinPolicy.OPEN,
+        approval: false,
+        linkKey: undefined,
+      }),
+    );
+    c.push(
+      alice.author.next(c.log, {
+        type: EntryType.INVITE,
+        userId: 'carol',
+        identity: carol.identity.publicIdentity,
+      }),
+    );
+    c.push(alice.author.next(c.log, { type: EntryType.LEAVE }));
+    expect(members(c.log)).toEqual([]);
+    const before = encodeGroupLog(c.log);
+    for (const late of [
+      () => bob.author.join(c.log),
+      () => alice.author.join(c.log),
+      () => carol.author.next(c.log, { type: EntryType.ACCEPT }),
+    ])
+      expect(() => c.push(late())).toThrow(expect.objectContaining({ code: ErrorCode.NOT_ALLOWED }));
+    expect(encodeGroupLog(c.log)).toEqual(before);
+    // The invitee can still decline (leave the roster).
+    c.push(carol.author.next(c.log, { type: EntryType.LEAVE }));
+    expect(c.log.roster.size).toBe(0);
+  });
+
   it('an outsider cannot pass off an entry as an admin’s (BAD_SIGNATURE)', () => {
     const c = new Chain(alice).invite(alice, bob).accept(bob);
     // mallory writes an entry naming alice as its author, signed with mallory's key

@@ -435,6 +435,12 @@ export function applyEntry(
   const room = (): void => {
     if (roster.size >= maxRoster) throw forbidden(`${log.groupId} is full (${maxRoster} people)`);
   };
+  // Once the last full member has left, nobody can lead the group again (no admin is left to appoint
+  // one): a JOIN or ACCEPT would make members without an admin. The group has ended.
+  const ended = (): void => {
+    if (fullMembers(roster) === 0)
+      throw forbidden(`nobody is left in ${log.groupId}: the group has ended; create a new one`);
+  };
   let next: Partial<Pick<GroupLog, 'policy' | 'approval' | 'linkKey' | 'deleted'>> = {};
   let change: RosterChange;
   const epoch = entry.epoch;
@@ -456,6 +462,7 @@ export function applyEntry(
     }
     case EntryType.ACCEPT: {
       if (author?.standing !== 'invited') throw forbidden(`${entry.author} has no invitation to accept`);
+      ended();
       roster.set(entry.author, { ...author, standing: 'member', since: epoch, by: entry.author });
       change = { kind: 'joined', userId: entry.author, via: 'invitation', by: entry.author };
       break;
@@ -512,6 +519,7 @@ export function applyEntry(
     }
     case EntryType.JOIN: {
       if (author) throw forbidden(`${entry.author} is already on the roster`);
+      ended();
       let standing: Standing;
       if (entry.via === 'open') {
         if (log.policy !== JoinPolicy.OPEN)

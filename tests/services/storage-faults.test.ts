@@ -167,6 +167,33 @@ describe.skipIf(refusal !== null).sequential('the app on a full disk', () => {
   );
 });
 
+describe.skipIf(refusal !== null)('a read-only profile folder at start', () => {
+  it('is a profile problem that says so; Try again opens it once the folder is writable', async () => {
+    const mounted = mountTmpfs('8m');
+    if ('refusal' in mounted) throw new Error(mounted.refusal);
+    const first = await startService({ dataDir: mounted.dir, secrets: keychain.secrets() });
+    await first.createProfile({ userId: 'erin' });
+    await first.openDirect({ userId: 'frank' });
+    await first.close();
+    execFileSync('mount', ['-o', 'remount,ro', mounted.dir]);
+    const service = await startService({ dataDir: mounted.dir, secrets: keychain.secrets() });
+    try {
+      expect((await service.getStatus()).profileProblem).toEqual({
+        kind: 'database-unavailable',
+        message:
+          'Sealed cannot write to your profile’s folder: it is read-only. Make it writable, then try again.',
+        profileName: 'erin',
+        path: path.join(mounted.dir, 'profiles', 'erin', 'sealed.db'),
+      });
+      execFileSync('mount', ['-o', 'remount,rw', mounted.dir]);
+      expect(await service.reopenProfile()).toMatchObject({ userId: 'erin' });
+      expect((await service.listConversations()).map((c) => c.id)).toEqual(['dm:frank']);
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe('a damaged database at start', () => {
   async function profileWithHistory(): Promise<{ dir: string; db: string }> {
     const t = tempDir('sealed-damaged-');

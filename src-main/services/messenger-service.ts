@@ -341,7 +341,7 @@ export class MessengerService
   /**
    * Deletes a profile whose database is damaged (or cannot be opened), and its keys: its history,
    * contacts, groups and sessions are in that database, and keys without them would leave contacts'
-   * sessions broken. A new profile (new keys) can then be created.
+   * sessions broken. A new profile (new keys) can then be created. A hosted relay's data stays.
    */
   private async discardDamaged(userId: string): Promise<void> {
     const name = this.profileName!;
@@ -350,7 +350,11 @@ export class MessengerService
     await this.secrets.remove(name, this.file(name, KEY_FILE)).catch((e: unknown) => {
       this.log(`keys of ${name} could not be removed: ${String(e)}`);
     });
-    rmSync(path.dirname(this.file(name, DB_FILE)), { recursive: true, force: true });
+    // The database files only: the data of a relay this computer hosts (relay/) holds other people's
+    // queued messages and the relay's own key, which a damaged profile database does not touch.
+    for (const suffix of ['', '-wal', '-shm']) rmSync(this.file(name, DB_FILE) + suffix, { force: true });
+    const dir = path.dirname(this.file(name, DB_FILE));
+    if (existsSync(dir) && readdirSync(dir).length === 0) rmSync(dir, { recursive: true, force: true });
     this.databaseProblem = undefined;
     this.profileName = undefined;
     this.profileError = undefined;

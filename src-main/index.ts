@@ -3,7 +3,7 @@
  * behind one IPC channel, and the desktop around it (tray, notifications, badge, title, theme).
  * The messenger itself lives in `services/` and `core/` (plain Node); this file only wires the shell.
  */
-import { app, BrowserWindow, clipboard, dialog, ipcMain, nativeTheme, session } from 'electron';
+import { app, BrowserWindow, clipboard, dialog, ipcMain, nativeTheme, session, shell } from 'electron';
 
 import { UNTRUSTED_SENDER_RESULT } from './security-policy.js';
 import { createIpcDispatcher, isAppUrl } from './services/ipc.js';
@@ -88,6 +88,8 @@ async function start(): Promise<void> {
     isFocused: isWindowFocused,
     // Invite links are copied here: the sandboxed renderer is refused every permission, the clipboard too.
     writeClipboard: (text) => clipboard.writeText(text),
+    // "Open the folder" of a damaged database: the service passes the file's own path (never the renderer's).
+    showItemInFolder: (file) => shell.showItemInFolder(file),
   });
 
   const refreshUnread = (): void => {

@@ -164,6 +164,9 @@ function main(): void {
       store.close();
       process.exit(code);
     },
+    probeStorage: () => store.probeWrite(),
+    // Tests check sooner than every 5 s.
+    storageProbeMs: Number(process.env.SEALED_STORAGE_PROBE_MS) || undefined,
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
     process.once(signal, () => void session.quit());

@@ -20,6 +20,8 @@ import {
 } from '../core/errors.js';
 import { type ChatActions, commandHelp, isInviteLink, parseCommand } from './commands.js';
 import { connectionHint } from './connection-hints.js';
+import { storageFaultReason, storageSentence } from '../services/storage-fault.js';
+import type { StorageProblemReason } from '../shared/messenger-api.js';
 import type { LineKind, Terminal } from './terminal.js';
 
 /** A message sent in this run: the number the user saw and a preview, for its receipts. */
@@ -69,6 +71,13 @@ export interface ChatSessionOptions {
   readonly acceptRelayKey?: string | undefined;
   /** Closes the client's store and ends the process with `code`. */
   readonly exit: (code: number) => void;
+  /**
+   * Checks that the state file can be written again after a storage fault (SqliteStore.probeWrite);
+   * throws when it cannot. Without it, a storage fault ends the chat.
+   */
+  readonly probeStorage?: (() => void) | undefined;
+  /** How often the state file is checked again while it cannot be written (default 5 s). */
+  readonly storageProbeMs?: number | undefined;
 }
 
 /** The chat: client events in, commands out. Call start() once. */
@@ -87,6 +96,9 @@ export class ChatSession implements ChatActions {
   private lastHint: string | undefined;
   private quitting: Promise<void> | undefined;
   private waiting = 0;
+  /** The state file cannot be written (issue 11): delivery and sending are paused until it can. */
+  private storage: StorageProblemReason | undefined;
+  private storageTimer: NodeJS.Timeout | undefined;
   private connectedWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private readonly inflight = new Set<Promise<void>>();
   /** Commands run one after another, in the order typed: local ones, and those needing the relay. */
@@ -144,6 +156,13 @@ export class ChatSession implements ChatActions {
     // Two queues, each in the order typed: local commands never wait behind the relay.
     if (spec.runs === 'local') {
       this.enqueue('local', () => spec.run(this, args), args);
+      return;
+    }
+    if (this.storage) {
+      // Nothing that changes the state file goes out while it cannot be written; the line is not kept.
+      this.error(
+        `${spec.name === '/send' || spec.name === '/dm' ? 'Not sent' : `${spec.name} not done`}: sending is paused. ${storageSentence(this.storage)}`,
+      );
       return;
     }
     if (!this.client.connected) {
@@ -421,6 +440,7 @@ export class ChatSession implements ChatActions {
 
   /** Closes the connection and ends the process; commands still waiting for the relay are dropped. */
   quit(code = 0): Promise<void> {
+    clearInterval(this.storageTimer);
     this.quitting ??= (async () => {
       const dropped = this.waiting;
       for (const w of this.connectedWaiters.splice(0)) w.reject(new Quitting());
@@ -469,6 +489,42 @@ export class ChatSession implements ChatActions {
     void p.finally(() => this.inflight.delete(p));
   }
 
+  /**
+   * A write of the state file failed (a full disk, a read-only folder, a damaged file): says so once,
+   * closes the connection (what was not stored was not acknowledged: the relay keeps it and brings it
+   * again) and checks the file every few seconds; once it can be written, says so and reconnects.
+   * Without a way to check it, the chat ends. True if `e` was such a failure.
+   */
+  private storageFault(e: unknown): boolean {
+    const reason = storageFaultReason(e);
+    if (!reason) return false;
+    if (this.storage || this.quitting) return true;
+    this.storage = reason;
+    this.error(`${storageSentence(reason)} Sending is paused.`);
+    this.term.setStatus('paused: cannot save');
+    void this.client.close().catch(() => undefined);
+    const probe = this.options.probeStorage;
+    if (!probe) {
+      void this.quit(1);
+      return true;
+    }
+    this.storageTimer = setInterval(() => {
+      try {
+        probe();
+      } catch {
+        return; // still not writable
+      }
+      clearInterval(this.storageTimer);
+      this.storageTimer = undefined;
+      this.storage = undefined;
+      this.info('The state file can be written again: receiving and sending resume.');
+      this.term.setStatus('connecting');
+      this.connectOnce();
+    }, this.options.storageProbeMs ?? 5000);
+    this.storageTimer.unref();
+    return true;
+  }
+
   private whenConnected(): Promise<void> {
     if (this.quitting) return Promise.reject(new Quitting());
     if (this.client.connected) return Promise.resolve();
@@ -488,6 +544,9 @@ export class ChatSession implements ChatActions {
       await send(id);
     } catch (e) {
       this.sent.delete(id);
+      const reason = storageFaultReason(e);
+      if (reason && this.storageFault(e))
+        throw new Error(`Not sent: sending is paused. ${storageSentence(reason)}`, { cause: e });
       throw e;
     }
     this.line('outgoing', `#${message.n} ${where}: ${message.preview}`);
@@ -591,7 +650,7 @@ export class ChatSession implements ChatActions {
       for (const w of this.connectedWaiters.splice(0)) w.resolve();
     });
     c.on('disconnect', ({ code, reason }) => {
-      if (this.quitting) return;
+      if (this.quitting || this.storage) return; // paused: storageFault() said why
       if (code === 1000 && reason === 'replaced') {
         this.error(
           `Another session of ${c.userId} connected to this relay, so the relay closed this one; it does not reconnect.`,
@@ -613,6 +672,7 @@ export class ChatSession implements ChatActions {
     });
     c.on('error', (e) => {
       if (this.quitting) return;
+      if (this.storageFault(e)) return;
       // A final refusal also rejects connect(), which explains it (start()).
       if (e instanceof RelayError && FINAL_REFUSALS.has(e.relayCode)) return;
       if (e instanceof E2EEError && e.code === ErrorCode.UNTRUSTED_CERTIFICATE) return;

@@ -36,7 +36,27 @@ export interface BridgeContext {
   notify(n: Notification): void;
   setConnection(state: ConnectionState, error?: string): void;
   log(line: string): void;
+  /**
+   * Told of an error that may be a storage fault (the database cannot be written); true if it is one:
+   * the service then pauses delivery and sending (issue 11).
+   */
+  storageFault?(e: unknown): boolean;
 }
+
+/**
+ * Handlers whose failure must stop the client: what they write (history, contacts) belongs to a message
+ * the client acknowledges to the relay only once its handlers returned. A storage fault in one of them
+ * is thrown back into the client, so the message is not acknowledged and comes again (issue 11).
+ */
+const REPORTING_ONLY = new Set([
+  'connect',
+  'disconnect',
+  'error',
+  'e2eeError',
+  'ack',
+  'messagesHeld',
+  'groupOutOfSync',
+]);
 
 /** Longest message text put in a notification. */
 const NOTIFY_TEXT_CHARS = 200;
@@ -187,13 +207,19 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
   /** A user as the subject of a line: "You" for the user themself. */
   const who = (userId: string, self = 'You'): string => (userId === me ? self : userId);
   const groups = new GroupReports(client, ctx);
-  // A failing handler must not break the client's event loop: report it and carry on.
+  // A failing handler must not break the client's event loop: report it and carry on. A storage fault is
+  // reported as the storage problem instead, and (see REPORTING_ONLY) thrown back into the client.
   const guard =
     <A extends unknown[]>(name: string, fn: (...args: A) => void) =>
     (...args: A): void => {
       try {
         fn(...args);
       } catch (e) {
+        if (ctx.storageFault?.(e)) {
+          ctx.log(`${name} handler could not write: ${e instanceof Error ? e.message : String(e)}`);
+          if (REPORTING_ONLY.has(name)) return;
+          throw e;
+        }
         ctx.log(`${name} handler failed: ${e instanceof Error ? e.message : String(e)}`);
         ctx.emit({ type: 'error', message: toServiceError(e).message });
       }
@@ -207,8 +233,10 @@ export function bridgeClient(client: E2EEClient, ctx: BridgeContext): () => void
     }),
     disconnect: guard('disconnect', () => ctx.setConnection('reconnecting')),
     error: guard('error', (e: Error) => {
+      // A write the client could not make (its state, with a message it then did not acknowledge).
+      if (ctx.storageFault?.(e)) ctx.log(`client could not write: ${e.message}`);
       // Only a refused authentication is final; socket errors are retried by the client.
-      if (e instanceof RelayError && e.relayCode === 'AUTH_FAILED') {
+      else if (e instanceof RelayError && e.relayCode === 'AUTH_FAILED') {
         ctx.setConnection('offline', toServiceError(e).message);
       } else ctx.log(`client: ${e.message}`);
     }),

@@ -59,6 +59,12 @@ export const ServiceCode = {
   BAD_ENTRY: 'BAD_ENTRY',
   /** The app cannot reach the system clipboard. */
   CLIPBOARD_UNAVAILABLE: 'CLIPBOARD_UNAVAILABLE',
+  /** The profile's database cannot be written (full disk, read-only, damaged, disk error): paused. */
+  STORAGE_PROBLEM: 'STORAGE_PROBLEM',
+  /** The profile's database could not be opened at start (status.profileProblem says why). */
+  DATABASE_DAMAGED: 'DATABASE_DAMAGED',
+  /** The request needs the desktop shell (e.g. opening a folder), which is not there. */
+  SHELL_UNAVAILABLE: 'SHELL_UNAVAILABLE',
 } as const;
 export type ServiceCode = (typeof ServiceCode)[keyof typeof ServiceCode];
 

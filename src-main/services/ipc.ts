@@ -130,6 +130,8 @@ const SCHEMAS = {
   unlock: args({ passphrase: Passphrase }),
   reopenProfile: NoArgs,
   discardProfile: args({ userId: UserId }),
+  retryStorage: NoArgs,
+  openProfileFolder: NoArgs,
   connect: args({ relayUrl: RelayUrl }),
   acceptRelayKey: args({
     relayUrl: RelayUrl,

@@ -129,7 +129,11 @@ export class LocalStore {
     this.db = db;
   }
 
-  /** Opens (creating if needed) the database file; only meta and settings are readable until unlock. */
+  /**
+   * Opens (creating if needed) the database file; only meta and settings are readable until unlock.
+   * A file that is not a database, or fails SQLite's quick integrity check (truncated, overwritten),
+   * throws an error with code SQLITE_CORRUPT or SQLITE_NOTADB (storage-fault.ts): never a fresh start.
+   */
   static open(file: string): LocalStore {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const db = new Database(file);
@@ -137,6 +141,9 @@ export class LocalStore {
       chmodSync(file, 0o600);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok')
+        throw Object.assign(new Error(`quick_check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
       db.exec(SCHEMA);
       addContactColumns(db);
     } catch (e) {
@@ -144,6 +151,21 @@ export class LocalStore {
       throw e;
     }
     return new LocalStore(db);
+  }
+
+  /** The database file. */
+  get file(): string {
+    return this.db.name;
+  }
+
+  /**
+   * Checks that the database can be written again (after a storage fault): a write of `bytes` (a few
+   * messages' worth, so that a disk with a handful of free pages still counts as full), then its
+   * deletion, each committed. Throws the database's error when it cannot.
+   */
+  probeWrite(bytes = 64 * 1024): void {
+    this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)").run('x'.repeat(bytes));
+    this.db.prepare("DELETE FROM meta WHERE key = 'probe'").run();
   }
 
   /** Sets the databaseKey; DATABASE_KEY_MISMATCH if it is not the key this database was sealed with. */

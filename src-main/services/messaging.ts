@@ -120,7 +120,12 @@ async function sendItem(
   };
   if (outcome === 'pending') {
     void result.then((r) => {
-      settle(r);
+      try {
+        settle(r);
+      } catch (e) {
+        // A status the database could not take (issue 11): the storage problem says why.
+        if (!ctx.storageFault?.(e)) ctx.log(`status of a sent message not recorded: ${String(e)}`);
+      }
       if (!r.ok) ctx.emit({ type: 'error', message: r.error.message });
     });
     return item;

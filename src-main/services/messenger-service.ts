@@ -6,7 +6,7 @@
  * under plain Node; the Electron shell only forwards IPC to it (see ipc.ts).
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import * as v from 'valibot';
 import type { E2EEClientOptions } from '../core/client/client.js';
@@ -32,6 +32,8 @@ import type {
   ProfileProblem,
   SafetyNumber,
   Settings,
+  StorageProblem,
+  StorageProblemReason,
 } from '../shared/messenger-api.js';
 import type { Notification } from './client-bridge.js';
 import { ServiceCode, ServiceError, toServiceError } from './errors.js';
@@ -46,6 +48,26 @@ import { LocalStore } from './local-store.js';
 import * as messaging from './messaging.js';
 import { Secrets, newSecrets, type OpenVault } from './secrets.js';
 import { ProfileSession } from './session.js';
+import {
+  StorageProblemError,
+  sendingPausedSentence,
+  storageFaultReason,
+  storageProblem,
+} from './storage-fault.js';
+
+/** What the start screen says of a profile database that could not be opened. */
+function databaseSentence(reason: StorageProblemReason): string {
+  switch (reason) {
+    case 'damaged':
+      return 'Your profile’s database is damaged: Sealed cannot read it. Your messages on the relay wait there until the profile opens again.';
+    case 'readOnly':
+      return 'Sealed cannot write to your profile’s folder: it is read-only. Make it writable, then try again.';
+    case 'full':
+      return 'Your disk is full: Sealed cannot open your profile. Free some space, then try again.';
+    case 'io':
+      return 'The disk reported an error while Sealed opened your profile. Check the disk, then try again.';
+  }
+}
 
 /** Adapters and limits of a MessengerService; everything but dataDir has a production default. */
 export interface MessengerServiceDeps {
@@ -78,6 +100,12 @@ export interface MessengerServiceDeps {
     Partial<Pick<E2EEClientOptions, 'reconnectDelayMs' | 'requestTimeoutMs' | 'rotation'>> | undefined;
   /** Machine name in the advertised relay name and mDNS host name (default os.hostname()). */
   hostname?: string | undefined;
+  /** Shows a file in the system's file manager (the Electron shell: shell.showItemInFolder; default none). */
+  showItemInFolder?: ((file: string) => void) | undefined;
+  /** While the database cannot be written, how often it is checked again (default 10 s). */
+  storageProbeMs?: number | undefined;
+  /** Free bytes the data folder needs before a full disk counts as fixed (default 1 MiB). */
+  storageMinFreeBytes?: number | undefined;
 }
 
 const DB_FILE = 'sealed.db';
@@ -110,6 +138,11 @@ export class MessengerService
   private session: ProfileSession | undefined;
   /** Why an existing profile cannot be opened (e.g. its keys are missing from the keychain). */
   private profileError: ServiceError | undefined;
+  /** Why the existing profile's database could not be opened at start (a profileProblem of its own). */
+  private databaseProblem: { kind: 'database-damaged' | 'database-unavailable'; file: string } | undefined;
+  /** The database cannot be written now: delivery and sending are paused (issue 11). */
+  private storageNow: StorageProblem | undefined;
+  private storageTimer: NodeJS.Timeout | undefined;
   private hosted: HostedLanRelay | undefined;
   private discovered: readonly DiscoveredRelay[] = [];
   private discoveryProblem: string | null = null;
@@ -148,17 +181,7 @@ export class MessengerService
     this.started = this.serial(async () => {
       this.keychainAvailable = await this.secrets.keychainAvailable();
       const name = this.deps.profile ?? this.findProfile();
-      if (name && existsSync(this.file(name, DB_FILE))) {
-        const store = LocalStore.open(this.file(name, DB_FILE));
-        if (store.getMeta('userId') === undefined)
-          store.close(); // creation never finished
-        else {
-          this.profileName = name;
-          this.store = store;
-          // Any failure is kept as the status's profileProblem, which the UI explains on a screen of its own.
-          if (store.getMeta('keyStorage') === 'keychain') await this.openFromKeychain();
-        }
-      }
+      if (name && existsSync(this.file(name, DB_FILE))) await this.openProfile(name);
       if (this.discovery) {
         this.stopBrowsing = this.discovery.browse(({ relays, problem }) => {
           if (JSON.stringify(relays) !== JSON.stringify(this.discovered)) {
@@ -177,10 +200,46 @@ export class MessengerService
     return this.started;
   }
 
+  /**
+   * Opens the profile `name`'s database. Any failure is kept as the status's profileProblem, which the UI
+   * explains on a screen of its own: missing keys, or a database that is damaged or cannot be written
+   * (never deleted or started afresh: the user decides, see discardProfile).
+   */
+  private async openProfile(name: string): Promise<void> {
+    const file = this.file(name, DB_FILE);
+    let store: LocalStore;
+    try {
+      store = LocalStore.open(file);
+      this.databaseProblem = undefined;
+    } catch (e) {
+      const reason = storageFaultReason(e);
+      if (!reason) throw e;
+      this.log(`profile database could not be opened (${reason}): ${String(e)}`);
+      this.profileName = name;
+      this.databaseProblem = {
+        kind: reason === 'damaged' ? 'database-damaged' : 'database-unavailable',
+        file,
+      };
+      this.profileError = new ServiceError(ServiceCode.DATABASE_DAMAGED, databaseSentence(reason));
+      return;
+    }
+    if (store.getMeta('userId') === undefined) {
+      store.close(); // creation never finished
+      this.profileName = undefined;
+      this.profileError = undefined;
+      return;
+    }
+    this.profileName = name;
+    this.store = store;
+    this.profileError = undefined;
+    if (store.getMeta('keyStorage') === 'keychain') await this.openFromKeychain();
+  }
+
   /** Disconnects, stops hosting and discovery, closes the database and forgets the keys; idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.storageTimer);
     await this.queue.catch(() => undefined);
     this.stopBrowsing?.();
     await this.session?.close();
@@ -202,7 +261,7 @@ export class MessengerService
   async createProfile(args: { userId: string; passphrase?: string }): Promise<Profile> {
     await this.ready();
     return this.serial(async () => {
-      if (this.store)
+      if (this.store || this.databaseProblem)
         throw new ServiceError(ServiceCode.PROFILE_EXISTS, 'A profile already exists on this computer.');
       const { userId, passphrase } = args;
       if (!v.is(Name, userId))
@@ -237,6 +296,13 @@ export class MessengerService
   async reopenProfile(): Promise<Profile> {
     await this.ready();
     return this.serial(async () => {
+      if (this.databaseProblem) {
+        await this.openProfile(this.profileName!);
+        this.emitStatus();
+        if (this.profileError) throw this.profileError;
+        if (!this.store) throw new ServiceError(ServiceCode.NO_PROFILE, 'Create a profile first.');
+        return this.profile()!;
+      }
       this.requireStore();
       if (this.profileError) {
         await this.openFromKeychain();
@@ -250,6 +316,7 @@ export class MessengerService
   async discardProfile(args: { userId: string }): Promise<void> {
     await this.ready();
     await this.serial(async () => {
+      if (this.databaseProblem) return this.discardDamaged(args.userId);
       const store = this.requireStore();
       const problem = this.problem();
       if (!problem || problem.kind === 'keychain-unavailable')
@@ -269,6 +336,117 @@ export class MessengerService
       this.log(`discarded profile ${name} (its keys were lost)`);
       this.emitStatus();
     });
+  }
+
+  /**
+   * Deletes a profile whose database is damaged (or cannot be opened), and its keys: its history,
+   * contacts, groups and sessions are in that database, and keys without them would leave contacts'
+   * sessions broken. A new profile (new keys) can then be created. A hosted relay's data stays.
+   */
+  private async discardDamaged(userId: string): Promise<void> {
+    const name = this.profileName!;
+    if (userId.toLowerCase() !== name.toLowerCase())
+      throw messaging.invalid('That is not the name of the profile on this computer.');
+    await this.secrets.remove(name, this.file(name, KEY_FILE)).catch((e: unknown) => {
+      this.log(`keys of ${name} could not be removed: ${String(e)}`);
+    });
+    // The database files only: the data of a relay this computer hosts (relay/) holds other people's
+    // queued messages and the relay's own key, which a damaged profile database does not touch.
+    for (const suffix of ['', '-wal', '-shm']) rmSync(this.file(name, DB_FILE) + suffix, { force: true });
+    const dir = path.dirname(this.file(name, DB_FILE));
+    if (existsSync(dir) && readdirSync(dir).length === 0) rmSync(dir, { recursive: true, force: true });
+    this.databaseProblem = undefined;
+    this.profileName = undefined;
+    this.profileError = undefined;
+    this.log(`discarded profile ${name} (its database was damaged)`);
+    this.emitStatus();
+  }
+
+  async retryStorage(): Promise<void> {
+    await this.ready();
+    await this.serial(async () => {
+      this.checkStorage();
+      if (this.storageNow) throw new StorageProblemError(this.storageNow);
+    });
+  }
+
+  async openProfileFolder(): Promise<void> {
+    await this.ready();
+    const name = this.profileName;
+    if (!name) throw new ServiceError(ServiceCode.NO_PROFILE, 'Create a profile first.');
+    if (!this.deps.showItemInFolder)
+      throw new ServiceError(ServiceCode.SHELL_UNAVAILABLE, 'Sealed cannot open folders here.');
+    const file = this.file(name, DB_FILE);
+    // The database file itself when it is there (the file manager selects it), else its folder.
+    this.deps.showItemInFolder(existsSync(file) ? file : path.dirname(file));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Storage problems (issue 11)
+
+  /**
+   * Told of an error; if it is a storage fault, enters the storage problem (once): the status says what
+   * is wrong, delivery and sending pause, and the database is checked again every storageProbeMs.
+   */
+  private storageFault(e: unknown): boolean {
+    const reason = storageFaultReason(e);
+    if (!reason) return false;
+    if (this.storageNow || this.closed || !this.store) return true;
+    this.storageNow = storageProblem(reason, this.store.file);
+    this.log(`storage problem (${reason}): ${e instanceof Error ? e.message : String(e)}`);
+    this.session?.pauseDelivery();
+    clearInterval(this.storageTimer);
+    this.storageTimer = setInterval(() => {
+      void this.serial(async () => this.checkStorage()).catch(() => undefined);
+    }, this.deps.storageProbeMs ?? 10_000);
+    this.storageTimer.unref();
+    this.emitStatus();
+    return true;
+  }
+
+  /** Checks a storage problem again; ends it (and resumes) when the database can be written. */
+  private checkStorage(): void {
+    const problem = this.storageNow;
+    const store = this.store;
+    if (!problem || !store || this.closed) return;
+    let reason: StorageProblemReason | undefined;
+    try {
+      const { bavail, bsize } = statfsSync(path.dirname(store.file));
+      if (bavail * bsize < (this.deps.storageMinFreeBytes ?? 1024 * 1024)) reason = 'full';
+      else store.probeWrite();
+    } catch (e) {
+      reason = storageFaultReason(e) ?? 'io';
+    }
+    if (reason) {
+      if (reason !== problem.reason) {
+        this.storageNow = storageProblem(reason, store.file);
+        this.emitStatus();
+      }
+      return;
+    }
+    this.log('storage problem resolved');
+    this.storageNow = undefined;
+    clearInterval(this.storageTimer);
+    this.storageTimer = undefined;
+    this.session?.resumeDelivery();
+    this.emitStatus();
+  }
+
+  /** Runs a call; a storage fault in it becomes the storage problem and a STORAGE_PROBLEM error. */
+  private async storageGuard<T>(fn: () => T | Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(e instanceof ServiceError) && this.storageFault(e))
+        throw new StorageProblemError(this.storageNow!);
+      throw e;
+    }
+  }
+
+  /** Refuses a send while the database cannot be written (the draft stays with the caller). */
+  private checkSendable(): void {
+    if (this.storageNow)
+      throw new StorageProblemError(this.storageNow, sendingPausedSentence(this.storageNow));
   }
 
   /** Opens the keychain profile's session; a failure is kept in `profileError` (the status's problem). */
@@ -316,6 +494,7 @@ export class MessengerService
       clientOptions: this.deps.clientOptions,
       connectTimeoutMs: this.deps.connectTimeoutMs ?? 10_000,
       sendWaitMs: this.deps.sendWaitMs ?? 3_000,
+      storageFault: (e) => this.storageFault(e),
     });
     const hostingPort = Number(store.getMeta(HOSTING_META));
     if (Number.isInteger(hostingPort) && hostingPort > 0) {
@@ -435,17 +614,19 @@ export class MessengerService
 
   async setVerified(args: { userId: string; verified: boolean }): Promise<void> {
     await this.ready();
-    messaging.setVerified(this.requireSession(), args.userId, args.verified);
+    await this.storageGuard(() => messaging.setVerified(this.requireSession(), args.userId, args.verified));
   }
 
   async acceptKeyChange(args: { userId: string; safetyNumber: string }): Promise<void> {
     await this.ready();
-    await messaging.acceptKeyChange(this.requireSession(), args.userId, args.safetyNumber);
+    await this.storageGuard(() =>
+      messaging.acceptKeyChange(this.requireSession(), args.userId, args.safetyNumber),
+    );
   }
 
   async rejectKeyChange(args: { userId: string }): Promise<void> {
     await this.ready();
-    await messaging.rejectKeyChange(this.requireSession(), args.userId);
+    await this.storageGuard(() => messaging.rejectKeyChange(this.requireSession(), args.userId));
   }
 
   async listConversations(): Promise<readonly ConversationSummary[]> {
@@ -467,88 +648,101 @@ export class MessengerService
 
   async markRead(args: { conversationId: ConversationId }): Promise<void> {
     await this.ready();
-    const summary = this.requireSession().store.markRead(args.conversationId);
+    const session = this.requireSession();
+    const summary = await this.storageGuard(() => session.store.markRead(args.conversationId));
     if (summary) this.emitEvent({ type: 'conversation', summary });
   }
 
   async openDirect(args: { userId: string }): Promise<ConversationSummary> {
     await this.ready();
-    return messaging.openDirect(this.requireSession(), args.userId);
+    return this.storageGuard(() => messaging.openDirect(this.requireSession(), args.userId));
   }
 
   async sendDirect(args: { to: string; text: string }): Promise<HistoryItem> {
     await this.ready();
-    return messaging.sendDirect(this.requireSession(), args.to, args.text);
+    const session = this.requireSession();
+    this.checkSendable();
+    return this.storageGuard(() => messaging.sendDirect(session, args.to, args.text));
   }
 
   async sendGroup(args: { group: string; text: string }): Promise<HistoryItem> {
     await this.ready();
-    return messaging.sendGroup(this.requireSession(), args.group, args.text);
+    const session = this.requireSession();
+    this.checkSendable();
+    return this.storageGuard(() => messaging.sendGroup(session, args.group, args.text));
   }
 
   async createGroup(args: { group: string; policy?: 'invite-only' | 'open' }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.createGroup(this.requireSession(), args.group, args.policy);
+    return this.storageGuard(() => messaging.createGroup(this.requireSession(), args.group, args.policy));
   }
 
   async joinGroup(args: { group: string }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.joinGroup(this.requireSession(), args.group);
+    return this.storageGuard(() => messaging.joinGroup(this.requireSession(), args.group));
   }
 
   async joinGroupWithLink(args: { link: string }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.joinGroupWithLink(this.requireSession(), args.link);
+    return this.storageGuard(() => messaging.joinGroupWithLink(this.requireSession(), args.link));
   }
 
   async inviteToGroup(args: { group: string; userId: string }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.inviteToGroup(this.requireSession(), args.group, args.userId);
+    return this.storageGuard(() => messaging.inviteToGroup(this.requireSession(), args.group, args.userId));
   }
 
   async acceptGroupInvitation(args: { group: string }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.acceptGroupInvitation(this.requireSession(), args.group);
+    return this.storageGuard(() => messaging.acceptGroupInvitation(this.requireSession(), args.group));
   }
 
   async declineGroupInvitation(args: { group: string }): Promise<void> {
     await this.ready();
-    await messaging.declineGroupInvitation(this.requireSession(), args.group);
+    await this.storageGuard(() => messaging.declineGroupInvitation(this.requireSession(), args.group));
   }
 
   async approveJoinRequest(args: { group: string; userId: string }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.approveJoinRequest(this.requireSession(), args.group, args.userId);
+    return this.storageGuard(() =>
+      messaging.approveJoinRequest(this.requireSession(), args.group, args.userId),
+    );
   }
 
   async removeFromGroup(args: { group: string; userId: string }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.removeFromGroup(this.requireSession(), args.group, args.userId);
+    return this.storageGuard(() => messaging.removeFromGroup(this.requireSession(), args.group, args.userId));
   }
 
   async setGroupRole(args: { group: string; userId: string; role: GroupRole }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.setGroupRole(this.requireSession(), args.group, args.userId, args.role);
+    return this.storageGuard(() =>
+      messaging.setGroupRole(this.requireSession(), args.group, args.userId, args.role),
+    );
   }
 
   async setGroupPolicy(args: { group: string; policy: GroupPolicy; approval?: boolean }): Promise<GroupInfo> {
     await this.ready();
-    return messaging.setGroupPolicy(this.requireSession(), args.group, args.policy, args.approval);
+    return this.storageGuard(() =>
+      messaging.setGroupPolicy(this.requireSession(), args.group, args.policy, args.approval),
+    );
   }
 
   async copyGroupLink(args: { group: string }): Promise<void> {
     await this.ready();
-    await messaging.copyGroupLink(this.requireSession(), args.group, this.deps.writeClipboard);
+    await this.storageGuard(() =>
+      messaging.copyGroupLink(this.requireSession(), args.group, this.deps.writeClipboard),
+    );
   }
 
   async leaveGroup(args: { group: string }): Promise<void> {
     await this.ready();
-    await messaging.leaveGroup(this.requireSession(), args.group);
+    await this.storageGuard(() => messaging.leaveGroup(this.requireSession(), args.group));
   }
 
   async deleteGroup(args: { group: string }): Promise<void> {
     await this.ready();
-    await messaging.deleteGroup(this.requireSession(), args.group);
+    await this.storageGuard(() => messaging.deleteGroup(this.requireSession(), args.group));
   }
 
   async getGroup(args: { group: string }): Promise<GroupInfo> {
@@ -637,6 +831,7 @@ export class MessengerService
       connection: this.session?.connection ?? 'offline',
       hostedRelay: this.hosted?.info ?? null,
       profileProblem: this.problem(),
+      ...(this.storageNow ? { storageProblem: this.storageNow } : {}),
       ...(this.discoveryProblem ? { discoveryProblem: this.discoveryProblem } : {}),
       ...(keyChange ? { relayKeyChange: keyChange } : {}),
       ...(fingerprint ? { relayFingerprint: fingerprint } : {}),
@@ -647,6 +842,13 @@ export class MessengerService
   private problem(): ProfileProblem | null {
     const e = this.profileError;
     if (!e) return null;
+    if (this.databaseProblem)
+      return {
+        kind: this.databaseProblem.kind,
+        message: e.message,
+        profileName: this.profileName!,
+        path: this.databaseProblem.file,
+      };
     const kind: ProfileProblem['kind'] =
       e.code === ServiceCode.KEYS_MISSING
         ? 'keys-missing'
@@ -665,6 +867,7 @@ export class MessengerService
   }
 
   private requireStore(): LocalStore {
+    if (!this.store && this.databaseProblem) throw this.profileError!;
     if (!this.store) throw new ServiceError(ServiceCode.NO_PROFILE, 'Create a profile first.');
     return this.store;
   }

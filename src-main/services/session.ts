@@ -23,6 +23,8 @@ export interface SessionOptions {
   clientOptions?: Partial<Pick<E2EEClientOptions, 'reconnectDelayMs' | 'requestTimeoutMs' | 'rotation'>>;
   connectTimeoutMs: number;
   sendWaitMs: number;
+  /** Told of every error that may be a storage fault; true if it is one (the service pauses). */
+  storageFault: (e: unknown) => boolean;
 }
 
 /** The runtime of an unlocked profile; `close()` disconnects, closes the database and wipes the keys. */
@@ -36,6 +38,8 @@ export class ProfileSession {
   /** The relay key change that stopped the last login, with the key presented, until resolved. */
   private keyChange: { readonly change: RelayKeyChange; readonly presentedKey: Uint8Array } | undefined;
   private fingerprint: string | null = null;
+  /** Delivery is paused (the database cannot be written): no connection until resumeDelivery(). */
+  private paused = false;
 
   constructor(
     readonly store: LocalStore,
@@ -105,11 +109,37 @@ export class ProfileSession {
       notify: () => undefined,
       setConnection: () => undefined,
       log: this.options.log,
+      storageFault: this.options.storageFault,
     };
+  }
+
+  /**
+   * The database cannot be written: the connection closes, so nothing more arrives that could not be
+   * stored. What the relay delivered and Sealed did not acknowledge stays there and comes again, in
+   * order, once delivery resumes; so do the messages waiting in the outbox.
+   */
+  pauseDelivery(): void {
+    if (this.paused || this.closed) return;
+    this.paused = true;
+    const client = this.clientNow;
+    if (!client) return;
+    this.setConnection('offline');
+    void client.close().catch(() => undefined);
+  }
+
+  /** The database can be written again: reconnects the relay in use (if any). */
+  resumeDelivery(): void {
+    if (!this.paused || this.closed) return;
+    this.paused = false;
+    const client = this.clientNow;
+    if (!client) return this.resume();
+    this.setConnection('connecting');
+    client.connect().catch((e: unknown) => this.onConnectFailed(client, e));
   }
 
   /** Reconnects the remembered relay in the background (at start), unless the user disconnected. */
   resume(): void {
+    if (this.paused) return;
     const url = this.store.getMeta('relayUrl');
     if (!url || this.store.getMeta('autoConnect') === '0') return;
     const client = this.useClient(url);
@@ -122,6 +152,11 @@ export class ProfileSession {
    * timeout it reports the relay unreachable while the client keeps trying in the background.
    */
   async connect(url: string): Promise<void> {
+    if (this.paused) {
+      // Remembered: the connection is made when delivery resumes.
+      this.useClient(url);
+      return;
+    }
     const client = this.useClient(url);
     // Already there (hosting again, or connecting twice to the same relay): nothing to wait for.
     if (client.connected) return this.setConnection('connected');
@@ -279,6 +314,7 @@ export class ProfileSession {
         this.setConnection(state, error);
       },
       log: this.options.log,
+      storageFault: this.options.storageFault,
     };
   }
 }

@@ -42,6 +42,11 @@ export interface AppStatus {
    */
   readonly profileProblem: ProfileProblem | null;
   /**
+   * The profile's database cannot be written now (full disk, read-only folder, damaged file, disk error):
+   * delivery and sending are paused until it can (see StorageProblem). Absent (or null) otherwise.
+   */
+  readonly storageProblem?: StorageProblem | null;
+  /**
    * The relay the app tried to log in to presented another key than the one it showed the first time
    * (issue 8): Sealed did not log in and sends nothing there until the user accepts the new key
    * (`acceptRelayKey`) or connects elsewhere. Absent (or null) otherwise.
@@ -68,9 +73,36 @@ export interface RelayKeyChange {
  * keys were found but do not open the profile's database.
  */
 export interface ProfileProblem {
-  readonly kind: 'keys-missing' | 'keychain-unavailable' | 'keys-unusable';
+  readonly kind:
+    | 'keys-missing'
+    | 'keychain-unavailable'
+    | 'keys-unusable'
+    /** The profile's database file is damaged (not a database, truncated, fails its integrity check). */
+    | 'database-damaged'
+    /** The profile's database could not be opened for writing: read-only folder, full disk, disk error. */
+    | 'database-unavailable';
   /** The plain sentence of what went wrong. */
   readonly message: string;
+  /** The database kinds: the profile's name on this computer (what `discardProfile` must name). */
+  readonly profileName?: string;
+  /** The database kinds: the database file, as the user finds it in their file manager. */
+  readonly path?: string;
+}
+
+/** Why the profile's database cannot be written now. */
+export type StorageProblemReason = 'full' | 'readOnly' | 'damaged' | 'io';
+
+/**
+ * The profile's database cannot be written (issue 11). Nothing is lost: Sealed stops acknowledging
+ * messages to the relay, which keeps them; sending is paused. Sealed checks again by itself and goes
+ * on once the cause is gone (or at once with `retryStorage`).
+ */
+export interface StorageProblem {
+  readonly reason: StorageProblemReason;
+  /** What is wrong and what happens to messages, as a sentence. */
+  readonly message: string;
+  /** The database file. */
+  readonly path: string;
 }
 
 export interface HostedRelay {
@@ -270,6 +302,13 @@ export interface MessengerApi {
    * history, so a new one can be created; `userId` must name it. Refused for any other profile.
    */
   discardProfile(args: { userId: string }): Promise<void>;
+  /**
+   * Checks the database again now ("Try again" on the storage banner): resolves once it can be written
+   * (delivery and sending resume), or fails with STORAGE_PROBLEM and the sentence of what is still wrong.
+   */
+  retryStorage(): Promise<void>;
+  /** Shows the profile's database file in the system's file manager (the desktop app only). */
+  openProfileFolder(): Promise<void>;
 
   /** Connects; for an address of a discovered relay, its other addresses are tried if it does not answer. */
   connect(args: { relayUrl: string }): Promise<void>;
@@ -359,6 +398,8 @@ export const API_METHODS = [
   'unlock',
   'reopenProfile',
   'discardProfile',
+  'retryStorage',
+  'openProfileFolder',
   'connect',
   'acceptRelayKey',
   'disconnect',

@@ -103,6 +103,16 @@ export class SqliteStore implements StateStore {
     };
   }
 
+  /**
+   * Checks that the file can be written (after a write failed: a full disk, a read-only folder): a row
+   * of `bytes` written and deleted again, each committed. Throws SQLite's error when it cannot.
+   */
+  probeWrite(bytes = 64 * 1024): void {
+    const key = `${this.namespace}probe/`;
+    this.putStmt.run(key, Buffer.alloc(bytes));
+    this.delStmt.run(key);
+  }
+
   close(): void {
     if (this.owned) this.db.close();
   }

@@ -10,7 +10,9 @@
  *
  * Screenshots: test-results/screenshots/browser/.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -18,6 +20,7 @@ import { WebSocket } from 'ws';
 
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
 import { isAppUrl } from '../../src-main/services/ipc.js';
+import type { MessengerServiceDeps } from '../../src-main/services/messenger-service.js';
 import { API_METHODS, type MessengerEvent } from '../../src-main/shared/messenger-api.js';
 import { connectClient, type Recorder } from '../e2e/helpers.js';
 import { startService, tempDir, testKeychain } from '../services/helpers.js';
@@ -43,6 +46,24 @@ const internalErrors: string[] = [];
 const cleanups: (() => void | Promise<void>)[] = [];
 /** Each profile's data directory; a profile without one gets a fresh directory when it starts. */
 const dataDirs = new Map<string, string>();
+/** Service options of a profile beyond the shell's (the storage steps check the disk often). */
+const extraDeps = new Map<string, Partial<MessengerServiceDeps>>();
+
+/** A tmpfs of `size` on a fresh directory (root only, as CI runs), or the reason it cannot be mounted. */
+function mountTmpfs(size: string): string | { refusal: string } {
+  if (process.getuid?.() !== 0) return { refusal: 'not root' };
+  const dir = mkdtempSync(join(tmpdir(), 'sealed-browser-tmpfs-'));
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir]);
+  if (r.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    return { refusal: `mount refused: ${String(r.stderr).trim()}` };
+  }
+  cleanups.push(() => {
+    spawnSync('umount', ['-l', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
 
 let relay: Relay;
 let bridge: BridgeServer;
@@ -144,7 +165,7 @@ beforeAll(async () => {
         dataDirs.set(profile, dataDir);
       }
       // As the shell builds it, minus LAN discovery (no mDNS from a test) and with quick reconnects.
-      return startService({ dataDir, secrets: keychain.secrets() });
+      return startService({ dataDir, secrets: keychain.secrets(), ...extraDeps.get(profile) });
     },
     // The shell accepts only its own app:// page; here, only pages of the test server.
     // (`web` is set below, before any page exists.)
@@ -534,6 +555,71 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
     await until(alice, `getComputedStyle(document.documentElement).backgroundColor === 'rgb(14, 19, 24)'`);
     await shot(alice, '06-dark-mode');
   });
+
+  it('shows a damaged database at start, with its file and the choices, and resets it', async () => {
+    const dir = tempDir('sealed-browser-');
+    cleanups.push(dir.cleanup);
+    dataDirs.set('dora', dir.dir);
+    const db = join(dir.dir, 'profiles', 'dora', 'sealed.db');
+    mkdirSync(join(dir.dir, 'profiles', 'dora'), { recursive: true });
+    writeFileSync(db, Buffer.alloc(64 * 1024, 0x5a)); // not a database: overwritten
+    const context = await newContext();
+    const dora = await open(context, 'dora');
+    const heading = dora.getByRole('heading', { name: 'Your profile’s database is damaged', level: 1 });
+    await heading.waitFor();
+    await until(dora, `document.activeElement?.matches('h1[data-screen-heading]') ?? false`);
+    await dora.getByText(db).waitFor();
+    await dora.getByRole('button', { name: 'Open the folder' }).waitFor();
+    await shot(dora, '10-database-damaged');
+    await dora.emulateMedia({ colorScheme: 'dark' });
+    await shot(dora, '10-database-damaged-dark');
+    await dora.emulateMedia({ colorScheme: 'light' });
+    // "Try again" says it is still damaged; resetting asks first, then deletes it.
+    await dora.getByRole('button', { name: 'Try again' }).click();
+    await dora.getByRole('alert').getByText('Sealed cannot read it').waitFor();
+    await dora.getByRole('button', { name: 'Reset this profile…' }).click();
+    await dora.getByRole('button', { name: 'Delete and start over' }).click();
+    await dora.getByLabel('Choose a user id').waitFor();
+    expect((await bridge.service('dora')!.getStatus()).profileProblem).toBeNull();
+    await closePage('dora');
+  });
+
+  const tmpfs = mountTmpfs('8m');
+  it.skipIf(typeof tmpfs !== 'string')(
+    'shows the storage banner while the disk is full, and goes on by itself once it has room',
+    async () => {
+      const dir = tmpfs as string;
+      dataDirs.set('erin', dir);
+      extraDeps.set('erin', { storageProbeMs: 100, storageMinFreeBytes: 256 * 1024 });
+      const erin = await open(await newContext(), 'erin');
+      await setUp(erin, 'erin');
+      await bridge.service('alice')!.sendDirect({ to: 'erin', text: 'Hello erin, here come the minutes.' });
+      await conversationButton(erin, 'dm:alice').click();
+      await log(erin, 'alice').getByText('Hello erin, here come the minutes.').waitFor();
+      const filler = join(dir, 'filler');
+      const { bavail, bsize } = statfsSync(dir);
+      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+      const texts = Array.from({ length: 12 }, (_, i) => `Part ${i + 1}: ${'lorem ipsum '.repeat(4000)}`);
+      for (const text of texts) await bridge.service('alice')!.sendDirect({ to: 'erin', text });
+      const banner = erin.getByRole('alert').filter({ hasText: 'Your disk is full' });
+      await banner.getByRole('button', { name: 'Try again' }).waitFor();
+      await erin.getByText('Sending is paused: Your disk is full.').waitFor();
+      await shot(erin, '11-storage-full');
+      await erin.emulateMedia({ colorScheme: 'dark' });
+      await shot(erin, '11-storage-full-dark');
+      await erin.emulateMedia({ colorScheme: 'light' });
+      rmSync(filler);
+      await until(erin, `document.querySelector('[data-storage-problem]') === null`);
+      await log(erin, 'alice').getByText('Part 12:', { exact: false }).waitFor();
+      expect(
+        await log(erin, 'alice')
+          .getByText(/^Part \d+:/)
+          .count(),
+      ).toBe(12);
+      await closePage('erin');
+    },
+    60_000,
+  );
 
   it(FINAL_CHECK, async () => {
     for (const label of [...pages.keys()]) await closePage(label);

@@ -43,7 +43,17 @@ export type Scenario =
   /** The keychain does not answer at start; "Try again" succeeds (as after unlocking it). */
   | 'keychain-locked'
   /** The first getStatus fails (the main process did not answer); the next one works. */
-  | 'start-fails';
+  | 'start-fails'
+  /** The disk is full: the storage banner, sending paused; "Try again" fails once, then works. */
+  | 'main-storage-full'
+  /** The profile's database is damaged at start: the screen with try again, the folder, reset. */
+  | 'database-damaged';
+
+/** What the service says while the disk is full (storage-fault.ts). */
+export const DISK_FULL =
+  'Your disk is full. Sealed cannot save new messages, so they stay on the relay until you free some space.';
+const DAMAGED_DB =
+  'Your profile’s database is damaged: Sealed cannot read it. Your messages on the relay wait there until the profile opens again.';
 
 /** What the service says when a firewall blocks mDNS on this computer. */
 export const NO_MULTICAST =
@@ -146,7 +156,8 @@ export function createFake(scenario: Scenario): FakeControl {
   const keyChangedBob = scenario === 'main-key-changed';
   const relayKeyChanged = scenario === 'main-relay-key-changed';
   const lookalike = scenario === 'main-lookalike';
-  const hasProfile = scenario !== 'first-run' && scenario !== 'first-run-no-keychain';
+  const hasProfile =
+    scenario !== 'first-run' && scenario !== 'first-run-no-keychain' && scenario !== 'database-damaged';
   const setup = scenario === 'relay-setup' || scenario === 'relay-setup-no-multicast';
   const noMulticast = scenario === 'relay-setup-no-multicast';
   let status: AppStatus = {
@@ -189,7 +200,22 @@ export function createFake(scenario: Scenario): FakeControl {
               kind: 'keychain-unavailable',
               message: 'The system keychain did not respond. Unlock it and try again.',
             }
-          : null,
+          : scenario === 'database-damaged'
+            ? {
+                kind: 'database-damaged',
+                message: DAMAGED_DB,
+                profileName: 'alice',
+                path: '/home/alice/.config/Sealed/profiles/alice/sealed.db',
+              }
+            : null,
+    storageProblem:
+      scenario === 'main-storage-full'
+        ? {
+            reason: 'full',
+            message: DISK_FULL,
+            path: '/home/alice/.config/Sealed/profiles/alice/sealed.db',
+          }
+        : null,
   };
   let settings: Settings = { notifications: 'sender', theme: 'system', relayPort: 8787 };
   const relays: DiscoveredRelay[] = noMulticast
@@ -631,17 +657,32 @@ export function createFake(scenario: Scenario): FakeControl {
       record('reopenProfile', undefined);
       const problem = status.profileProblem;
       if (problem?.kind === 'keys-missing') return fail('KEYS_MISSING', problem.message);
+      if (problem?.kind === 'database-damaged') return fail('DATABASE_DAMAGED', problem.message);
       status = { ...status, profileProblem: null, connection: 'connected' };
       emit({ type: 'status', status });
       return reply(status.profile!);
     },
     discardProfile(args) {
       record('discardProfile', args);
-      if (args.userId !== status.profile?.userId)
+      if (args.userId !== (status.profile?.userId ?? status.profileProblem?.profileName))
         return fail('INVALID_ARGUMENT', 'That is not the user id of the profile on this computer.');
       status = { ...status, profile: null, profileProblem: null, connection: 'offline' };
       emit({ type: 'status', status });
       return reply(undefined, 150);
+    },
+    retryStorage() {
+      record('retryStorage', undefined);
+      if (!status.storageProblem) return reply(undefined);
+      // The first try: the disk is still full.
+      if (calls.filter((c) => c.method === 'retryStorage').length === 1)
+        return fail('STORAGE_PROBLEM', status.storageProblem.message);
+      status = { ...status, storageProblem: null };
+      emit({ type: 'status', status });
+      return reply(undefined, 150);
+    },
+    openProfileFolder() {
+      record('openProfileFolder', undefined);
+      return reply(undefined);
     },
     acceptRelayKey(args) {
       record('acceptRelayKey', args);

@@ -18,7 +18,7 @@ import { CSP_LISTENER, bundleForPage, launchChromium, until as pollUntil } from 
 
 import { CONTENT_SECURITY_POLICY } from '../../src-main/security-policy.js';
 import { Auditor, focusState, tabWalk, type FocusState } from './a11y.js';
-import { CLIMBING_LINK, NO_MULTICAST, type Scenario } from './fake-messenger.js';
+import { CLIMBING_LINK, DISK_FULL, NO_MULTICAST, type Scenario } from './fake-messenger.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RENDERER = join(ROOT, 'out/renderer');
@@ -1236,6 +1236,80 @@ async function profileProblems(browser: Browser, url: string, bundle: string): P
   await failing.close();
 }
 
+/**
+ * Storage problems (issue 11): the banner while the disk is full (what is wrong, what to do, "Try
+ * again"; the composer disabled with the reason), and the start screen of a damaged database (try
+ * again, open the folder, reset after a confirmation that says what is lost); in both themes.
+ */
+async function storageProblems(browser: Browser, url: string, bundle: string): Promise<void> {
+  for (const scheme of ['light', 'dark'] as const) {
+    const prefix = scheme === 'dark' ? 'dark-' : '';
+    const { page, close } = await open(browser, url, bundle, 'main-storage-full', scheme);
+    const banner = page.getByRole('alert').filter({ hasText: 'Your disk is full' });
+    await banner.getByRole('heading', { name: 'Your disk is full' }).waitFor();
+    check(
+      (await banner.getByText(DISK_FULL).isVisible()) &&
+        (await banner.getByText('Free some space on the disk').isVisible()),
+      `${scheme}: the storage banner says what is wrong and what to do`,
+    );
+    await page.locator('nav button[data-id="dm:bob"]').click();
+    const field = page.locator('form.composer textarea');
+    await field.waitFor();
+    check(
+      (await field.isDisabled()) && (await page.getByText(`Sending is paused: ${DISK_FULL}`).isVisible()),
+      `${scheme}: the composer is disabled with the reason`,
+    );
+    await shot(page, `${prefix}storage-01-full`);
+    if (scheme === 'light') {
+      const retry = banner.getByRole('button', { name: 'Try again' });
+      await retry.click();
+      await banner.getByRole('status').getByText(DISK_FULL).waitFor();
+      check((await focused(page)) === 'Try again', 'storage: a failed "Try again" says so, focus stays');
+      await retry.click();
+      await until(page, `document.querySelector('[data-storage-problem]') === null`);
+      // The caret moves once the call has answered (just after the status event removed the banner).
+      await until(page, `document.activeElement?.tagName === 'TEXTAREA'`).catch(() => undefined);
+      check(
+        (await field.isEnabled()) &&
+          (await page.evaluate<boolean>(`document.activeElement?.tagName === 'TEXTAREA'`)),
+        'storage: once it can write, the banner goes and the caret is in the message field',
+      );
+    }
+    await close();
+
+    const damaged = await open(browser, url, bundle, 'database-damaged', scheme);
+    const { page: dpage } = damaged;
+    await dpage.getByRole('heading', { name: 'Your profile’s database is damaged', level: 1 }).waitFor();
+    check(
+      (await focused(dpage)) === 'Your profile’s database is damaged',
+      `${scheme}: damaged database: the screen heading takes focus`,
+    );
+    check(
+      (await dpage.getByText('/home/alice/.config/Sealed/profiles/alice/sealed.db').isVisible()) &&
+        (await dpage.getByRole('button', { name: 'Open the folder' }).isVisible()) &&
+        (await dpage.getByRole('button', { name: 'Try again' }).isVisible()),
+      `${scheme}: damaged database: the file, "Try again" and "Open the folder"`,
+    );
+    await shot(dpage, `${prefix}storage-02-database-damaged`);
+    if (scheme === 'light') {
+      await dpage.getByRole('button', { name: 'Open the folder' }).click();
+      await dpage.getByRole('button', { name: 'Reset this profile…' }).click();
+      check((await focused(dpage)) === 'Cancel', 'damaged database: reset asks first, focus on "Cancel"');
+      check(
+        await dpage
+          .getByText('Delete the profile alice and its messages and keys from this computer?')
+          .isVisible(),
+        'damaged database: the confirmation says what is lost',
+      );
+      await shot(dpage, 'storage-03-database-damaged-reset');
+      await dpage.getByRole('button', { name: 'Delete and start over' }).click();
+      await dpage.getByLabel('Choose a user id').waitFor();
+      check(true, 'damaged database: after the reset, the first-run screen');
+    }
+    await damaged.close();
+  }
+}
+
 /** Keyboard-only walks of the main flows (issue 10): focus visible at every stop, never on <body>. */
 async function keyboardWalks(browser: Browser, url: string, bundle: string): Promise<void> {
   // First run to the main screen, keyboard only.
@@ -1452,6 +1526,7 @@ export async function runScreenChecks(): Promise<string[]> {
     await relayKeyChange(browser, url, bundle);
     await lookalikeContact(browser, url, bundle);
     await profileProblems(browser, url, bundle);
+    await storageProblems(browser, url, bundle);
     await bigConversation(browser, url, bundle);
     await smallWindow(browser, url, bundle);
     await keyboardWalks(browser, url, bundle);

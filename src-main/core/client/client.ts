@@ -25,7 +25,14 @@ import type { RotationPolicy } from '../crypto/sender-keys.js';
 import { MAX_PLAINTEXT_BYTES } from '../crypto/constants.js';
 import { VerifyKey, importPublicKey } from '../crypto/primitives.js';
 import { equalBytes, utf8Encode } from '../encoding.js';
-import { CryptoError, ErrorCode, ProtocolError, RelayKeyChangedError, UsageError } from '../errors.js';
+import {
+  CryptoError,
+  E2EEError,
+  ErrorCode,
+  ProtocolError,
+  RelayKeyChangedError,
+  UsageError,
+} from '../errors.js';
 import {
   RELAY_NONCE_BYTES,
   challengeSignatureInput,
@@ -254,6 +261,8 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
   /** When the handling of delivered frames last took the event loop back (performance.now()). */
   private sliceStart = 0;
   private lock: Promise<unknown> = Promise.resolve();
+  /** A state operation failed: memory may be ahead of the store, read it again first (exclusive). */
+  private stale = false;
   private initialized: Promise<void> | undefined;
 
   constructor(options: E2EEClientOptions) {
@@ -681,20 +690,43 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
 
   private init(): Promise<void> {
     this.initialized ??= this.exclusive(async () => {
-      await this.sessions.loadKeys(this.keyStore);
-      await this.groups.load(this.stateStore);
-      await this.trust.load(this.stateStore);
-      await this.held.load(this.stateStore);
-      await this.inbox.load();
+      await this.loadState();
       await this.outbox.load();
+    }).catch((e: unknown) => {
+      this.initialized = undefined; // e.g. the store could not be read: the next call tries again
+      throw e;
     });
     return this.initialized;
   }
 
-  /** Runs `fn` after every earlier state operation (one writer at a time, in arrival order). */
+  /** Reads the protocol state from the store, replacing what is in memory. */
+  private async loadState(): Promise<void> {
+    await this.sessions.loadKeys(this.keyStore);
+    await this.groups.load(this.stateStore);
+    await this.trust.load(this.stateStore);
+    await this.held.load(this.stateStore);
+    await this.inbox.load();
+  }
+
+  /**
+   * Runs `fn` after every earlier state operation (one writer at a time, in arrival order). An
+   * operation that failed other than with one of our own errors (a write the store refused: a full
+   * disk, a read-only or damaged database) may have left the state in memory ahead of the stored
+   * state; it is read back from the store before the next operation, so memory never runs ahead of
+   * the disk (a message whose state was not stored decrypts again when the relay brings it again).
+   */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(fn, fn);
-    this.lock = run.catch(() => undefined);
+    const step = async (): Promise<T> => {
+      if (this.stale) {
+        await this.loadState();
+        this.stale = false;
+      }
+      return fn();
+    };
+    const run = this.lock.then(step, step);
+    this.lock = run.catch((e: unknown) => {
+      if (!(e instanceof E2EEError)) this.stale = true;
+    });
     return run;
   }
 
@@ -864,6 +896,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
 
   private async onReady(f: Extract<RelayFrame, { t: 'ready' }>): Promise<void> {
     this.relay.markAuthenticated();
+    this.inbox.resume(); // what an earlier connection left unacknowledged comes again now
     await this.syncGroups(f.groups);
     await this.checkContacts();
     // Held messages of a contact whose key change was decided before a crash let us handle them.

@@ -101,6 +101,7 @@ export class Groups {
 
   /** Loads every stored group. */
   async load(store: StateStore): Promise<void> {
+    this.groups.clear();
     for (const key of await store.keys(PREFIX)) {
       const name = key.slice(PREFIX.length);
       const bytes = await store.get(key);

@@ -40,6 +40,7 @@ export class HeldMessages {
 
   /** Loads every held message. */
   async load(store: StateStore): Promise<void> {
+    this.byContact.clear();
     for (const key of (await store.keys(PREFIX)).sort()) {
       const bytes = await store.get(key);
       if (!bytes) continue;

@@ -80,8 +80,16 @@ export class Inbox {
 
   constructor(private readonly c: InboxContext) {}
 
-  /** Loads the handled ids. */
+  /**
+   * After a failed write: nothing more is handled, nor acknowledged, on this connection. The relay
+   * keeps what was not acknowledged and delivers it again, in order, on the next connection (resume()).
+   */
+  private stalled = false;
+
+  /** Loads the handled ids (replacing what is in memory: again after a failed write). */
   async load(): Promise<void> {
+    this.seen.clear();
+    this.early.splice(0);
     // Stored under random ids: restore the dedup list oldest first.
     const seen: [string, number][] = [];
     for (const key of await this.c.store.keys('seen/')) {
@@ -91,8 +99,28 @@ export class Inbox {
     for (const [k, at] of seen.sort((a, b) => a[1] - b[1])) this.seen.set(k, at);
   }
 
-  /** Handles one delivered frame, then acknowledges it (unless it is held for its sender key). */
+  /** A new connection: the relay delivers again what was not acknowledged; handle it. */
+  resume(): void {
+    this.stalled = false;
+  }
+
+  /**
+   * Handles one delivered frame, then acknowledges it (unless it is held for its sender key). The
+   * acknowledgement follows the write of everything the message changed (its ratchet state, its seen
+   * id, and whatever the application stored in its event handlers): a write that fails (a full disk, a
+   * read-only or damaged database) throws before it, and stalls the inbox until the next connection.
+   */
   async deliver(f: DeliverFrame): Promise<void> {
+    if (this.stalled) return; // not acknowledged: it comes again on the next connection
+    try {
+      await this.handle(f);
+    } catch (e) {
+      if (!(e instanceof E2EEError)) this.stalled = true;
+      throw e;
+    }
+  }
+
+  private async handle(f: DeliverFrame): Promise<void> {
     try {
       if (f.kind === 'event' && f.event) await this.onGroupEvent(f.event);
       else if (f.kind === 'receipt' && f.from && f.id) {

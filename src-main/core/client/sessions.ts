@@ -51,7 +51,10 @@ export class Sessions {
     private readonly now: () => number,
   ) {}
 
-  /** Loads our identity and prekeys, making and storing them on first use. */
+  /**
+   * Loads our identity and prekeys, making and storing them on first use; again after a failed write,
+   * it forgets the session records in memory so that each is read back as stored.
+   */
   async loadKeys(keyStore: KeyStore): Promise<void> {
     const stored = await keyStore.get('identity');
     if (stored) {
@@ -60,6 +63,7 @@ export class Sessions {
       this.ownIdentity = Identity.generate();
       await keyStore.set('identity', this.ownIdentity.serialize());
     }
+    this.records.clear(); // read again from the store as needed
     const pk = await this.store.get('prekeys');
     this.prekeys = pk ? PreKeys.deserialize(pk) : PreKeys.create(this.ownIdentity, this.now());
     if (!pk) await this.store.write(new Map([['prekeys', this.prekeys.serialize()]]));

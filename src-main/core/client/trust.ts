@@ -56,8 +56,11 @@ export class ContactTrust {
     return this.opts.requireApprovalOnIdentityChange !== false;
   }
 
-  /** Loads pinned, pending and rejected identities. */
+  /** Loads pinned, pending and rejected identities (replacing what is in memory). */
   async load(store: StateStore): Promise<void> {
+    this.pinned.clear();
+    this.changed.clear();
+    this.rejected.clear();
     for (const key of await store.keys('contact/')) {
       const bytes = await store.get(key);
       if (bytes) this.pinned.set(key.slice(8), bytes);

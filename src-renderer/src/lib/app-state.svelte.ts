@@ -333,12 +333,28 @@ export class AppState {
     });
   }
 
-  /** Deletes the profile whose keys are lost, so a new one can be created (first run). */
+  /**
+   * Deletes the profile whose keys are lost (or whose database is damaged), so a new one can be created
+   * (first run).
+   */
   async discardProfile(): Promise<string | null> {
-    const userId = this.status?.profile?.userId;
+    const userId = this.status?.profile?.userId ?? this.status?.profileProblem?.profileName;
     if (!userId) return null;
     return this.#answer(async () => {
       await this.#api.discardProfile({ userId });
+      this.#setStatus(await this.#api.getStatus());
+    });
+  }
+
+  /** Shows the profile's database file in the file manager (the damaged-database screen). */
+  async openProfileFolder(): Promise<string | null> {
+    return this.#answer(() => this.#api.openProfileFolder());
+  }
+
+  /** "Try again" on the storage banner: the database is checked now (the service also checks by itself). */
+  async retryStorage(): Promise<string | null> {
+    return this.#answer(async () => {
+      await this.#api.retryStorage();
       this.#setStatus(await this.#api.getStatus());
     });
   }

@@ -30,6 +30,8 @@ interface SentMessage {
   readonly preview: string;
   /** Receipts that came before the relay's own acceptance was shown; printed right after it. */
   early: string[] | undefined;
+  /** Where it goes, while the relay (out of storage) has not taken it yet: said again once it has. */
+  kept?: string | undefined;
 }
 
 /** Ends the wait of commands still waiting for the relay when the chat quits: they do not run. */
@@ -543,6 +545,15 @@ export class ChatSession implements ChatActions {
     try {
       await send(id);
     } catch (e) {
+      if (e instanceof RelayError && e.relayCode === 'STORAGE_UNAVAILABLE') {
+        // The client keeps it and sends it again on the next connection; its 'sent' ack says so.
+        message.kept = where;
+        message.early = undefined;
+        this.info(
+          `#${message.n} ${where} is kept: the relay is out of storage. It goes out by itself once the relay has room again.`,
+        );
+        return;
+      }
       this.sent.delete(id);
       const reason = storageFaultReason(e);
       if (reason && this.storageFault(e))
@@ -700,8 +711,13 @@ export class ChatSession implements ChatActions {
       this.line('incoming', `${m.from} in ${m.group}: (a file of ${m.data.length} bytes)`),
     );
     c.on('ack', (a) => {
-      if (a.state !== 'delivered') return;
       const m = this.sent.get(a.id);
+      if (a.state === 'sent' && m?.kept !== undefined) {
+        this.line('outgoing', `#${m.n} ${m.kept}: ${m.preview}`);
+        m.kept = undefined;
+        return;
+      }
+      if (a.state !== 'delivered') return;
       const to = a.group ? `${a.to} in ${a.group}` : a.to;
       if (!m) {
         this.info(`A message sent before this session was delivered to ${to}.`);

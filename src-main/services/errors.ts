@@ -65,6 +65,8 @@ export const ServiceCode = {
   DATABASE_DAMAGED: 'DATABASE_DAMAGED',
   /** The request needs the desktop shell (e.g. opening a folder), which is not there. */
   SHELL_UNAVAILABLE: 'SHELL_UNAVAILABLE',
+  /** The relay cannot store anything now; the message stays queued and goes out once it can. */
+  RELAY_OUT_OF_STORAGE: 'RELAY_OUT_OF_STORAGE',
 } as const;
 export type ServiceCode = (typeof ServiceCode)[keyof typeof ServiceCode];
 
@@ -247,6 +249,11 @@ function fromRelay(relayCode: string, ctx: ErrorContext): ServiceError {
       );
     case 'QUOTA':
       return new ServiceError(ServiceCode.QUOTA, 'This relay’s limit for that was reached.');
+    case 'STORAGE_UNAVAILABLE':
+      return new ServiceError(
+        ServiceCode.RELAY_OUT_OF_STORAGE,
+        'The relay is out of storage. Your message is kept here and goes out by itself once the relay has room again.',
+      );
     default:
       return new ServiceError(ServiceCode.RELAY_REFUSED, 'The relay refused the request. Please try again.');
   }

@@ -115,8 +115,12 @@ async function sendItem(
   });
   const outcome = await Promise.race([result, waited]);
   clearTimeout(timer);
+  // A relay out of storage did not take the message, but the client keeps it and sends it again on
+  // the next connection: it stays 'sending' until that ack (an itemStatus event), and the user is told.
+  const kept = (r: Awaited<typeof result>): boolean =>
+    !r.ok && r.error.code === ServiceCode.RELAY_OUT_OF_STORAGE;
   const settle = (r: Awaited<typeof result>): void => {
-    if (s.store.unlocked) recordStatus(ctx, conversationId, item.id, r.ok ? 'sent' : 'failed');
+    if (s.store.unlocked && !kept(r)) recordStatus(ctx, conversationId, item.id, r.ok ? 'sent' : 'failed');
   };
   if (outcome === 'pending') {
     void result.then((r) => {
@@ -131,6 +135,10 @@ async function sendItem(
     return item;
   }
   settle(outcome);
+  if (kept(outcome)) {
+    ctx.emit({ type: 'error', message: (outcome as { error: Error }).error.message });
+    return item;
+  }
   if (!outcome.ok) throw outcome.error;
   return s.store.getItem(conversationId, item.id) ?? item;
 }

@@ -70,3 +70,27 @@ describe.skipIf(refusal !== null)('npm run chat on a full disk', () => {
     },
   );
 });
+
+describe.skipIf(refusal !== null)('npm run chat with a relay out of storage', () => {
+  it('says the message is kept, and shows it sent once the relay has room', { timeout: 60_000 }, async () => {
+    const relayDir = path.join(mountDir, 'relay');
+    const url = (await fx.relay({ dataDir: relayDir, storageProbeIntervalMs: 100 })).url;
+    const bob = await fx.connected(url, 'bob');
+    const alice = await fx.connected(url, 'alice');
+    alice.type('/dm bob hello');
+    await bob.waitFor('< alice: hello');
+
+    const filler = path.join(mountDir, 'filler-relay');
+    const { bavail, bsize } = statfsSync(mountDir);
+    execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+    const a = alice.mark;
+    alice.type('/dm bob while the relay is full');
+    await alice.waitFor(
+      '* #2 to bob is kept: the relay is out of storage. It goes out by itself once the relay has room again.',
+      { from: a },
+    );
+    rmSync(filler);
+    await alice.waitFor('> #2 to bob: while the relay is full', { from: a, timeoutMs: 20_000 });
+    await bob.waitFor('< alice: while the relay is full', { timeoutMs: 20_000 });
+  });
+});

@@ -12,7 +12,9 @@ export class CliFixture {
   private readonly relays: Relay[] = [];
 
   /** Starts an in-memory relay (or one on `dataDir`) on 127.0.0.1, port 0 unless given. */
-  async relay(options: { port?: number; dataDir?: string } = {}): Promise<Relay> {
+  async relay(
+    options: { port?: number; dataDir?: string; storageProbeIntervalMs?: number } = {},
+  ): Promise<Relay> {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, ...options });
     this.relays.push(relay);
     return relay;

@@ -49,8 +49,8 @@ function rawFiles(dir: string): string {
 }
 
 describe('LocalStore history', () => {
-  it('pages through 10,000 messages, newest last, quickly', () => {
-    const { store } = open();
+  it('pages through 10,000 messages, newest last, with an index range scan per page', () => {
+    const { store, file } = open();
     const items: HistoryItem[] = [];
     // Groups of equal timestamps check that ties keep insertion order; another conversation interleaves.
     for (let n = 0; n < 10_000; n++) items.push(msg('dm:bob', n, 1_700_000_000_000 + Math.floor(n / 3)));
@@ -66,18 +66,40 @@ describe('LocalStore history', () => {
     const seen: string[] = [];
     let before: string | undefined;
     let pages = 0;
-    let slowest = 0;
     do {
-      const t0 = performance.now();
       const page = store.getHistory('dm:bob', before, 200);
-      slowest = Math.max(slowest, performance.now() - t0);
       seen.unshift(...page.items.map((i) => i.id));
       before = page.nextBefore ?? undefined;
       pages++;
     } while (before);
     expect(pages).toBe(50);
     expect(seen).toEqual(Array.from({ length: 10_000 }, (_, n) => `m${n}`));
-    expect(slowest).toBeLessThan(100); // an index range scan, as fast deep in history as at the end
+    // As fast deep in history as at the end: both page queries are a range scan of the conversation's
+    // index in its order (no table scan, no sort), so a page costs its rows, not the history's size.
+    // (Speed itself is for benchmarks; what makes it is checked here.)
+    const plans = (sql: string, ...args: unknown[]): string[] => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map(
+          (r) => r.detail,
+        );
+      } finally {
+        db.close();
+      }
+    };
+    for (const plan of [
+      plans('SELECT * FROM items WHERE conversation = ? ORDER BY at DESC, seq DESC LIMIT ?', 'dm:bob', 200),
+      plans(
+        'SELECT * FROM items WHERE conversation = ? AND (at, seq) < (?, ?) ORDER BY at DESC, seq DESC LIMIT ?',
+        'dm:bob',
+        1_700_000_001_000,
+        5_000,
+        200,
+      ),
+    ]) {
+      expect(plan.join('; ')).toMatch(/^SEARCH items USING (COVERING )?INDEX \w+ \(conversation=\?/);
+      expect(plan.join('; ')).not.toMatch(/TEMP B-TREE|SCAN items/);
+    }
 
     expect(store.getHistory('dm:bob', undefined, 10_000).items).toHaveLength(200); // capped
     expect(store.getHistory('dm:carol').items.every((i) => i.conversationId === 'dm:carol')).toBe(true);

@@ -167,6 +167,67 @@ describe.skipIf(refusal !== null).sequential('the app on a full disk', () => {
   );
 });
 
+describe.skipIf(refusal !== null)('a relay out of storage', () => {
+  it(
+    'keeps the message as sending with the relay’s sentence; it goes out by itself once the relay has room',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const mounted = mountTmpfs('4m');
+      if ('refusal' in mounted) throw new Error(mounted.refusal);
+      const relay = await startRelay({
+        port: 0,
+        dataDir: path.join(mounted.dir, 'relay'),
+        storageProbeIntervalMs: 100,
+      });
+      const dirs = [tempDir(), tempDir()];
+      for (const d of dirs) cleanups.push(d.cleanup);
+      const alice = await startService({ dataDir: dirs[0]!.dir, secrets: keychain.secrets() });
+      const bob = await startService({ dataDir: dirs[1]!.dir, secrets: keychain.secrets() });
+      try {
+        const aliceEvents = new Events(alice);
+        const bobEvents = new Events(bob);
+        await alice.createProfile({ userId: 'alice' });
+        await bob.createProfile({ userId: 'bob' });
+        await alice.connect({ relayUrl: relay.url });
+        await bob.connect({ relayUrl: relay.url });
+        await aliceEvents.wait(isConnected);
+        await bobEvents.wait(isConnected);
+        await alice.sendDirect({ to: 'bob', text: 'before' });
+        await bobEvents.item('dm:alice', 'before');
+
+        const filler = fill(mounted.dir);
+        const kept = await alice.sendDirect({ to: 'bob', text: 'kept while the relay is full' });
+        expect(kept.status).toBe('sending');
+        await aliceEvents.wait(
+          (e) =>
+            e.type === 'error' &&
+            e.message ===
+              'The relay is out of storage. Your message is kept here and goes out by itself once the relay has room again.',
+        );
+        const during = await alice.getHistory({ conversationId: 'dm:bob', limit: 10 });
+        expect(during.items.find((i) => i.id === kept.id)?.status).toBe('sending');
+
+        rmSync(filler);
+        await bobEvents.item('dm:alice', 'kept while the relay is full', 20_000);
+        await until(async () => {
+          const h = await alice.getHistory({ conversationId: 'dm:bob', limit: 10 });
+          return ['sent', 'delivered'].includes(h.items.find((i) => i.id === kept.id)?.status ?? '');
+        });
+        const got = (await bob.getHistory({ conversationId: 'dm:alice', limit: 10 })).items
+          .filter((i) => i.kind === 'message')
+          .map((i) => i.text);
+        expect(got).toEqual(['before', 'kept while the relay is full']);
+      } finally {
+        await alice.close();
+        await bob.close();
+        await relay.close();
+      }
+    },
+  );
+});
+
 describe.skipIf(refusal !== null)('a read-only profile folder at start', () => {
   it('is a profile problem that says so; Try again opens it once the folder is writable', async () => {
     const mounted = mountTmpfs('8m');

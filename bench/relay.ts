@@ -595,9 +595,9 @@ async function routingStream(server: Server): Promise<Stream> {
  * The fan-out group, built as clients build it (docs/PROTOCOL.md "Group membership"): the sender
  * creates an open group with a signed GENESIS, then every other member appends its own signed JOIN,
  * one after another (each entry names the head before it), each `groupAppend` answered before the
- * next. Our relay verifies every entry and tells everyone on the roster of it with a durable
- * `groupEntry` event (4,950 of them for 99 joins); setup waits until every member has the last one,
- * all of them answered with `received`. The bare reference takes the same frames as plain set
+ * next. Our relay verifies every entry, sends it to the joiner as a durable `groupEntry` event and a
+ * `groupHead` notice to everyone else on the roster; setup waits until every member has the last epoch's
+ * entry or head, all of them answered with `received`. The bare reference takes the same frames as plain set
  * insertions and tells nobody.
  */
 async function buildGroup(
@@ -612,7 +612,12 @@ async function buildGroup(
       ? members.map(({ client }) =>
           client.next((f) => {
             const e = f.t === 'deliver' ? (f.event as Json | undefined) : undefined;
-            return e?.type === 'groupEntry' && e.group === group && e.epoch === lastEpoch;
+            // The joiner gets its entry; everyone else on the roster a notice of the new head.
+            return (
+              (e?.type === 'groupEntry' || e?.type === 'groupHead') &&
+              e.group === group &&
+              e.epoch === lastEpoch
+            );
           }),
         )
       : [];

@@ -1253,7 +1253,7 @@ async function storageProblems(browser: Browser, url: string, bundle: string): P
     const prefix = scheme === 'dark' ? 'dark-' : '';
     const { page, close } = await open(browser, url, bundle, 'main-storage-full', scheme);
     const banner = page.getByRole('alert').filter({ hasText: 'Your disk is full' });
-    await banner.getByRole('heading', { name: 'Your disk is full' }).waitFor();
+    await banner.getByRole('heading', { name: 'Messages are paused: no room to save them' }).waitFor();
     check(
       (await banner.getByText(DISK_FULL).isVisible()) &&
         (await banner.getByText('Free some space on the disk').isVisible()),

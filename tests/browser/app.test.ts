@@ -565,7 +565,7 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
     writeFileSync(db, Buffer.alloc(64 * 1024, 0x5a)); // not a database: overwritten
     const context = await newContext();
     const dora = await open(context, 'dora');
-    const heading = dora.getByRole('heading', { name: 'Your profile’s database is damaged', level: 1 });
+    const heading = dora.getByRole('heading', { name: 'This profile cannot be opened', level: 1 });
     await heading.waitFor();
     await until(dora, `document.activeElement?.matches('h1[data-screen-heading]') ?? false`);
     await dora.getByText(db).waitFor();

@@ -1286,9 +1286,9 @@ async function storageProblems(browser: Browser, url: string, bundle: string): P
 
     const damaged = await open(browser, url, bundle, 'database-damaged', scheme);
     const { page: dpage } = damaged;
-    await dpage.getByRole('heading', { name: 'Your profile’s database is damaged', level: 1 }).waitFor();
+    await dpage.getByRole('heading', { name: 'This profile cannot be opened', level: 1 }).waitFor();
     check(
-      (await focused(dpage)) === 'Your profile’s database is damaged',
+      (await focused(dpage)) === 'This profile cannot be opened',
       `${scheme}: damaged database: the screen heading takes focus`,
     );
     check(

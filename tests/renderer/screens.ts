@@ -593,7 +593,7 @@ function callsOf(page: Page, method: string): Promise<unknown[]> {
 /** The safety number groups the key-change banner shows. */
 function bannerNumber(page: Page): Promise<string> {
   return page.evaluate<string>(
-    `[...document.querySelectorAll('.banner .digits [aria-hidden="true"]')].map((g) => g.textContent).join('')`,
+    `[...document.querySelectorAll('.warn-banner .digits [aria-hidden="true"]')].map((g) => g.textContent).join('')`,
   );
 }
 

@@ -10,8 +10,8 @@
  *
  * Screenshots: test-results/screenshots/browser/.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
@@ -36,6 +36,7 @@ import {
   serveRenderer,
   until,
 } from './harness.js';
+import { fillDisk } from '../fill-disk.js';
 
 const SHOTS = join(ROOT, 'test-results/screenshots/browser');
 const MAIN_HEADING = 'Your messages stay between you and them';
@@ -596,9 +597,7 @@ describe('Sealed in a browser, over the test bridge, with a real service and rel
       await bridge.service('alice')!.sendDirect({ to: 'erin', text: 'Hello erin, here come the minutes.' });
       await conversationButton(erin, 'dm:alice').click();
       await log(erin, 'alice').getByText('Hello erin, here come the minutes.').waitFor();
-      const filler = join(dir, 'filler');
-      const { bavail, bsize } = statfsSync(dir);
-      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+      const filler = fillDisk(dir);
       const texts = Array.from({ length: 12 }, (_, i) => `Part ${i + 1}: ${'lorem ipsum '.repeat(4000)}`);
       for (const text of texts) await bridge.service('alice')!.sendDirect({ to: 'erin', text });
       const banner = erin.getByRole('alert').filter({ hasText: 'Your disk is full' });

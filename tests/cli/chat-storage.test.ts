@@ -4,11 +4,12 @@
  * terminal says what is wrong in the app's words, refuses to send with the same sentence, and once the
  * space is back prints every message (none lost) and sends again.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, it } from 'vitest';
+import { fillDisk } from '../fill-disk.js';
 import { CliFixture } from './helpers.js';
 
 const FULL =
@@ -41,9 +42,7 @@ describe.skipIf(refusal !== null)('npm run chat on a full disk', () => {
       alice.type('/dm bob before');
       await bob.waitFor('< alice: before');
 
-      const filler = path.join(mountDir, 'filler');
-      const { bavail, bsize } = statfsSync(mountDir);
-      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+      const filler = fillDisk(mountDir);
       const b = bob.mark;
       const texts = Array.from(
         { length: 20 },
@@ -80,9 +79,7 @@ describe.skipIf(refusal !== null)('npm run chat with a relay out of storage', ()
     alice.type('/dm bob hello');
     await bob.waitFor('< alice: hello');
 
-    const filler = path.join(mountDir, 'filler-relay');
-    const { bavail, bsize } = statfsSync(mountDir);
-    execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+    const filler = fillDisk(mountDir, 'filler-relay');
     const a = alice.mark;
     alice.type('/dm bob while the relay is full');
     await alice.waitFor(

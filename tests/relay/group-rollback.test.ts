@@ -5,13 +5,14 @@
  * root for a small tmpfs (CI runs as root); elsewhere the suite says why it is skipped.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Identity } from '../../src-main/core/crypto/identity.js';
 import { EntryType } from '../../src-main/core/crypto/membership.js';
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
+import { fillDisk } from '../fill-disk.js';
 import { RawClient, TestGroup } from './raw-client.js';
 
 const root = process.getuid?.() === 0;
@@ -31,24 +32,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Fills the file system holding `file` to the last byte. */
-function fill(file: string): void {
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(64 * 1024);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch {
-    // ENOSPC: full; then the last few bytes
-    try {
-      for (;;) writeSync(fd, chunk, 0, 512);
-    } catch {
-      /* full */
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
 describe.skipIf(!root)('a group entry whose commit fails', () => {
   it('is refused and leaves the group as the database has it; the same change is accepted once there is room', async () => {
     const data = join(dir, 'relay');
@@ -65,8 +48,7 @@ describe.skipIf(!root)('a group entry whose commit fails', () => {
       identity: bob.identity.publicIdentity,
     });
 
-    const filler = join(dir, 'filler');
-    fill(filler);
+    const filler = fillDisk(dir);
     const refused = await g.append(a, invite);
     expect(refused).toMatchObject({ t: 'error', code: 'STORAGE_UNAVAILABLE' });
     // Still at the genesis, for alice and for anyone who reads the log.

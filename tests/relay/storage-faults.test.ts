@@ -22,6 +22,7 @@ import { E2EEClient } from '../../src-main/core/index.js';
 import { Identity } from '../../src-main/core/crypto/identity.js';
 import { StorageStartError, startRelay, type LogRecord, type Relay } from '../../src-main/relay/index.js';
 import { SqliteDeliveryQueue } from '../../src-main/relay/queue/sqlite.js';
+import { fillDisk } from '../fill-disk.js';
 import { get, relayHttpUrl, scrape } from './http-get.js';
 import { RawClient, body, msgId } from './raw-client.js';
 
@@ -101,17 +102,6 @@ async function until(test: () => boolean | Promise<boolean>, ms: number, what: s
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-/** Fills the file system of `dir` with a file until it has no room left. */
-function fill(dir: string): string {
-  const file = join(dir, 'filler');
-  try {
-    execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=64k'], { stdio: 'pipe' });
-  } catch {
-    // dd stops with "No space left on device": that is the point
-  }
-  return file;
 }
 
 describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', () => {
@@ -210,7 +200,7 @@ describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', 
     const mnt = mountTmpfs('4m');
     const relay = await start(join(mnt, 'data'));
     await (await RawClient.connect(relay.url, 'alice')).close();
-    const filler = fill(mnt);
+    const filler = fillDisk(mnt);
 
     const dave = Identity.generate();
     const first = await RawClient.open(relay.url);

@@ -15,7 +15,6 @@ import {
   mkdtempSync,
   openSync,
   rmSync,
-  statfsSync,
   truncateSync,
   writeSync,
   closeSync,
@@ -25,6 +24,7 @@ import path from 'node:path';
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
 import type { AppStatus, HistoryItem, MessengerEvent } from '../../src-main/shared/messenger-api.js';
 import type { MessengerService } from '../../src-main/services/messenger-service.js';
+import { fillDisk } from '../fill-disk.js';
 import { Events, startService, tempDir, testKeychain, until } from './helpers.js';
 
 const FULL =
@@ -65,14 +65,6 @@ const statusWith =
   (pred: (s: AppStatus) => boolean) =>
   (e: MessengerEvent): boolean =>
     e.type === 'status' && pred(e.status);
-
-/** Fills the filesystem of `dir` with one file; returns its path. */
-function fill(dir: string): string {
-  const filler = path.join(dir, 'filler');
-  const { bavail, bsize } = statfsSync(dir);
-  execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
-  return filler;
-}
 
 describe.skipIf(refusal !== null).sequential('the app on a full disk', () => {
   let relay: Relay;
@@ -118,7 +110,7 @@ describe.skipIf(refusal !== null).sequential('the app on a full disk', () => {
       await bobEvents.item('dm:alice', 'before');
 
       // The disk fills up; alice sends 20 messages of 40 KB: bob cannot store them all.
-      const filler = fill(mounted.dir);
+      const filler = fillDisk(mounted.dir);
       const texts = Array.from(
         { length: 20 },
         (_, i) => `${String(i).padStart(2, '0')} ${'x'.repeat(40_000)}`,
@@ -197,7 +189,7 @@ describe.skipIf(refusal !== null)('a relay out of storage', () => {
         await alice.sendDirect({ to: 'bob', text: 'before' });
         await bobEvents.item('dm:alice', 'before');
 
-        const filler = fill(mounted.dir);
+        const filler = fillDisk(mounted.dir);
         const kept = await alice.sendDirect({ to: 'bob', text: 'kept while the relay is full' });
         expect(kept.status).toBe('sending');
         await aliceEvents.wait(

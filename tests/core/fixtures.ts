@@ -9,9 +9,9 @@ import { E2EEError, ErrorCode } from '../../src-main/core/errors.js';
 import {
   CHAIN_MESSAGE_KEY,
   CHAIN_NEXT_KEY,
+  GROUP_MESSAGE_VERSION,
   Label,
   MessageType,
-  PROTOCOL_VERSION,
 } from '../../src-main/core/crypto/constants.js';
 import { Identity, encodePublicIdentity } from '../../src-main/core/crypto/identity.js';
 import { aesGcmEncrypt, hmacSha256, type SigningKeyPair } from '../../src-main/core/crypto/primitives.js';
@@ -144,20 +144,20 @@ export function craftGroupMessage(m: {
   chainKey: Uint8Array;
   signer: SigningKeyPair;
   plaintext: Uint8Array;
+  /** The version byte; anything but GROUP_MESSAGE_VERSION is an old or unknown format. */
+  version?: number;
 }): Uint8Array {
   const header = new Writer()
-    .u8(PROTOCOL_VERSION)
+    .u8(m.version ?? GROUP_MESSAGE_VERSION)
     .u8(MessageType.GROUP)
     .str(m.groupId)
     .str(m.senderId)
     .u32(m.keyId)
     .u32(m.counter)
     .finish();
+  // docs/PROTOCOL.md "Group messages": the message key is the AES key; zero nonce, no associated data.
   const mk = hmacSha256(m.chainKey, CHAIN_MESSAGE_KEY);
-  // docs/PROTOCOL.md: key = HMAC(mk, label || 0x01 || header), nonce = HMAC(mk, label || 0x02 || header)[0..12)
-  const key = hmacSha256(mk, Label.GROUP_KEYS, new Uint8Array([1]), header);
-  const nonce = hmacSha256(mk, Label.GROUP_KEYS, new Uint8Array([2]), header).subarray(0, 12);
-  const sealed = aesGcmEncrypt(key, nonce, m.plaintext, header);
+  const sealed = aesGcmEncrypt(mk, new Uint8Array(12), m.plaintext, new Uint8Array(0));
   const signed = new Writer().fixed(header).bytes(sealed).finish();
   return concatBytes(signed, m.signer.sign(concatBytes(Label.GROUP_SIGNATURE, signed)));
 }

@@ -1,16 +1,25 @@
 /**
  * Sender keys seen by group members: the transition window after a rotation, re-sent distributions
  * (which must never rewind a chain), the skipped-key and forward-jump bounds, rotation rules and the
- * checks on distribution messages.
+ * checks on distribution messages, and the message format as documented.
  */
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src-main/core/errors.js';
+import { Reader, concatBytes } from '../../src-main/core/encoding.js';
 import {
+  CHAIN_MESSAGE_KEY,
   DEFAULT_TRANSITION_WINDOW_MS,
+  Label,
   MAX_FORWARD_JUMP,
   MAX_SKIPPED_KEYS,
 } from '../../src-main/core/crypto/constants.js';
-import { SigningKeyPair, randomBytes } from '../../src-main/core/crypto/primitives.js';
+import {
+  SigningKeyPair,
+  VerifyKey,
+  aesGcmDecrypt,
+  hmacSha256,
+  randomBytes,
+} from '../../src-main/core/crypto/primitives.js';
 import {
   GroupSession,
   decodeSenderKeyDistribution,
@@ -315,5 +324,72 @@ describe('distribution messages are checked', () => {
     );
     bob.processDistribution('alice', skdm, 0);
     expect(bob.decrypt(msg, 0).plaintext).toEqual(text('secret'));
+  });
+});
+
+describe('group message format (docs/PROTOCOL.md "Group messages")', () => {
+  it('a message opens with the documented layout and formula alone: MK is the AES key, zero nonce, no AAD', () => {
+    const { alice, bob } = trio();
+    const skdm = alice.rotate(0);
+    bob.processDistribution('alice', skdm, 0);
+    const { keyId, chainKey } = decodeSenderKeyDistribution(skdm);
+    alice.encrypt(text('first'));
+    const wire = alice.encrypt(text('second'));
+    // Parsed by hand: u8 2 | u8 3 | str groupId | str senderId | u32 keyId | u32 counter | bytes sealed | sig.
+    const r = new Reader(wire);
+    expect([r.u8(), r.u8(), r.str(), r.str(), r.u32(), r.u32()]).toEqual([2, 3, G, 'alice', keyId, 1]);
+    const sealed = r.bytes(1 << 20);
+    const signed = wire.subarray(0, r.offset);
+    const signature = r.fixed(64);
+    r.end();
+    const mk = hmacSha256(advanceChainKey(chainKey, 1), CHAIN_MESSAGE_KEY);
+    expect(aesGcmDecrypt(mk, new Uint8Array(12), sealed, new Uint8Array(0))).toEqual(text('second'));
+    expect(
+      new VerifyKey(decodeSenderKeyDistribution(skdm).signingKey).verify(
+        concatBytes(Label.GROUP_SIGNATURE, signed),
+        signature,
+      ),
+    ).toBe(true);
+    // The same plaintext twice: two message keys, two unrelated ciphertexts (a fixed nonce never repeats a key).
+    const a = alice.encrypt(text('same'));
+    const b = alice.encrypt(text('same'));
+    expect(a.subarray(-64 - 20, -64)).not.toEqual(b.subarray(-64 - 20, -64));
+  });
+
+  it('a message in the version-1 format, signed by its real sender, is BAD_VERSION and changes nothing', () => {
+    // Dave runs an old client; Carol has his sender key. Whatever an old message carries, it is refused
+    // by its first byte, before signature or decryption, and his current messages still read in order.
+    const carol = new GroupSession(G, 'carol');
+    const dave = SigningKeyPair.generate();
+    const chainKey = randomBytes(32);
+    carol.processDistribution(
+      'dave',
+      encodeSenderKeyDistribution({
+        groupId: G,
+        senderId: 'dave',
+        keyId: 9,
+        counter: 0,
+        chainKey,
+        signingKey: dave.publicKey,
+      }),
+      0,
+    );
+    const message = (version: number | undefined, plaintext: Uint8Array): Uint8Array =>
+      craftGroupMessage({
+        groupId: G,
+        senderId: 'dave',
+        keyId: 9,
+        counter: 0,
+        chainKey,
+        signer: dave,
+        plaintext,
+        version,
+      });
+    expectE2EE(() => carol.decrypt(message(1, text('old client')), 0), ErrorCode.BAD_VERSION);
+    expectE2EE(() => carol.decrypt(message(3, text('from the future')), 0), ErrorCode.BAD_VERSION);
+    expect(carol.decrypt(message(undefined, text('current')), 0)).toMatchObject({
+      counter: 0,
+      plaintext: text('current'),
+    });
   });
 });

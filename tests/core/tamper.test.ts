@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Writer } from '../../src-main/core/encoding.js';
 import { ErrorCode } from '../../src-main/core/errors.js';
-import { MessageType, PROTOCOL_VERSION } from '../../src-main/core/crypto/constants.js';
+import { MessageType } from '../../src-main/core/crypto/constants.js';
 import { SigningKeyPair, randomBytes } from '../../src-main/core/crypto/primitives.js';
 import { SessionRecord, parseDirectMessage } from '../../src-main/core/crypto/ratchet.js';
 import {
@@ -193,9 +193,10 @@ describe('messages on the wrong path', () => {
       () => ba.decrypt(bob.identity, bob.prekeys, retype(prekey, MessageType.DIRECT)),
       ErrorCode.UNKNOWN_SESSION,
     );
+    // Direct and group messages carry different version bytes (1 and 2): a retyped one no longer matches.
     expectE2EE(
       () => ba.decrypt(bob.identity, bob.prekeys, retype(prekey, MessageType.GROUP)),
-      ErrorCode.WRONG_TYPE,
+      ErrorCode.BAD_VERSION,
     );
     receive(ba, bob, prekey, text('p'));
     receive(ab, alice, ba.encrypt(text('r')), text('r'));
@@ -206,15 +207,21 @@ describe('messages on the wrong path', () => {
     expectE2EE(() => gb.decrypt(retype(directWire, MessageType.GROUP), 0));
     expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, retype(group, MessageType.DIRECT)));
     expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, retype(group, MessageType.PREKEY)));
-    expectE2EE(() => gb.decrypt(retype(group, MessageType.DIRECT), 0), ErrorCode.WRONG_TYPE);
+    expectE2EE(() => gb.decrypt(retype(group, MessageType.DIRECT), 0), ErrorCode.BAD_VERSION);
     for (const t of [0, 4, 0x7f, 0xff]) {
       expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, retype(directWire, t)), ErrorCode.MALFORMED);
       expectE2EE(() => gb.decrypt(retype(group, t), 0), ErrorCode.MALFORMED);
     }
-    const reversion = (w: Uint8Array): Uint8Array =>
-      Uint8Array.from(w, (b, i) => (i === 0 ? PROTOCOL_VERSION + 1 : b));
-    expectE2EE(() => ba.decrypt(bob.identity, bob.prekeys, reversion(directWire)), ErrorCode.BAD_VERSION);
-    expectE2EE(() => gb.decrypt(reversion(group), 0), ErrorCode.BAD_VERSION);
+    const reversion = (w: Uint8Array, v: number): Uint8Array =>
+      Uint8Array.from(w, (b, i) => (i === 0 ? v : b));
+    expect([directWire[0], group[0]]).toEqual([1, 2]);
+    for (const v of [0, 2, 3, 0xff])
+      expectE2EE(
+        () => ba.decrypt(bob.identity, bob.prekeys, reversion(directWire, v)),
+        ErrorCode.BAD_VERSION,
+      );
+    for (const v of [0, 1, 3, 0xff])
+      expectE2EE(() => gb.decrypt(reversion(group, v), 0), ErrorCode.BAD_VERSION);
     receive(ba, bob, directWire, text('d'));
     expect(gb.decrypt(group, 0).plaintext).toEqual(text('g'));
   });

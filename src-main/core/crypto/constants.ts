@@ -4,8 +4,14 @@
  */
 import { utf8Encode } from '../encoding.js';
 
-/** Version byte at the start of every encrypted message and serialised state. */
+/** Version byte at the start of every direct message, distribution message and serialised state. */
 export const PROTOCOL_VERSION = 1;
+/**
+ * Version byte of group messages. 2: the one-time message key is the AES-256-GCM key itself, with a
+ * zero nonce and no associated data; the signature over the whole message authenticates the header
+ * (version 1 derived a key and a nonce from the message key and the header with two more HMACs).
+ */
+export const GROUP_MESSAGE_VERSION = 2;
 
 /** Message types: the second byte of every encrypted message. */
 export const MessageType = {
@@ -47,7 +53,6 @@ export const Label = {
   X3DH: l('x3dh'),
   ROOT: l('ratchet-root'),
   DIRECT_KEYS: l('direct-message-keys'),
-  GROUP_KEYS: l('group-message-keys'),
   GROUP_SIGNATURE: l('group-signature'),
   /** Signed by the relay's key in every challenge (docs/PROTOCOL.md "Authentication"). */
   RELAY_CHALLENGE: l('relay-challenge'),

@@ -1,6 +1,7 @@
 /**
  * Per-message AES-256-GCM key and nonce from a one-time message key mk (the output of the HMAC chain
- * step), bound to the message's header and path (direct or group) by the label:
+ * step) of a direct message, bound to the message's header by the label (group messages use the
+ * message key itself: docs/PROTOCOL.md "Group messages"):
  *
  *   key   = HMAC-SHA-256(mk, label || 0x01 || header)
  *   nonce = HMAC-SHA-256(mk, label || 0x02 || header)[0..12)

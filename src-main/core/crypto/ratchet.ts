@@ -18,6 +18,7 @@ import {
   MAX_SEEN_BASE_KEYS,
   MAX_SKIPPED_KEYS,
   MessageType,
+  GROUP_MESSAGE_VERSION,
   PROTOCOL_VERSION,
 } from './constants.js';
 import {
@@ -77,12 +78,12 @@ export interface DirectMessage {
 export function peekMessageType(bytes: Uint8Array): MessageType {
   if (!(bytes instanceof Uint8Array) || bytes.length < 2)
     throw new ProtocolError(ErrorCode.MALFORMED, 'message too short');
-  if (bytes[0] !== PROTOCOL_VERSION)
-    throw new ProtocolError(ErrorCode.BAD_VERSION, `unsupported version ${bytes[0]}`);
   const t = bytes[1];
   if (t !== MessageType.PREKEY && t !== MessageType.DIRECT && t !== MessageType.GROUP) {
     throw new ProtocolError(ErrorCode.MALFORMED, `unknown message type ${t}`);
   }
+  const version = t === MessageType.GROUP ? GROUP_MESSAGE_VERSION : PROTOCOL_VERSION;
+  if (bytes[0] !== version) throw new ProtocolError(ErrorCode.BAD_VERSION, `unsupported version ${bytes[0]}`);
   return t;
 }
 

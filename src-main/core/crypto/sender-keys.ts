@@ -1,8 +1,8 @@
 /**
  * Group messages under sender keys (the seeds' design, as libsignal's SenderKey): per (sender, group)
  * a key id, a chain key and a counter. Each message takes a one-time message key from the HMAC hash
- * ratchet, is encrypted once with AES-256-GCM for all members, and is signed with the sender key's
- * own ECDSA P-256 key so that no member can forge another member's messages.
+ * ratchet, is encrypted once with AES-256-GCM under that key for all members, and is signed with the
+ * sender key's own ECDSA P-256 key so that no member can forge another member's messages.
  *
  * Distribution messages (SKDM) travel inside pairwise sessions; this module only encodes them.
  */
@@ -12,6 +12,7 @@ import {
   CHAIN_MESSAGE_KEY,
   CHAIN_NEXT_KEY,
   DEFAULT_TRANSITION_WINDOW_MS,
+  GROUP_MESSAGE_VERSION,
   Label,
   MAX_FORWARD_JUMP,
   MAX_PLAINTEXT_BYTES,
@@ -21,7 +22,6 @@ import {
 } from './constants.js';
 import { verifyKeyFor } from './identity.js';
 import { peekMessageType } from './ratchet.js';
-import { messageKeys } from './message-keys.js';
 import {
   GCM_TAG_BYTES,
   P256_SIGNATURE_BYTES,
@@ -37,9 +37,17 @@ import {
 import { WorkCost, WorkMeter, tagCheckCost } from './work.js';
 
 // Wire format of a group message (docs/PROTOCOL.md "Group messages"):
-//   u8 version | u8 type = GROUP | str groupId | str senderId | u32 keyId | u32 counter |
+//   u8 version = 2 | u8 type = GROUP | str groupId | str senderId | u32 keyId | u32 counter |
 //   u32 length | ciphertext || tag | signature(64) over Label.GROUP_SIGNATURE || everything before it
-// The header (up to and including counter) is the AEAD's associated data and part of the HKDF info.
+// The signature, checked before anything is decrypted, is what authenticates the header; the message
+// key is bound to (sender, key id, counter) by the chain it comes from.
+
+/**
+ * Each message key encrypts exactly one message, so one fixed nonce never repeats under a key (as with
+ * version 1's derived nonce, a sender that reused a counter would break this; counters only advance).
+ */
+const GROUP_NONCE = new Uint8Array(12);
+const NO_AAD = new Uint8Array(0);
 
 /** A parsed (not yet verified) group message. */
 export interface GroupMessage {
@@ -47,7 +55,6 @@ export interface GroupMessage {
   readonly senderId: string;
   readonly keyId: number;
   readonly counter: number;
-  readonly header: Uint8Array;
   readonly ciphertext: Uint8Array;
   readonly signed: Uint8Array;
   readonly signature: Uint8Array;
@@ -65,13 +72,12 @@ export function parseGroupMessage(bytes: Uint8Array): GroupMessage {
   const senderId = r.str();
   const keyId = r.u32();
   const counter = r.u32();
-  const header = bytes.subarray(0, r.offset);
   const ciphertext = r.bytes(MAX_PLAINTEXT_BYTES + GCM_TAG_BYTES);
   if (ciphertext.length < GCM_TAG_BYTES) throw new ProtocolError(ErrorCode.MALFORMED, 'ciphertext too short');
   const signed = bytes.subarray(0, r.offset);
   const signature = r.fixed(P256_SIGNATURE_BYTES);
   r.end();
-  return { groupId, senderId, keyId, counter, header, ciphertext, signed, signature };
+  return { groupId, senderId, keyId, counter, ciphertext, signed, signature };
 }
 
 function signatureInput(signed: Uint8Array): Uint8Array {
@@ -83,12 +89,7 @@ function signatureInput(signed: Uint8Array): Uint8Array {
 
 /** Opens a group message with its one-time message key; BAD_TAG (nothing changed) if it fails. */
 function openGroup(mk: Uint8Array, m: GroupMessage): Uint8Array {
-  const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, m.header);
-  try {
-    return aesGcmDecrypt(key, nonce, m.ciphertext, m.header);
-  } finally {
-    key.fill(0);
-  }
+  return aesGcmDecrypt(mk, GROUP_NONCE, m.ciphertext, NO_AAD);
 }
 
 /** One sender key: id, chain key at `counter`, signing key (private for our own, public for others'). */
@@ -289,12 +290,9 @@ export class GroupSession {
     view.setUint32(headerEnd - 8, own.keyId);
     view.setUint32(headerEnd - 4, own.counter);
     view.setUint32(headerEnd, sealedBytes);
-    const header = buf.subarray(labelBytes, headerEnd);
     const mk = hmacSha256(own.chainKey, CHAIN_MESSAGE_KEY);
-    const { key, nonce } = messageKeys(mk, Label.GROUP_KEYS, header);
-    buf.set(aesGcmEncrypt(key, nonce, plaintext, header), headerEnd + 4);
+    buf.set(aesGcmEncrypt(mk, GROUP_NONCE, plaintext, NO_AAD), headerEnd + 4);
     mk.fill(0);
-    key.fill(0);
     buf.set(own.signing!.sign(buf.subarray(0, signedEnd)), signedEnd);
     own.chainKey = hmacSha256(own.chainKey, CHAIN_NEXT_KEY);
     own.counter += 1;
@@ -304,7 +302,7 @@ export class GroupSession {
   /** u8 version | u8 GROUP | str groupId | str selfId: the start of every header we send, made once. */
   private headerPrefix(): Uint8Array {
     this.prefix ??= new Writer(160)
-      .u8(PROTOCOL_VERSION)
+      .u8(GROUP_MESSAGE_VERSION)
       .u8(MessageType.GROUP)
       .str(this.groupId)
       .str(this.selfId)
@@ -402,7 +400,7 @@ export class GroupSession {
     meter.take(
       WorkCost.VERIFY +
         (stored ? 0 : (jump + 1) * WorkCost.CHAIN_STEP) +
-        tagCheckCost(m.header.length, m.ciphertext.length),
+        tagCheckCost(0, m.ciphertext.length), // no associated data; the price's two HMACs are spare
     );
     state.verifier.assert(signatureInput(m.signed), m.signature, 'group message');
 

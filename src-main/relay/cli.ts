@@ -61,6 +61,34 @@ const LIMIT_FLAGS: readonly {
   },
 ];
 
+/** Timers and the slow-consumer bound (RelayOptions), one flag each. */
+const TUNING_FLAGS: readonly {
+  name: string;
+  field: 'heartbeatIntervalMs' | 'handshakeTimeoutMs' | 'storageProbeIntervalMs' | 'maxBufferedBytes';
+  help: string;
+}[] = [
+  {
+    name: 'heartbeat-ms',
+    field: 'heartbeatIntervalMs',
+    help: 'how often each connection is pinged; one that has not answered the previous ping is closed',
+  },
+  {
+    name: 'handshake-timeout-ms',
+    field: 'handshakeTimeoutMs',
+    help: 'a connection that has not logged in within this is closed',
+  },
+  {
+    name: 'storage-probe-ms',
+    field: 'storageProbeIntervalMs',
+    help: 'while the disk refuses writes (full, read-only), how often the relay tries again',
+  },
+  {
+    name: 'max-buffered-bytes',
+    field: 'maxBufferedBytes',
+    help: 'a recipient that leaves more than this unread on its connection is closed as a slow consumer (its messages stay queued)',
+  },
+];
+
 const cliNumber = (flag: string, value: string, unlimited: boolean): number => {
   if (unlimited && value === 'unlimited') return Infinity;
   if (!/^\d+(\.\d+)?$/.test(value))
@@ -188,6 +216,7 @@ const RELAY: CommandLine<RelayCommandLine> = {
     },
     ...rateOptions(),
     ...limitOptions(),
+    ...tuningOptions(),
     { name: 'help', short: 'h', kind: 'flag', help: 'show this help' },
   ],
 };
@@ -244,6 +273,20 @@ function limitOptions(): OptionSpec<RelayCommandLine>[] {
   ];
 }
 
+/** Timers and the slow-consumer bound; ranges checked by resolveOptions like the quotas'. */
+function tuningOptions(): OptionSpec<RelayCommandLine>[] {
+  return TUNING_FLAGS.map(({ name, field, help }): OptionSpec<RelayCommandLine> => ({
+    name,
+    kind: 'value',
+    placeholder: 'N',
+    defaultText: String(DEFAULT_OPTIONS[field]),
+    help,
+    apply: (o, value) => {
+      o[field] = cliNumber(name, value, false);
+    },
+  }));
+}
+
 /** A value out of its range, in the words of the flag that set it. */
 function checkRanges(options: RelayCommandLine): void {
   const { logLevel: _level, ...relay } = options;
@@ -256,6 +299,7 @@ function checkRanges(options: RelayCommandLine): void {
       ...LIMIT_FLAGS.map((f): [string, string] => [`limits.${f.field}`, `--${f.name}`]),
       ['rateLimit.framesPerSecond', '--frames-per-second'],
       ['rateLimit.burst', '--frame-burst'],
+      ...TUNING_FLAGS.map((f): [string, string] => [f.field, `--${f.name}`]),
     ];
     let message = e.message;
     for (const [option, flag] of flags) message = message.replace(option, flag);

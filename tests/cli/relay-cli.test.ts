@@ -4,7 +4,7 @@
  * sentence, Ctrl-C closes it; with --tls-cert and --tls-key it serves wss://, which a chat trusting the
  * certificate uses and a chat that does not refuses once, and SIGHUP reloads the certificate.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -121,12 +121,47 @@ describe('npm run relay', () => {
     ];
     // One flag per limit option: a new limit without a flag fails here.
     expect(flags).toHaveLength(Object.keys(DEFAULT_OPTIONS.limits).length - 1 + 2);
+    // The timers and the slow-consumer bound, each with the relay's default.
+    flags.push(
+      ['heartbeat-ms', DEFAULT_OPTIONS.heartbeatIntervalMs],
+      ['handshake-timeout-ms', DEFAULT_OPTIONS.handshakeTimeoutMs],
+      ['storage-probe-ms', DEFAULT_OPTIONS.storageProbeIntervalMs],
+      ['max-buffered-bytes', DEFAULT_OPTIONS.maxBufferedBytes],
+    );
+    // Every numeric option of startRelay has its flag: a new one without a flag fails here.
+    const numeric = Object.entries(DEFAULT_OPTIONS).filter(([k, v]) => typeof v === 'number' && k !== 'port');
+    expect(numeric.map(([k]) => k).sort()).toEqual(
+      ['handshakeTimeoutMs', 'heartbeatIntervalMs', 'maxBufferedBytes', 'storageProbeIntervalMs'].sort(),
+    );
     for (const [flag, value] of flags)
       expect(help).toMatch(new RegExp(`--${flag} N\\s+.*\\(default: ${value}\\)`));
     expect(help).toMatch(
       /--limit-loopback\s+apply --connections-per-ip and --registrations-per-ip to this computer too/,
     );
     expect(help).toMatch(/-h, --help\s+show this help/);
+    // The README's option table names every flag --help lists (issue 9: both list every option).
+    const readme = readFileSync(path.join(import.meta.dirname, '../../README.md'), 'utf8');
+    const listed = [...help.matchAll(/^\s+(?:-\w, )?--([a-z-]+)/gm)].map((m) => m[1]);
+    expect(listed.length).toBeGreaterThan(20);
+    for (const flag of listed.filter((f) => f !== 'help')) expect(readme).toContain(`\`--${flag}`);
+  });
+
+  it('the timer flags reach the relay: --handshake-timeout-ms 300 closes a silent connection long before the default 10 s', async () => {
+    const relay = npmRun('relay', ['--port', '0', '--memory', '--handshake-timeout-ms', '300']);
+    try {
+      const url = (await logged(relay, 'listening')).url as string;
+      const ws = new WebSocket(url);
+      const opened = Date.now();
+      const [code, reason] = await new Promise<[number, string]>((resolve, reject) => {
+        ws.once('close', (c, r) => resolve([c, r.toString()]));
+        ws.once('error', reject);
+      });
+      expect([code, reason]).toEqual([1008, 'handshake timeout']);
+      expect(Date.now() - opened).toBeLessThan(DEFAULT_OPTIONS.handshakeTimeoutMs / 2);
+    } finally {
+      relay.write('\x03');
+      await relay.exited;
+    }
   });
 
   it('the limit flags reach the relay: --connections-per-ip 1 --limit-loopback refuses a second connection', async () => {
@@ -181,6 +216,11 @@ describe('npm run relay', () => {
         code: 2,
       },
       { args: ['--group-members', '1'], says: '! --group-members must be an integer in 2..10000.', code: 2 },
+      {
+        args: ['--heartbeat-ms', '5'],
+        says: '! --heartbeat-ms must be an integer in 10..2147483647.',
+        code: 2,
+      },
       {
         args: ['--mailbox-items', 'lots'],
         says: '! --mailbox-items must be a number or "unlimited", not "lots".',

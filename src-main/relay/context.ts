@@ -9,14 +9,14 @@ import type { DeliveryQueue } from './queue/index.js';
 import type { Router } from './router.js';
 import type { RelayKey } from './relay-key.js';
 import type { StorageState } from './storage.js';
-import type { Store } from './store.js';
+import type { RelayStore } from './relay-store.js';
 
 /** The state of one running relay, handed to every connection. */
 export interface RelayContext {
   readonly options: ResolvedOptions;
   /** The relay's long-term key: signs every login challenge. */
   readonly relayKey: RelayKey;
-  readonly store: Store;
+  readonly store: RelayStore;
   readonly queue: DeliveryQueue;
   readonly router: Router;
   readonly groups: Groups;

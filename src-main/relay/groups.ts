@@ -27,7 +27,7 @@ import { E2EEError, ErrorCode } from '../core/errors.js';
 import { MAX_LOG_PAGE, RelayErrorCode, b64, type RelayEvent } from '../core/protocol/wire.js';
 import { RelayError } from './context.js';
 import type { Router } from './router.js';
-import type { Store } from './store.js';
+import type { RelayStore } from './relay-store.js';
 
 /** A group as `ready` lists it: its head only. */
 export interface GroupHead {
@@ -57,7 +57,7 @@ export class Groups {
   private readonly routes = new Map<string, readonly string[]>();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: RelayStore,
     private readonly router: Router,
     private readonly registry: Registry,
     private readonly now: () => number,

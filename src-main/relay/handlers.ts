@@ -20,7 +20,7 @@ import {
 import { RelayError, afterDurable, type RelayContext } from './context.js';
 import { Throttle } from './limits.js';
 import type { Peer } from './router.js';
-import type { StoredPreKey } from './store.js';
+import type { StoredPreKey } from './relay-store.js';
 
 /** Below this many stored one-time prekeys, an online owner is told to upload more. */
 const PREKEYS_LOW = 10;

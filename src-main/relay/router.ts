@@ -15,7 +15,7 @@ import { failpoint } from './failpoints.js';
 import { errorText, type RelayLogger } from './log.js';
 import type { RelayMetrics } from './metrics.js';
 import type { DeliveryQueue, QueueItem } from './queue/index.js';
-import type { Store } from './store.js';
+import type { RelayStore } from './relay-store.js';
 
 /** An authenticated connection, as the router sees it. */
 export interface Peer {
@@ -68,7 +68,7 @@ export class Router {
   private readonly late = new Map<Peer, QueueItem[]>();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: RelayStore,
     private readonly queue: DeliveryQueue,
     private readonly opts: RouterOptions,
     private readonly log: RelayLogger,

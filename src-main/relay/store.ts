@@ -20,6 +20,7 @@ import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { QUEUE_SCHEMA } from './queue/sqlite-protocol.js';
 import { RELAY_KEY_FILE } from './relay-key.js';
+import type { RelayStore, StoredPreKey } from './relay-store.js';
 import { SCHEMA, prepare } from './schema.js';
 import {
   StorageStartError,
@@ -28,12 +29,6 @@ import {
   databaseStartError,
   integrityStartError,
 } from './storage.js';
-
-/** A stored one-time prekey. */
-export interface StoredPreKey {
-  readonly id: number;
-  readonly key: Uint8Array;
-}
 
 /**
  * A seq can reach a live recipient before its item commits; if the relay then crashes, that seq must
@@ -54,8 +49,8 @@ interface Waiting {
   readonly error?: unknown;
 }
 
-/** The relay database with its group-commit write batch. */
-export class Store {
+/** The relay database with its group-commit write batch: the SQLite RelayStore. */
+export class Store implements RelayStore {
   private pending: Op[] = [];
   private done: Done[] = [];
   private scheduled: NodeJS.Immediate | undefined;

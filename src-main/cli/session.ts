@@ -37,6 +37,9 @@ interface SentMessage {
 /** Ends the wait of commands still waiting for the relay when the chat quits: they do not run. */
 class Quitting extends Error {}
 
+/** Incoming message ids remembered to print each once: far more than a relay redelivers at a time. */
+const SHOWN_IDS_KEPT = 10_000;
+
 /** Relay refusals of the handshake after which the client stops trying. */
 const FINAL_REFUSALS = new Set(['AUTH_FAILED', 'UNSUPPORTED_VERSION']);
 
@@ -93,6 +96,11 @@ export class ChatSession implements ChatActions {
    * own JOIN twice, once from the relay's copy and once from the command (see joinGroup).
    */
   private readonly joining = new Map<string, boolean>();
+  /**
+   * Incoming messages printed lately, by sender, group and id. The client delivers at least once: a
+   * message shown just before its state failed to save (a full disk) comes again once it can be saved.
+   */
+  private readonly shown = new Set<string>();
   private sentCount = 0;
   private everConnected = false;
   private lastHint: string | undefined;
@@ -466,6 +474,15 @@ export class ChatSession implements ChatActions {
     this.term.print('error', text);
   }
 
+  /** Prints an incoming message once, however often the client delivers it (see `shown`). */
+  private incoming(m: { id: string; from: string; group?: string }, text: string): void {
+    const key = JSON.stringify([m.group ?? '', m.from, m.id]);
+    if (this.shown.has(key)) return;
+    this.shown.add(key);
+    if (this.shown.size > SHOWN_IDS_KEPT) this.shown.delete(this.shown.values().next().value!);
+    this.line('incoming', text);
+  }
+
   private line(kind: LineKind, text: string): void {
     this.term.print(kind, text);
   }
@@ -704,11 +721,11 @@ export class ChatSession implements ChatActions {
           : `Could not decrypt a message${e.from ? ` from ${e.from}` : ''}${e.group ? ` in ${e.group}` : ''}: ${e.message} [${e.code}]`,
       ),
     );
-    c.on('message', (m) => this.line('incoming', `${m.from}: ${m.text}`));
-    c.on('binaryMessage', (m) => this.line('incoming', `${m.from}: (a file of ${m.data.length} bytes)`));
-    c.on('groupMessage', (m) => this.line('incoming', `${m.from} in ${m.group}: ${m.text}`));
+    c.on('message', (m) => this.incoming(m, `${m.from}: ${m.text}`));
+    c.on('binaryMessage', (m) => this.incoming(m, `${m.from}: (a file of ${m.data.length} bytes)`));
+    c.on('groupMessage', (m) => this.incoming(m, `${m.from} in ${m.group}: ${m.text}`));
     c.on('groupBinaryMessage', (m) =>
-      this.line('incoming', `${m.from} in ${m.group}: (a file of ${m.data.length} bytes)`),
+      this.incoming(m, `${m.from} in ${m.group}: (a file of ${m.data.length} bytes)`),
     );
     c.on('ack', (a) => {
       const m = this.sent.get(a.id);

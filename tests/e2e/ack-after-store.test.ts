@@ -3,11 +3,18 @@
  * store refuses writes (as a full disk does) while alice's messages arrive. Nothing is acknowledged that
  * was not stored, nothing later on that connection is handled, and after a reconnect with a working
  * store every message decrypts (the state in memory was read back from the store) exactly once more.
+ *
+ * And it sends only what was stored: a send whose write failed never leaves, then or after a reconnect.
+ * Its ratchet or sender-key step is read back from the store and taken again by the next message, so
+ * sending both would put two plaintexts under one message key and nonce, in the relay's sight.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStateStore } from '../../src-main/core/index.js';
+import { parseDirectMessage } from '../../src-main/core/crypto/ratchet.js';
+import { parseGroupMessage } from '../../src-main/core/crypto/sender-keys.js';
 import { startRelay, type Relay } from '../../src-main/relay/index.js';
 import { connectClient, until } from './helpers.js';
+import { startProxy } from './proxy.js';
 
 /** A state store whose writes fail like SQLite's on a full disk while `failing` is set. */
 class FlakyStateStore extends MemoryStateStore {
@@ -68,5 +75,88 @@ describe('acknowledging only what was stored', () => {
     expect(got.at(-1)).toBe('m6');
     await alice.client.close();
     await bob.client.close();
+  });
+});
+
+/** Message key position (direct: ratchet key and counters; group: key id and counter) -> ciphertexts sent under it. */
+function ciphertextsByKey(frames: string[], t: 'send' | 'groupSend'): Map<string, Set<string>> {
+  const byKey = new Map<string, Set<string>>();
+  for (const f of frames) {
+    const frame = JSON.parse(f) as { t: string; body?: string };
+    if (frame.t !== t || frame.body === undefined) continue;
+    const body = new Uint8Array(Buffer.from(frame.body, 'base64'));
+    let key: string;
+    let ciphertext: Uint8Array;
+    if (t === 'send') {
+      const m = parseDirectMessage(body);
+      key = `${m.senderId}>${m.recipientId} ${Buffer.from(m.ratchetKey).toString('hex')} ${m.previousCounter}/${m.counter}`;
+      ciphertext = m.ciphertext;
+    } else {
+      const m = parseGroupMessage(body);
+      key = `${m.groupId} ${m.senderId} ${m.keyId}/${m.counter}`;
+      ciphertext = m.ciphertext;
+    }
+    const set = byKey.get(key) ?? new Set<string>();
+    set.add(Buffer.from(ciphertext).toString('hex'));
+    byKey.set(key, set);
+  }
+  return byKey;
+}
+
+describe('sending only what was stored', () => {
+  it('a direct or group send whose write failed never leaves; no message key ever encrypts two texts', async () => {
+    const proxy = await startProxy(relay.url);
+    const store = new FlakyStateStore();
+    const alice = await connectClient(proxy.url, 'carol', { stateStore: store });
+    const bob = await connectClient(proxy.url, 'dave');
+    const errors: unknown[] = [];
+    bob.client.on('e2eeError', (e) => errors.push(e));
+    alice.client.on('error', () => undefined);
+    const texts = (): string[] => bob.rec.all('message').map((m) => (m as { text: string }).text);
+    const groupTexts = (): string[] => bob.rec.all('groupMessage').map((m) => (m as { text: string }).text);
+
+    // An established session and a group both are in.
+    await alice.client.sendDirectMessage('dave', 'd0');
+    await until(() => texts().length === 1, 10_000, 'd0');
+    await bob.client.sendDirectMessage('carol', 'reply');
+    await alice.rec.wait('message');
+    await alice.client.createGroup('circle');
+    await alice.client.inviteToGroup('circle', 'dave');
+    await bob.rec.wait('groupInvitation', (e) => (e as { group: string }).group === 'circle');
+    await bob.client.acceptGroupInvitation('circle');
+    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'dave');
+    await alice.client.sendGroupMessage('circle', 'g0');
+    await until(() => groupTexts().length === 1, 10_000, 'g0');
+
+    store.failing = true;
+    await expect(
+      alice.client.sendDirectMessage('dave', 'never sent', { id: 'failed-direct' }),
+    ).rejects.toThrow();
+    await expect(
+      alice.client.sendGroupMessage('circle', 'never sent either', { id: 'failed-group' }),
+    ).rejects.toThrow();
+    store.failing = false;
+    await alice.client.sendDirectMessage('dave', 'd1');
+    await alice.client.sendGroupMessage('circle', 'g1');
+    // A reconnect sends the outbox again: the failed sends are not in it.
+    await alice.client.close();
+    await alice.client.connect();
+    await alice.client.sendDirectMessage('dave', 'd2');
+    await alice.client.sendGroupMessage('circle', 'g2');
+    await until(() => texts().length === 3 && groupTexts().length === 3, 10_000, 'd2 and g2');
+
+    expect(texts()).toEqual(['d0', 'd1', 'd2']);
+    expect(groupTexts()).toEqual(['g0', 'g1', 'g2']);
+    expect(errors).toEqual([]);
+    const sentIds = proxy.clientFrames.map((f) => (JSON.parse(f) as { id?: string }).id);
+    expect(sentIds).not.toContain('failed-direct');
+    expect(sentIds).not.toContain('failed-group');
+    for (const t of ['send', 'groupSend'] as const)
+      for (const [key, ciphertexts] of ciphertextsByKey(proxy.clientFrames, t))
+        expect({ key, count: ciphertexts.size }).toEqual({ key, count: 1 });
+
+    await alice.client.close();
+    await bob.client.close();
+    await proxy.close();
   });
 });

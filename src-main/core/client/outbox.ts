@@ -106,18 +106,23 @@ export class Outbox {
     return this.sentTo.get(id);
   }
 
-  /** Persists the frame together with the state it depends on, then transmits it. */
+  /**
+   * Persists the frame together with the state it depends on, then queues and transmits it. Nothing
+   * of it is queued before the write succeeds: a frame whose write failed must never leave, because
+   * the state it consumed (a ratchet or sender-key counter) is read back from the store and used again
+   * for the next message. Sending both would encrypt two plaintexts under one key and nonce.
+   */
   async queue(
     frame: OutgoingFrame,
     internal: boolean,
     changes: [string, Uint8Array | null][],
   ): Promise<void> {
     const entry: OutboxEntry = { frame, internal, order: ++this.order };
-    this.entries.set(frame.id, entry);
-    if (!internal) this.rememberSent(frame.id, recipientOf(frame));
     await this.store.write(
       new Map([...changes, [`${PREFIX}${frame.id}`, utf8Encode(JSON.stringify(entry))]]),
     );
+    this.entries.set(frame.id, entry);
+    if (!internal) this.rememberSent(frame.id, recipientOf(frame));
     this.transmit(frame);
   }
 

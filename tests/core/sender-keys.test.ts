@@ -356,7 +356,7 @@ describe('group message format (docs/PROTOCOL.md "Group messages")', () => {
     expect(a.subarray(-64 - 20, -64)).not.toEqual(b.subarray(-64 - 20, -64));
   });
 
-  it('a message in the version-1 format, signed by its real sender, is BAD_VERSION and changes nothing', () => {
+  it('a message with version byte 1 (the old format) or 3, signed by its real sender, is BAD_VERSION and changes nothing', () => {
     // Dave runs an old client; Carol has his sender key. Whatever an old message carries, it is refused
     // by its first byte, before signature or decryption, and his current messages still read in order.
     const carol = new GroupSession(G, 'carol');

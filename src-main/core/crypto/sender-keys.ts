@@ -416,8 +416,12 @@ export class GroupSession {
     const last = keys[jump]!;
     try {
       const mk = hmacSha256(last, CHAIN_MESSAGE_KEY);
-      const plaintext = openGroup(mk, m);
-      mk.fill(0);
+      let plaintext: Uint8Array;
+      try {
+        plaintext = openGroup(mk, m);
+      } finally {
+        mk.fill(0);
+      }
       meter.charge(jump * WorkCost.CHAIN_STEP);
       for (let i = 0; i < jump; i++)
         state.skipped.set(state.counter + i, hmacSha256(keys[i]!, CHAIN_MESSAGE_KEY));

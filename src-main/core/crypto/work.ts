@@ -27,7 +27,8 @@ export const WorkCost = {
 
 /**
  * Checking a message's AEAD tag: its message key and nonce (two HMACs), the AES-GCM key schedule and
- * GHASH over header and ciphertext (about one unit per 256 bytes in @noble/ciphers).
+ * GHASH over header and ciphertext (about one unit per 256 bytes in @noble/ciphers). A group message
+ * has neither the two HMACs nor associated data (headerBytes 0); its price keeps the HMACs, to spare.
  */
 export function tagCheckCost(headerBytes: number, ciphertextBytes: number): number {
   return 12 + Math.ceil((headerBytes + ciphertextBytes) / 256);

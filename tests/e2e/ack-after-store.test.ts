@@ -16,12 +16,18 @@ import { startRelay, type Relay } from '../../src-main/relay/index.js';
 import { connectClient, until } from './helpers.js';
 import { startProxy } from './proxy.js';
 
-/** A state store whose writes fail like SQLite's on a full disk while `failing` is set. */
+/**
+ * A state store whose writes fail like SQLite's on a full disk while `failing` is set, or once for the
+ * first write `failNext` matches.
+ */
 class FlakyStateStore extends MemoryStateStore {
   failing = false;
   failures = 0;
+  failNext: ((changes: ReadonlyMap<string, Uint8Array | null>) => boolean) | undefined;
   override async write(changes: ReadonlyMap<string, Uint8Array | null>): Promise<void> {
-    if (this.failing) {
+    const once = this.failNext?.(changes) === true;
+    if (once) this.failNext = undefined;
+    if (this.failing || once) {
       this.failures++;
       throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
     }
@@ -158,5 +164,68 @@ describe('sending only what was stored', () => {
     await alice.client.close();
     await bob.client.close();
     await proxy.close();
+  });
+});
+
+describe('a refused write is never taken for a problem of one member or group', () => {
+  it('a member whose sender key could not be stored gets it with the next send: that send fails, the next reach them', async () => {
+    const store = new FlakyStateStore();
+    const alice = await connectClient(relay.url, 'erin', { stateStore: store });
+    const bob = await connectClient(relay.url, 'frank');
+    alice.client.on('error', () => undefined);
+    await alice.client.createGroup('pair');
+    await alice.client.inviteToGroup('pair', 'frank');
+    await bob.rec.wait('groupInvitation');
+    await bob.client.acceptGroupInvitation('pair');
+    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'frank');
+
+    // The write that stores frank's sender key (his session and the outbox entry) fails once.
+    store.failNext = (c) => c.has('session/frank') && [...c.keys()].some((k) => k.startsWith('outbox/'));
+    await expect(alice.client.sendGroupMessage('pair', 'lost with the disk')).rejects.toThrow(
+      'database or disk is full',
+    );
+    expect(store.failures).toBe(1);
+    await alice.client.sendGroupMessage('pair', 'second');
+    await alice.client.sendGroupMessage('pair', 'third');
+    const texts = (): string[] => bob.rec.all('groupMessage').map((m) => (m as { text: string }).text);
+    await until(() => texts().length === 2, 10_000, 'second and third');
+    expect(texts()).toEqual(['second', 'third']);
+    await alice.client.close();
+    await bob.client.close();
+  });
+
+  it('a member who joined while we were offline is told once, even when storing that at `ready` failed', async () => {
+    const store = new FlakyStateStore();
+    const alice = await connectClient(relay.url, 'gina');
+    const bob = await connectClient(relay.url, 'hank', { stateStore: store });
+    const carol = await connectClient(relay.url, 'ivan');
+    const bobErrors: unknown[] = [];
+    bob.client.on('error', (e) => bobErrors.push(e));
+    await alice.client.createGroup('trio');
+    await alice.client.inviteToGroup('trio', 'hank');
+    await bob.rec.wait('groupInvitation');
+    await bob.client.acceptGroupInvitation('trio');
+    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'hank');
+
+    await bob.client.close();
+    await alice.client.inviteToGroup('trio', 'ivan');
+    await carol.rec.wait('groupInvitation');
+    await carol.client.acceptGroupInvitation('trio');
+    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'ivan');
+
+    store.failNext = (c) => c.has('grouplog/trio');
+    // Storing the join at `ready` fails: connecting fails with why (it does not hang).
+    await expect(bob.client.connect()).rejects.toThrow('database or disk is full');
+    expect(bobErrors).toHaveLength(1);
+    // As the app does once its disk has room again: connect anew.
+    await bob.client.close();
+    await bob.client.connect();
+    const joins = (): string[] => bob.rec.all('groupMemberJoin').map((e) => (e as { userId: string }).userId);
+    await until(() => joins().includes('ivan'), 10_000, "ivan's join told");
+    expect(await bob.client.groupMembers('trio')).toContain('ivan');
+    await bob.client.sendGroupMessage('trio', 'hello ivan');
+    await carol.rec.wait('groupMessage', (m) => (m as { from: string }).from === 'hank');
+    expect(joins().filter((u) => u === 'ivan')).toHaveLength(1);
+    for (const c of [alice, bob, carol]) await c.client.close();
   });
 });

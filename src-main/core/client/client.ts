@@ -760,11 +760,19 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
           encodeContent({ type: ContentType.SENDER_KEY, id, group, view, data: skdm }),
         );
         g.needsKey.delete(member);
-        await this.outbox.queue({ t: 'send', rid: 0, to: member, id, body: b64(body) }, true, [
-          this.sessions.entry(record),
-          this.groups.entry(group, g),
-        ]);
+        try {
+          await this.outbox.queue({ t: 'send', rid: 0, to: member, id, body: b64(body) }, true, [
+            this.sessions.entry(record),
+            this.groups.entry(group, g),
+          ]);
+        } catch (e) {
+          g.needsKey.add(member);
+          throw e;
+        }
       } catch (e) {
+        // A write the store refused (a full disk) is not this member's problem: the send fails, and
+        // the state is read back before the next operation, with the member still owed the key.
+        if (!(e instanceof E2EEError)) throw e;
         firstError ??= e;
         this.emit('e2eeError', e2eeErrorEvent(e, member, group));
       }
@@ -818,7 +826,13 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         void this.exclusive(async () => this.authenticate(f)).catch((e: Error) => this.relay.refuse(e));
         return;
       case 'ready':
-        void this.exclusive(async () => this.onReady(f)).catch((e: Error) => this.fail(e));
+        void this.exclusive(async () => this.onReady(f)).catch((e: Error) => {
+          // `ready` could not be handled (a refused write: a full disk): nothing more is handled on
+          // this connection, connect() rejects with why, and the next connection starts over.
+          this.inbox.stall();
+          this.relay.failReady(e);
+          this.fail(e);
+        });
         return;
       case 'ack':
         this.onSent(f.id, f.to, f.group, f.skipped);
@@ -933,6 +947,10 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
         await this.stateStore.write(applied.changes);
         announce(this, this.userId, group, applied, this.groups.get(group)?.log);
       } catch (e) {
+        // A refused write is the store's problem, not the group's: it fails `ready` (the state is
+        // read back, and the next connection syncs and announces again), rather than leave a change
+        // applied in memory, unstored and untold.
+        if (!(e instanceof E2EEError)) throw e;
         this.emit('e2eeError', e2eeErrorEvent(e, undefined, group));
       }
     }
@@ -978,6 +996,7 @@ export class E2EEClient extends EventEmitter<E2EEClientEvents> {
           const { changes } = this.trust.pin(userId, unb64(identity), 'message');
           if (changes.length > 0) await this.stateStore.write(new Map(changes));
         } catch (e) {
+          if (!(e instanceof E2EEError)) throw e; // a refused write: as in syncGroups
           this.emit('e2eeError', e2eeErrorEvent(e, userId));
         }
       }

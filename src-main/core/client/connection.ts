@@ -149,6 +149,11 @@ export class RelayConnection {
     this.attempts = 0;
   }
 
+  /** Rejects everyone in waitForReady() with `err`: the owner could not handle 'ready' (the socket stays). */
+  failReady(err: Error): void {
+    for (const w of this.readyWaiters.splice(0)) w.reject(err);
+  }
+
   /** Resolves everyone in waitForReady() (the owner has handled 'ready'). */
   notifyReady(): void {
     for (const w of this.readyWaiters.splice(0)) w.resolve();

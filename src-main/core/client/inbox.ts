@@ -104,6 +104,11 @@ export class Inbox {
     this.stalled = false;
   }
 
+  /** Handles nothing more on this connection (its `ready` failed); the next one brings it all again. */
+  stall(): void {
+    this.stalled = true;
+  }
+
   /**
    * Handles one delivered frame, then acknowledges it (unless it is held for its sender key). The
    * acknowledgement follows the write of everything the message changed (its ratchet state, its seen

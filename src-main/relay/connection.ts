@@ -174,7 +174,11 @@ export class Connection implements Client {
     return nonce;
   }
 
-  respond(rid: number | undefined, reply: () => RelayFrame | undefined): void {
+  respond(
+    rid: number | undefined,
+    reply: () => RelayFrame | undefined,
+    after?: (err?: unknown) => void,
+  ): void {
     const { requestType, requestStarted } = this;
     afterDurable(this.ctx, (err) => {
       this.ctx.metrics?.request(requestType, requestStarted);
@@ -182,10 +186,11 @@ export class Connection implements Client {
         if (this.ctx.storage.failed(err))
           this.error(RelayErrorCode.STORAGE_UNAVAILABLE, STORAGE_UNAVAILABLE_MESSAGE, rid);
         else this.error(RelayErrorCode.INTERNAL, 'The relay could not store this request; try again.', rid);
-        return;
+      } else {
+        const frame = reply();
+        if (frame) this.sendFrame(frame);
       }
-      const frame = reply();
-      if (frame) this.sendFrame(frame);
+      after?.(err);
     });
   }
 
@@ -205,6 +210,13 @@ export class Connection implements Client {
     if (frame.t === 'error') this.ctx.metrics?.refused(frame.code);
     if (frame.t === 'error' && frame.code === RelayErrorCode.STORAGE_UNAVAILABLE) this.storageRefused = true;
     this.send(JSON.stringify(frame));
+    // Replies obey the slow-consumer bound deliveries do (router.ts forward): a client that asks and
+    // asks (log pages, bundles) without reading the answers would otherwise make us buffer without end.
+    if (this.bufferedAmount() > this.ctx.options.maxBufferedBytes) this.flush();
+    if (this.bufferedAmount() > this.ctx.options.maxBufferedBytes && !this.closed) {
+      this.ctx.log.warn('slow_consumer', `slow consumer ${this.label}: closing`, { conn: this.label });
+      this.close(1008, 'slow consumer');
+    }
   }
 
   private error(code: RelayErrorCode, message: string, rid?: number): void {

@@ -17,7 +17,7 @@ import {
   type ClientFrame,
   type RelayFrame,
 } from '../core/protocol/wire.js';
-import { RelayError, afterDurable, type RelayContext } from './context.js';
+import { RelayError, type RelayContext } from './context.js';
 import { Throttle } from './limits.js';
 import type { Peer } from './router.js';
 import type { StoredPreKey } from './relay-store.js';
@@ -27,8 +27,15 @@ const PREKEYS_LOW = 10;
 
 /** An authenticated connection, as the handlers see it. */
 export interface Client extends Peer {
-  /** Sends `reply()` after the current batch commits (or an INTERNAL error for `rid` if it failed). */
-  respond(rid: number | undefined, reply: () => RelayFrame | undefined): void;
+  /**
+   * Sends `reply()` after the current batch commits (or an error for `rid` if it failed), then calls
+   * `after` with that failure, if any.
+   */
+  respond(
+    rid: number | undefined,
+    reply: () => RelayFrame | undefined,
+    after?: (err?: unknown) => void,
+  ): void;
   /** Stops processing this connection's frames (the account is gone); the socket closes later. */
   retire(): void;
   /** A fresh nonce for a deletion proof; it replaces any earlier one of this connection. */
@@ -87,6 +94,9 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
       return;
     case 'receipt': {
       if (!ctx.users.has(f.to)) throw unknownUser(f.to);
+      // Receipts count against the mailbox quota like messages; to a full mailbox one is dropped
+      // (it has no rid to refuse: best-effort metadata, docs/PROTOCOL.md "Receipts").
+      if (!hasRoom(ctx, f.to, 0)) return;
       ctx.router.route(f.to, { kind: 'receipt', from: me, id: f.id, group: f.group }, now);
       return;
     }
@@ -242,20 +252,35 @@ function deleteAccount(ctx: RelayContext, client: Client, f: Extract<Request, { 
 function removeAccount(ctx: RelayContext, client: Client, rid: number): void {
   const me = client.userId;
   client.retire();
+  // Gone from memory at once, so that nothing is routed to the id meanwhile; told to others only
+  // once stored.
   ctx.users.delete(me);
   ctx.store.deleteUser(me);
   ctx.queue.deleteRecipient(me);
   // Rosters are signed and keep the id, but nothing more is routed to it (nor to whoever registers it next).
   ctx.groups.refreshUser(me);
   ctx.router.detach(client);
-  ctx.router.broadcast(
-    JSON.stringify({ t: 'event', event: { type: 'userDeleted', userId: me } } satisfies RelayFrame),
-    client,
+  // After the reply: the `ok`, or the refusal when the deletion could not be stored.
+  client.respond(
+    rid,
+    () => ({ t: 'ok', rid }),
+    (err) => {
+      if (err !== undefined) {
+        // Not deleted: the account is as stored. Its user, told why, logs in again on a new connection.
+        ctx.users.add(me);
+        ctx.groups.refreshUser(me);
+        client.close(1013, 'storage unavailable');
+        return;
+      }
+      ctx.router.broadcast(
+        JSON.stringify({ t: 'event', event: { type: 'userDeleted', userId: me } } satisfies RelayFrame),
+        client,
+      );
+      ctx.log.info('account_deleted', `deleted the account of ${client.label}`, {
+        conn: client.label,
+        users: ctx.users.size,
+      });
+      client.close(1000, 'account deleted');
+    },
   );
-  ctx.log.info('account_deleted', `deleted the account of ${client.label}`, {
-    conn: client.label,
-    users: ctx.users.size,
-  });
-  client.respond(rid, () => ({ t: 'ok', rid }));
-  afterDurable(ctx, () => client.close(1000, 'account deleted')); // runs after the reply above
 }

@@ -21,6 +21,7 @@ export class Budget {
   /** Takes `cost` tokens if there are that many (the cost of one request is capped at the limit). */
   take(key: string, cost = 1): boolean {
     if (this.limit === Infinity) return true;
+    if (this.limit <= 0) return false; // a budget of 0 allows nothing (not: costs nothing)
     const b = this.refill(key);
     const need = Math.min(cost, this.limit);
     if (b.tokens < need) return false;
@@ -31,6 +32,7 @@ export class Budget {
   /** Milliseconds until `key` has `cost` tokens again (0 if it has them now). */
   waitMs(key: string, cost = 1): number {
     if (this.limit === Infinity) return 0;
+    if (this.limit <= 0) return this.windowMs; // never, in effect: a budget of 0 allows nothing
     const b = this.refill(key);
     const missing = Math.min(cost, this.limit) - b.tokens;
     return missing <= 0 ? 0 : Math.ceil((missing / this.limit) * this.windowMs);

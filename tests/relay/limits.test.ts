@@ -245,3 +245,75 @@ describe('abuse resistance on the relay', () => {
     expect(got.filter((d) => d.kind === 'group').map((d) => d.id)).toEqual(ids);
   });
 });
+
+describe('abuse resistance on the relay: what review found', () => {
+  /** Every delivery waiting for `c` (stops once none comes for 700 ms). */
+  async function drainAll(c: RawClient): Promise<Deliver[]> {
+    const got: Deliver[] = [];
+    for (;;) {
+      try {
+        got.push((await c.next((f) => f.t === 'deliver', 700)) as Deliver);
+      } catch {
+        return got;
+      }
+    }
+  }
+
+  it('receipts count against the mailbox quota: a flood of them to an offline user stays within it', async () => {
+    const r = await relay({ limits: { queuedItemsPerRecipient: 5 } });
+    await (await raw(r, 'bob')).close();
+    const alice = await raw(r, 'alice');
+    for (let i = 0; i < 3; i++)
+      expect(await alice.request({ t: 'send', to: 'bob', id: msgId(), body: body('x') })).toMatchObject({
+        t: 'ack',
+      });
+    for (let i = 0; i < 200; i++) alice.send({ t: 'receipt', to: 'bob', id: msgId() });
+    await alice.request({ t: 'deleteAccountChallenge' }); // answered after every receipt before it
+    const got = await drainAll(await raw(r, 'bob'));
+    expect(got).toHaveLength(5);
+    expect(got.filter((d) => d.kind === 'direct')).toHaveLength(3); // the messages came first and stay
+  });
+
+  it('a one-time prekey budget of 0 hands out none (0 is not "no limit")', async () => {
+    const r = await relay({ limits: { oneTimePreKeysPerTargetPerMinute: 0 } });
+    const victim = await connectClient(r.url, 'victim', {
+      keyStore: new MemoryKeyStore(),
+      stateStore: new MemoryStateStore(),
+    });
+    await victim.client.close();
+    const thief = await raw(r, 'thief');
+    for (let i = 0; i < 10; i++) {
+      const reply = await thief.request({ t: 'getBundle', userId: 'victim' });
+      expect(decodePreKeyBundle(unb64(reply.bundle as string)).oneTimePreKey).toBeUndefined();
+    }
+  });
+
+  it('a client that asks without reading the answers is closed as a slow consumer, not buffered for', async () => {
+    const r = await relay({ maxBufferedBytes: 1024 * 1024 });
+    const alice = await raw(r, 'alice');
+    await (await raw(r, 'bob')).close();
+    const { group, genesis } = TestGroup.create('big', who('alice'));
+    await group.append(alice, genesis);
+    for (let i = 0; i < 50; i++) {
+      const invite = group.next(who('alice'), {
+        type: EntryType.INVITE,
+        userId: 'bob',
+        identity: who('bob').identity.publicIdentity,
+      });
+      await group.append(alice, invite);
+      await group.append(alice, group.next(who('alice'), { type: EntryType.REMOVE, userId: 'bob' }));
+    }
+    const pageChars = JSON.stringify(await alice.request({ t: 'groupLog', group: 'big', from: 0 })).length;
+    expect(pageChars).toBeGreaterThan(20_000);
+    // Alice stops reading (her socket is paused) and asks for the same page 400 times: ~10 MB of answers.
+    (alice.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    for (let i = 0; i < 400; i++) alice.send({ t: 'groupLog', group: 'big', from: 0, rid: 10_000 + i });
+    const slow = 'sealed_relay_connections_closed_by_relay_total{reason="slow consumer"}';
+    const deadline = Date.now() + 10_000;
+    while (((await scrape(r.url)).get(slow) ?? 0) < 1) {
+      if (Date.now() > deadline) throw new Error('alice was not closed as a slow consumer');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    alice.ws.terminate(); // her paused socket would hold the close handshake for its full timeout
+  });
+});

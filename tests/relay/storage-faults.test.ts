@@ -225,6 +225,41 @@ describe.skipIf(refusal !== null).sequential('storage faults on a small tmpfs', 
     expect(erin.connected).toBe(true);
   }, 30_000);
 
+  it('an account deletion that cannot be stored is refused and changes nothing: nobody is told, the account works once there is room', async () => {
+    const mnt = mountTmpfs('4m');
+    const relay = await start(join(mnt, 'data'));
+    const bobIdentity = Identity.generate();
+    const alice = await RawClient.connect(relay.url, 'alice');
+    // Bob does not acknowledge what he gets: no write of his races the deletion's.
+    const bob = await RawClient.connect(relay.url, 'bob', bobIdentity, { autoReceive: false });
+    expect(await alice.request({ t: 'send', to: 'bob', id: msgId(), body: body('before') })).toMatchObject({
+      t: 'ack',
+    });
+    await bob.next((f) => f.t === 'deliver');
+
+    const filler = fillDisk(mnt);
+    const refusedDeletion = await bob.deleteAccount();
+    expect(refusedDeletion).toMatchObject({ t: 'error', code: 'STORAGE_UNAVAILABLE' });
+    expect(await bob.closed).toEqual({ code: 1013, reason: 'storage unavailable' });
+    rmSync(filler);
+    await until(async () => (await get(relayHttpUrl(relay.url, '/healthz'))).status === 200, 5000, 'health');
+
+    // Nobody heard of a deletion, and bob is who he was: same identity, reachable, his bundle served.
+    expect(
+      alice.pending().filter((f) => f.t === 'event' && JSON.stringify(f).includes('userDeleted')),
+    ).toEqual([]);
+    // Bob is who he was: the same identity logs in, his unacknowledged mail is still there, he is reachable.
+    const again = await RawClient.connect(relay.url, 'bob', bobIdentity);
+    expect(again.ready).toMatchObject({ registered: false });
+    expect(await again.next((f) => f.t === 'deliver')).toMatchObject({ body: body('before') });
+    expect(await alice.request({ t: 'send', to: 'bob', id: msgId(), body: body('after') })).toMatchObject({
+      t: 'ack',
+    });
+    expect(await again.next((f) => f.t === 'deliver')).toMatchObject({ body: body('after') });
+    await again.close();
+    await alice.close();
+  }, 30_000);
+
   it('a read-only data directory stops the start with a sentence naming it', async () => {
     const mnt = mountTmpfs('4m');
     const data = join(mnt, 'data');

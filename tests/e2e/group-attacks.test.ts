@@ -276,6 +276,52 @@ describe('signed group membership against a hostile relay and strangers', () => 
     });
   });
 
+  it('an entry the relay made up for an epoch we have accuses nobody: refused, the group stays usable', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    const alice = await client(r.url, 'alice');
+    const bob = await client(p.url, 'bob');
+    await setUp('den', alice, [bob]);
+    const errors: { code: string }[] = [];
+    bob.client.on('e2eeError', (e) => errors.push(e));
+    // "alice's" genesis of den and "alice's" entry for epoch 1, signed with keys the relay made: the
+    // bytes decode, differ from bob's log there, and name alice as their author.
+    const impostor = { id: 'alice', identity: Identity.generate() };
+    const fake = TestGroup.create('den', impostor);
+    fake.group.apply(fake.genesis);
+    const madeUp = [
+      { epoch: 0, entry: fake.genesis },
+      {
+        epoch: 1,
+        entry: fake.group.next(impostor, {
+          type: EntryType.INVITE,
+          userId: 'mallory',
+          identity: Identity.generate().publicIdentity,
+        }),
+      },
+    ];
+    const conn = p.connections.find((c) => c.userId === 'bob')!;
+    for (const [i, { epoch, entry }] of madeUp.entries())
+      conn.toClient(
+        JSON.stringify({
+          t: 'deliver',
+          seq: 900_000 + i,
+          kind: 'event',
+          ts: Date.now(),
+          event: { type: 'groupEntry', group: 'den', epoch, entry: b64(entry) },
+        }),
+      );
+    await until(() => errors.length === 2, 5000, 'both refused');
+    expect(errors.map((e) => e.code)).toEqual(['E2EE_BAD_ENTRY', 'E2EE_BAD_ENTRY']);
+    expect(bob.rec.all('groupOutOfSync')).toEqual([]);
+    // After a reconnect too, bob's group is as it was: he sends, alice reads.
+    await bob.client.close();
+    await bob.client.connect();
+    const id = await bob.client.sendGroupMessage('den', 'still here');
+    await alice.rec.wait('groupMessage', (m) => m.id === id);
+    expect(bob.rec.all('groupOutOfSync')).toEqual([]);
+  });
+
   it('a removal the relay withholds is detected: the member stops sending to the group', async () => {
     const r = await relay();
     const p = await proxy(r.url);

@@ -21,6 +21,7 @@ import {
   applyEntry,
   compareView,
   decodeEntry,
+  provesFork,
   decodeGroupLog,
   encodeGroupLog,
   members,
@@ -152,9 +153,13 @@ export class Groups {
     if (!g) return this.discover(group);
     if (epoch <= g.log.epoch) {
       const entry = decodeEntry(bytes);
-      if (compareView(g.log, epoch, entry.hash) === 'fork')
-        return this.markProblem(group, g, { kind: 'fork', userId: entry.author, epoch });
-      return { changes: new Map(), roster: [] };
+      if (compareView(g.log, epoch, entry.hash) !== 'fork') return { changes: new Map(), roster: [] };
+      if (entry.epoch !== epoch || !provesFork(g.log, entry))
+        throw new ProtocolError(
+          ErrorCode.BAD_ENTRY,
+          `an entry for epoch ${epoch} of ${group} that its author did not sign there: ignored`,
+        );
+      return this.markProblem(group, g, { kind: 'fork', userId: entry.author, epoch });
     }
     if (epoch === g.log.epoch + 1) return this.apply(group, g, [bytes]);
     return this.catchUp(group);

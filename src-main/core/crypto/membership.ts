@@ -673,6 +673,26 @@ export function compareView(
 }
 
 /**
+ * True when `entry` proves that someone showed us a different log: an entry of this group for an epoch
+ * we have, following our entry before it, differing from ours there, and signed by its author under the
+ * identity our roster holds for them. Anything less proves nothing (the relay can make up any bytes), so
+ * it must not put the group out of sync, nor name the author as the one who forked it.
+ */
+export function provesFork(log: GroupLog, entry: Entry): boolean {
+  if (entry.groupId !== log.groupId || entry.epoch > log.epoch) return false;
+  const before = entry.epoch === 0 ? new Uint8Array(HASH_BYTES) : log.heads[entry.epoch - 1]!;
+  if (!equalBytes(entry.prevHash, before) || equalBytes(entry.hash, log.heads[entry.epoch]!)) return false;
+  const signer = log.roster.get(entry.author)?.identity;
+  if (!signer) return false;
+  const key = entry.type === EntryType.JOIN ? entry.identity : signer;
+  if (!equalBytes(key.signingKey, signer.signingKey)) return false;
+  return verifyKeyFor(signer.signingKey).verify(
+    concatBytes(Label.GROUP_ENTRY, entry.signed),
+    entry.signature,
+  );
+}
+
+/**
  * The group safety number: 60 digits derived from the group id and the verified head. Members whose
  * numbers match hold the same log, so the same roster and history; it changes with every entry.
  */

@@ -322,6 +322,45 @@ describe('signed group membership against a hostile relay and strangers', () => 
     expect(bob.rec.all('groupOutOfSync')).toEqual([]);
   });
 
+  it('a made-up group the relay lists at ready is verified page by page: a bad page ends the reading', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    // The relay lists a group "ghost" at epoch 1,000 and answers its log itself: a genesis by a made-up
+    // creator, then entries that do not verify, 100 a page.
+    const creator = { id: 'phantom', identity: Identity.generate() };
+    const fake = TestGroup.create('ghost', creator);
+    fake.group.apply(fake.genesis);
+    const garbage = fake.group.next(creator, { type: EntryType.LEAVE });
+    const asked: number[] = [];
+    p.hooks = {
+      fromRelay: (frame) => {
+        if (!frame.startsWith('{"t":"ready"')) return frame;
+        const f = JSON.parse(frame) as { groups: unknown[] };
+        const head = b64(new Uint8Array(32));
+        return JSON.stringify({ ...f, groups: [...f.groups, { group: 'ghost', epoch: 1000, head }] });
+      },
+      fromClient: (frame, conn) => {
+        if (!frame.includes('"t":"groupLog"') || !frame.includes('"ghost"')) return frame;
+        const { rid, from } = JSON.parse(frame) as { rid: number; from: number };
+        asked.push(from);
+        const entries = Array.from({ length: 100 }, (_, i) => b64(from + i === 0 ? fake.genesis : garbage));
+        conn.toClient(JSON.stringify({ t: 'ok', rid, epoch: 1000, entries }));
+        return null;
+      },
+    };
+    const b = await client(p.url, 'bob');
+    const errors = (): { code: string; group?: string }[] =>
+      b.rec.all('e2eeError') as { code: string; group?: string }[];
+    await until(() => errors().some((e) => e.group === 'ghost'), 5000, 'the made-up log refused');
+    expect(
+      errors()
+        .filter((e) => e.group === 'ghost')
+        .map((e) => e.code),
+    ).toEqual(['E2EE_BAD_ENTRY']);
+    expect(asked).toEqual([0]); // verified before the next page was asked for
+    expect(b.client.groupDetails('ghost')).toBeUndefined();
+  });
+
   it('a removal the relay withholds is detected: the member stops sending to the group', async () => {
     const r = await relay();
     const p = await proxy(r.url);

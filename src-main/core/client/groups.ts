@@ -247,20 +247,26 @@ export class Groups {
 
   /** Reads a whole log (of a group we are not on, to join it), verified; undefined if it is not ours to read. */
   async readWhole(group: string): Promise<{ log: GroupLog; changes: Changes }> {
-    const entries: Uint8Array[] = [];
-    for (let from = 0; entries.length < MAX_CATCH_UP;) {
+    // Each page is verified as it comes, so the work is spread over the event loop page by page: a
+    // relay can list a made-up group with a long (validly self-signed) log, and verifying it all in one
+    // go would hold the main process for seconds.
+    let log: GroupLog | undefined;
+    let changes: Changes = new Map();
+    for (let from = 0, read = 0; read < MAX_CATCH_UP;) {
       const page = await this.fetchLog(group, from);
-      entries.push(...page.entries);
+      for (const bytes of page.entries) {
+        if (log === undefined) {
+          log = startLog(decodeEntry(bytes)).log;
+          if (log.groupId !== group)
+            throw new ProtocolError(ErrorCode.BAD_ENTRY, `the log is for ${log.groupId}`);
+          changes = this.checkCreator(log.creator, log.creatorIdentity);
+        } else log = applyEntry(log, decodeEntry(bytes)).log;
+      }
+      read += page.entries.length;
       from += page.entries.length;
       if (page.entries.length === 0 || from > page.epoch) break;
     }
-    if (entries.length === 0)
-      throw new ProtocolError(ErrorCode.BAD_ENTRY, `the relay sent no log for ${group}`);
-    const genesis = decodeEntry(entries[0]!);
-    let { log } = startLog(genesis);
-    if (log.groupId !== group) throw new ProtocolError(ErrorCode.BAD_ENTRY, `the log is for ${log.groupId}`);
-    const changes = this.checkCreator(log.creator, log.creatorIdentity);
-    for (const bytes of entries.slice(1)) log = applyEntry(log, decodeEntry(bytes)).log;
+    if (log === undefined) throw new ProtocolError(ErrorCode.BAD_ENTRY, `the relay sent no log for ${group}`);
     return { log, changes };
   }
 

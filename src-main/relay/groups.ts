@@ -127,6 +127,10 @@ export class Groups {
         after = startLog(entry).log;
       } else {
         if (!before) throw unknownGroup(group);
+        // A stranger learns nothing of an invite-only group but that it exists (not even its epoch,
+        // the count of its changes): refused as its log is (readLog).
+        if (before.policy === JoinPolicy.INVITE_ONLY && !this.onRoster(before, userId))
+          throw notAMember(group);
         if (entry.epoch !== before.epoch + 1)
           throw new RelayError(
             RelayErrorCode.STALE_ENTRY,

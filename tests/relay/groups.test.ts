@@ -86,15 +86,25 @@ describe('groups on the relay (signed membership log)', () => {
     expect(b.violations).toEqual([]);
   });
 
-  it('keeps invite-only groups closed: no reading the log, no joining, no entries by non-admins', async () => {
+  it('keeps invite-only groups closed: no reading the log, no joining, no entries by non-admins, no epoch told to strangers', async () => {
     const { a, g } = await team();
     const c = await connect('carol');
     expect(await c.request({ t: 'groupLog', group: 'team', from: 0 })).toMatchObject({
       code: 'NOT_A_MEMBER',
     });
+    // A stranger's entries are refused like a reading, and say nothing of the group (not its epoch).
     expect(
       await c.request({ t: 'groupAppend', group: 'team', entry: b64(g.join(who('carol'))) }),
-    ).toMatchObject({ code: 'FORBIDDEN' });
+    ).toMatchObject({ code: 'NOT_A_MEMBER' });
+    const stale = TestGroup.create('team', who('carol'));
+    stale.group.apply(stale.genesis);
+    const probe = await c.request({
+      t: 'groupAppend',
+      group: 'team',
+      entry: b64(stale.group.next(who('carol'), { type: EntryType.LEAVE })),
+    });
+    expect(probe).toMatchObject({ code: 'NOT_A_MEMBER' });
+    expect(JSON.stringify(probe)).not.toMatch(/epoch/);
     const bobInvites = g.next(who('bob'), {
       type: EntryType.INVITE,
       userId: 'carol',
@@ -273,7 +283,7 @@ describe('groups on the relay (signed membership log)', () => {
         group: 'team',
         entry: b64(g.next(who('bob'), { type: EntryType.LEAVE })),
       }),
-    ).toMatchObject({ code: 'BAD_ENTRY' });
+    ).toMatchObject({ code: 'NOT_A_MEMBER' });
     expect(
       await impostor.request({ t: 'groupSend', group: 'team', id: msgId(), body: body('x') }),
     ).toMatchObject({ code: 'NOT_A_MEMBER' });

@@ -123,7 +123,7 @@ export class Groups {
         if (before)
           throw new RelayError(RelayErrorCode.GROUP_EXISTS, `A group named "${group}" already exists.`);
         this.checkRegistered(userId, entry.creator);
-        this.checkRoom(userId);
+        this.checkRoom(userId, 'own');
         after = startLog(entry).log;
       } else {
         if (!before) throw unknownGroup(group);
@@ -138,12 +138,13 @@ export class Groups {
           );
         if (entry.type === EntryType.INVITE) {
           this.checkRegistered(entry.userId, entry.identity);
-          this.checkRoom(entry.userId);
+          this.checkRoom(entry.userId, 'invited');
         }
         if (entry.type === EntryType.JOIN) {
           this.checkRegistered(userId, entry.identity);
-          this.checkRoom(userId);
+          this.checkRoom(userId, 'own');
         }
+        if (entry.type === EntryType.ACCEPT) this.checkRoom(userId, 'own');
         after = applyEntry(before, entry, { maxRoster: this.limits.groupMembers }).log;
       }
     } catch (e) {
@@ -213,8 +214,19 @@ export class Groups {
   }
 
   /** Someone joining a group's roster must have room for one more group (limits.groupsPerUser). */
-  private checkRoom(userId: string): void {
-    if ((this.byUser.get(userId)?.size ?? 0) >= this.limits.groupsPerUser)
+  /**
+   * limits.groupsPerUser. For a user's own entry (create, join, accept) only the groups they chose count:
+   * invitations they have not accepted do not, or anyone could fill a stranger's quota with invitations
+   * and lock them out of every group. An invitation counts every roster the invitee is on, so what
+   * others can put on someone is bounded too (to the limit, besides the limit of their own).
+   */
+  private checkRoom(userId: string, by: 'own' | 'invited'): void {
+    const groups = this.byUser.get(userId) ?? new Set<string>();
+    let count = groups.size;
+    if (by === 'own')
+      for (const group of groups)
+        if (this.byId.get(group)?.roster.get(userId)?.standing === 'invited') count--;
+    if (count >= this.limits.groupsPerUser)
       throw new RelayError(
         RelayErrorCode.QUOTA,
         `${userId} is already in ${this.limits.groupsPerUser} groups, this relay's limit per person.`,

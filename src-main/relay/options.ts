@@ -23,7 +23,10 @@ export interface RateLimitOptions {
 export interface LimitOptions {
   /** People a group's roster may hold, in any standing (default 1,000). */
   groupMembers?: number;
-  /** Groups one user may be on the roster of, in any standing (default 200). */
+  /**
+   * Groups one user may choose to be on (invitations not accepted do not count), and rosters others may
+   * put them on by invitation, any standing (default 200).
+   */
   groupsPerUser?: number;
   /** Items waiting in one recipient's mailbox (default 20,000). */
   queuedItemsPerRecipient?: number;

@@ -274,6 +274,44 @@ describe('abuse resistance on the relay: what review found', () => {
     expect(got.filter((d) => d.kind === 'direct')).toHaveLength(3); // the messages came first and stay
   });
 
+  it('invitations nobody accepted cannot use up a stranger’s group quota and lock them out', async () => {
+    const r = await relay({ limits: { groupsPerUser: 3 } });
+    const victim = await raw(r, 'victim');
+    const trap = async (owner: string, name: string): Promise<TestGroup> => {
+      const { group, genesis } = TestGroup.create(name, who(owner));
+      expect(await group.append(await raw(r, owner), genesis)).toMatchObject({ t: 'ok' });
+      return group;
+    };
+    const invite = (g: TestGroup, owner: string): Uint8Array =>
+      g.next(who(owner), {
+        type: EntryType.INVITE,
+        userId: 'victim',
+        identity: who('victim').identity.publicIdentity,
+      });
+    const traps = [
+      await trap('mallory', 'trap1'),
+      await trap('mallory', 'trap2'),
+      await trap('mallory', 'trap3'),
+    ];
+    const mallory = await raw(r, 'mallory');
+    for (const g of traps) expect(await g.append(mallory, invite(g, 'mallory'))).toMatchObject({ t: 'ok' });
+    // What others can put on her is bounded: a fourth invitation is refused.
+    const fourth = await trap('trent', 'trap4');
+    expect(await fourth.append(await raw(r, 'trent'), invite(fourth, 'trent'))).toMatchObject({
+      code: 'QUOTA',
+    });
+    // Her own choices still have her full quota: three groups of her own, not a fourth.
+    for (const name of ['mine1', 'mine2', 'mine3']) {
+      const { group, genesis } = TestGroup.create(name, who('victim'));
+      expect(await group.append(victim, genesis)).toMatchObject({ t: 'ok' });
+    }
+    const { group: mine4, genesis } = TestGroup.create('mine4', who('victim'));
+    expect(await mine4.append(victim, genesis)).toMatchObject({ code: 'QUOTA' });
+    // Accepting an invitation is one of her choices: over her quota, it is refused too.
+    const accept = traps[0]!.next(who('victim'), { type: EntryType.ACCEPT });
+    expect(await traps[0]!.append(victim, accept)).toMatchObject({ code: 'QUOTA' });
+  });
+
   it('a one-time prekey budget of 0 hands out none (0 is not "no limit")', async () => {
     const r = await relay({ limits: { oneTimePreKeysPerTargetPerMinute: 0 } });
     const victim = await connectClient(r.url, 'victim', {

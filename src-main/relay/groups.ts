@@ -62,6 +62,8 @@ export class Groups {
     private readonly registry: Registry,
     private readonly now: () => number,
     private readonly limits: { readonly groupMembers: number; readonly groupsPerUser: number },
+    /** Whether one more item of `bytes` fits `recipient`'s mailbox quota (handlers.ts hasRoom). */
+    private readonly hasRoom: (recipient: string, bytes: number) => boolean = () => true,
   ) {
     for (const { group, state } of store.loadGroupStates()) this.track(group, decodeGroupLog(state));
   }
@@ -158,7 +160,11 @@ export class Groups {
     const event: RelayEvent = { type: 'groupEntry', group, epoch: entry.epoch, entry: b64(bytes) };
     const text = JSON.stringify(event);
     const ts = this.now();
-    for (const user of told) this.router.route(user, { kind: 'event', event: text }, ts);
+    // Within each mailbox's quota: someone invited and removed over and over must not have their
+    // mailbox filled. One who misses an entry this way reads it from the log (ready lists the group,
+    // or no longer lists it and they read it; docs/PROTOCOL.md "Client behaviour").
+    for (const user of told)
+      if (this.hasRoom(user, text.length)) this.router.route(user, { kind: 'event', event: text }, ts);
     if (!after.deleted) {
       const notice: RelayEvent = {
         type: 'groupHead',

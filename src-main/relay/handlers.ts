@@ -18,7 +18,7 @@ import {
   type RelayFrame,
 } from '../core/protocol/wire.js';
 import { RelayError, type RelayContext } from './context.js';
-import { Throttle } from './limits.js';
+import { Throttle, mailboxHasRoom } from './limits.js';
 import type { Peer } from './router.js';
 import type { StoredPreKey } from './relay-store.js';
 
@@ -139,9 +139,7 @@ export function handleRequest(ctx: RelayContext, client: Client, f: Request): vo
 
 /** True when one more item of `bytes` fits `recipient`'s mailbox quota. */
 function hasRoom(ctx: RelayContext, recipient: string, bytes: number): boolean {
-  const { items, bytes: waiting } = ctx.queue.usage(recipient);
-  const l = ctx.limits.options;
-  return items < l.queuedItemsPerRecipient && waiting + bytes <= l.queuedBytesPerRecipient;
+  return mailboxHasRoom(ctx.queue, ctx.limits.options, recipient, bytes);
 }
 
 function invalidBundle(message: string): RelayError {

@@ -14,7 +14,7 @@ import { MAX_FRAME_BYTES, RelayErrorCode } from '../core/protocol/wire.js';
 import { Connection } from './connection.js';
 import type { RelayContext } from './context.js';
 import { Groups } from './groups.js';
-import { createLimits } from './limits.js';
+import { createLimits, mailboxHasRoom } from './limits.js';
 import { Health } from './health.js';
 import { httpHandler } from './http.js';
 import { RelayLogger, errorText } from './log.js';
@@ -126,7 +126,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     store,
     queue,
     router,
-    groups: new Groups(store, router, store, opts.now, opts.limits),
+    groups: new Groups(store, router, store, opts.now, opts.limits, (recipient, bytes) =>
+      mailboxHasRoom(queue, opts.limits, recipient, bytes),
+    ),
     limits,
     users: new Set(store.userIds()),
     log,

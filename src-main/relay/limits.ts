@@ -5,6 +5,7 @@
  * full again are forgotten, so memory follows the keys active in the last window.
  */
 import type { LimitOptions } from './options.js';
+import type { DeliveryQueue } from './queue/index.js';
 
 /** Token buckets by key (user id or IP address). */
 export class Budget {
@@ -106,4 +107,15 @@ export function createLimits(options: Readonly<Required<LimitOptions>>, now: () 
     fanout: new Budget(options.groupFanoutBytesPerMinute, MINUTE, now),
     exempt: (address) => !options.limitLoopback && isLoopback(address),
   };
+}
+
+/** True when one more item of `bytes` fits `recipient`'s mailbox quota (items and bytes waiting). */
+export function mailboxHasRoom(
+  queue: Pick<DeliveryQueue, 'usage'>,
+  limits: Pick<Required<LimitOptions>, 'queuedItemsPerRecipient' | 'queuedBytesPerRecipient'>,
+  recipient: string,
+  bytes: number,
+): boolean {
+  const { items, bytes: waiting } = queue.usage(recipient);
+  return items < limits.queuedItemsPerRecipient && waiting + bytes <= limits.queuedBytesPerRecipient;
 }

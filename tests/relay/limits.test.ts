@@ -312,6 +312,25 @@ describe('abuse resistance on the relay: what review found', () => {
     expect(await traps[0]!.append(victim, accept)).toMatchObject({ code: 'QUOTA' });
   });
 
+  it('group entries count against the mailbox quota: inviting and removing someone over and over cannot fill it', async () => {
+    const r = await relay({ limits: { queuedItemsPerRecipient: 5 } });
+    await (await raw(r, 'bob')).close();
+    const alice = await raw(r, 'alice');
+    const { group, genesis } = TestGroup.create('churn', who('alice'));
+    await group.append(alice, genesis);
+    for (let i = 0; i < 30; i++) {
+      const invite = group.next(who('alice'), {
+        type: EntryType.INVITE,
+        userId: 'bob',
+        identity: who('bob').identity.publicIdentity,
+      });
+      expect(await group.append(alice, invite)).toMatchObject({ t: 'ok' });
+      const remove = group.next(who('alice'), { type: EntryType.REMOVE, userId: 'bob' });
+      expect(await group.append(alice, remove)).toMatchObject({ t: 'ok' });
+    }
+    expect((await drainAll(await raw(r, 'bob'))).length).toBeLessThanOrEqual(5);
+  });
+
   it('a one-time prekey budget of 0 hands out none (0 is not "no limit")', async () => {
     const r = await relay({ limits: { oneTimePreKeysPerTargetPerMinute: 0 } });
     const victim = await connectClient(r.url, 'victim', {

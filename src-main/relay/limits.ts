@@ -19,14 +19,18 @@ export class Budget {
     private readonly now: () => number,
   ) {}
 
-  /** Takes `cost` tokens if there are that many (the cost of one request is capped at the limit). */
+  /**
+   * Takes `cost` tokens if there are that many, or a full bucket's worth for a request dearer than the
+   * whole limit (so that one can pass at all). Its whole cost is charged either way: beyond what the
+   * bucket held it is debt, and the next request waits until it is paid, so the rate over time stays
+   * the limit (before, one request above the limit cost only the limit).
+   */
   take(key: string, cost = 1): boolean {
     if (this.limit === Infinity) return true;
     if (this.limit <= 0) return false; // a budget of 0 allows nothing (not: costs nothing)
     const b = this.refill(key);
-    const need = Math.min(cost, this.limit);
-    if (b.tokens < need) return false;
-    b.tokens -= need;
+    if (b.tokens < Math.min(cost, this.limit)) return false;
+    b.tokens -= cost;
     return true;
   }
 

@@ -18,6 +18,7 @@ import { unb64 } from '../../src-main/core/protocol/wire.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src-main/relay/index.js';
 import { connectClient } from '../e2e/helpers.js';
 import { scrape } from './http-get.js';
+import { Budget } from '../../src-main/relay/limits.js';
 import { RawClient, TestGroup, body, msgId, type Deliver } from './raw-client.js';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -372,5 +373,29 @@ describe('abuse resistance on the relay: what review found', () => {
       await new Promise((res) => setTimeout(res, 100));
     }
     alice.ws.terminate(); // her paused socket would hold the close handshake for its full timeout
+  });
+});
+
+describe('token budgets (limits.ts)', () => {
+  it('a request dearer than the whole limit passes once, and its cost is owed: the rate over time stays the limit', () => {
+    let now = 0;
+    const budget = new Budget(1000, 60_000, () => now);
+    expect(budget.take('alice', 3000)).toBe(true); // a full bucket lets it through
+    expect(budget.take('alice', 1)).toBe(false);
+    // 3000 taken from 1000: 2000 owed, then 1 more needed: just over two windows.
+    expect(budget.waitMs('alice', 1)).toBe(120_060);
+    now = 120_000;
+    expect(budget.take('alice', 1)).toBe(false);
+    now = 120_060;
+    expect(budget.take('alice', 1)).toBe(true);
+    // Someone else's bucket is their own.
+    expect(budget.take('bob', 1000)).toBe(true);
+  });
+
+  it('a budget of 0 allows nothing, and says so', () => {
+    const budget = new Budget(0, 60_000, () => 0);
+    expect(budget.take('alice', 0)).toBe(false);
+    expect(budget.take('alice', 1)).toBe(false);
+    expect(budget.waitMs('alice')).toBe(60_000);
   });
 });

@@ -361,6 +361,31 @@ describe('signed group membership against a hostile relay and strangers', () => 
     expect(b.client.groupDetails('ghost')).toBeUndefined();
   });
 
+  it('the made-up creator of a group we are not on does not become a contact', async () => {
+    const r = await relay();
+    const p = await proxy(r.url);
+    const creator = { id: 'phantom', identity: Identity.generate() };
+    const fake = TestGroup.create('mirage', creator);
+    p.hooks = {
+      fromRelay: (frame) => {
+        if (!frame.startsWith('{"t":"ready"')) return frame;
+        const f = JSON.parse(frame) as { groups: unknown[] };
+        const head = b64(decodeEntry(fake.genesis).hash);
+        return JSON.stringify({ ...f, groups: [...f.groups, { group: 'mirage', epoch: 0, head }] });
+      },
+      fromClient: (frame, conn) => {
+        if (!frame.includes('"t":"groupLog"') || !frame.includes('"mirage"')) return frame;
+        const { rid } = JSON.parse(frame) as { rid: number };
+        conn.toClient(JSON.stringify({ t: 'ok', rid, epoch: 0, entries: [b64(fake.genesis)] }));
+        return null;
+      },
+    };
+    const b = await client(p.url, 'bob');
+    expect(b.client.groupDetails('mirage')).toBeUndefined();
+    expect(b.client.contactIdentity('phantom')).toBeUndefined();
+    expect(b.rec.all('groupInvitation')).toEqual([]);
+  });
+
   it('a removal the relay withholds is detected: the member stops sending to the group', async () => {
     const r = await relay();
     const p = await proxy(r.url);

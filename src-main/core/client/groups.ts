@@ -246,7 +246,7 @@ export class Groups {
   }
 
   /** Reads a whole log (of a group we are not on, to join it), verified; undefined if it is not ours to read. */
-  async readWhole(group: string): Promise<{ log: GroupLog; changes: Changes }> {
+  async readWhole(group: string, checkCreator = true): Promise<{ log: GroupLog; changes: Changes }> {
     // Each page is verified as it comes, so the work is spread over the event loop page by page: a
     // relay can list a made-up group with a long (validly self-signed) log, and verifying it all in one
     // go would hold the main process for seconds.
@@ -259,7 +259,7 @@ export class Groups {
           log = startLog(decodeEntry(bytes)).log;
           if (log.groupId !== group)
             throw new ProtocolError(ErrorCode.BAD_ENTRY, `the log is for ${log.groupId}`);
-          changes = this.checkCreator(log.creator, log.creatorIdentity);
+          if (checkCreator) changes = this.checkCreator(log.creator, log.creatorIdentity);
         } else log = applyEntry(log, decodeEntry(bytes)).log;
       }
       read += page.entries.length;
@@ -298,17 +298,20 @@ export class Groups {
 
   /** Reads the whole log of a group the relay says we are on (an invitation, or a group we lost). */
   private async discover(group: string): Promise<Applied> {
-    let read: { log: GroupLog; changes: Changes };
+    let read: { log: GroupLog };
     try {
-      read = await this.readWhole(group);
+      // The creator is checked (and pinned) only for a group we turn out to be on: the relay can list
+      // made-up groups, and their made-up creators must not become our contacts.
+      read = await this.readWhole(group, false);
     } catch (e) {
       // Not ours to read (invite-only and we are not on it), or not a valid log: nothing changes.
       if (e instanceof E2EEError && e.code === ErrorCode.RELAY) return { changes: new Map(), roster: [] };
       throw e;
     }
     const me = read.log.roster.get(this.userId);
-    if (!me || read.log.deleted) return { changes: read.changes, roster: [] };
-    const changes = new Map([...read.changes, ...this.adopt(group, read.log)]);
+    if (!me || read.log.deleted) return { changes: new Map(), roster: [] };
+    const pinned = this.checkCreator(read.log.creator, read.log.creatorIdentity);
+    const changes = new Map([...pinned, ...this.adopt(group, read.log)]);
     const roster: RosterChange[] =
       me.standing === 'invited'
         ? [{ kind: 'invited', userId: this.userId, by: inviterOf(read.log, this.userId) }]

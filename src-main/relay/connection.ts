@@ -22,6 +22,7 @@ import {
 import { RelayError, STORAGE_UNAVAILABLE_MESSAGE, afterDurable, type RelayContext } from './context.js';
 import { Throttle } from './limits.js';
 import { handleRequest, type Client } from './handlers.js';
+import { closeIfSlow } from './router.js';
 
 /** Schema or JSON failures tolerated per connection before it is closed. */
 const MAX_BAD_FRAMES = 50;
@@ -210,13 +211,9 @@ export class Connection implements Client {
     if (frame.t === 'error') this.ctx.metrics?.refused(frame.code);
     if (frame.t === 'error' && frame.code === RelayErrorCode.STORAGE_UNAVAILABLE) this.storageRefused = true;
     this.send(JSON.stringify(frame));
-    // Replies obey the slow-consumer bound deliveries do (router.ts forward): a client that asks and
-    // asks (log pages, bundles) without reading the answers would otherwise make us buffer without end.
-    if (this.bufferedAmount() > this.ctx.options.maxBufferedBytes) this.flush();
-    if (this.bufferedAmount() > this.ctx.options.maxBufferedBytes && !this.closed) {
-      this.ctx.log.warn('slow_consumer', `slow consumer ${this.label}: closing`, { conn: this.label });
-      this.close(1008, 'slow consumer');
-    }
+    // Replies obey the slow-consumer bound deliveries do: a client that asks and asks (log pages,
+    // bundles) without reading the answers would otherwise make us buffer without end.
+    closeIfSlow(this, this.ctx.options.maxBufferedBytes, this.ctx.log);
   }
 
   private error(code: RelayErrorCode, message: string, rid?: number): void {

@@ -62,8 +62,8 @@ export class Groups {
     private readonly registry: Registry,
     private readonly now: () => number,
     private readonly limits: { readonly groupMembers: number; readonly groupsPerUser: number },
-    /** Whether one more item of `bytes` fits `recipient`'s mailbox quota (handlers.ts hasRoom). */
-    private readonly hasRoom: (recipient: string, bytes: number) => boolean = () => true,
+    /** Whether one more item of `bytes` fits `recipient`'s mailbox quota (limits.ts mailboxHasRoom). */
+    private readonly hasRoom: (recipient: string, bytes: number) => boolean,
   ) {
     for (const { group, state } of store.loadGroupStates()) this.track(group, decodeGroupLog(state));
   }

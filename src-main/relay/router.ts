@@ -33,6 +33,19 @@ export interface Peer {
   close(code: number, reason: string): void;
 }
 
+/**
+ * Closes `peer` as a slow consumer when more than `maxBufferedBytes` wait unsent on its socket after
+ * what was just sent to it (a delivery, a reply), after writing out what was only held back to be
+ * coalesced. What it did not acknowledge stays queued for its next connection.
+ */
+export function closeIfSlow(peer: Peer, maxBufferedBytes: number, log: RelayLogger): void {
+  if (peer.bufferedAmount() > maxBufferedBytes) peer.flush(); // held back is not slow
+  if (peer.bufferedAmount() > maxBufferedBytes && !peer.closed) {
+    log.warn('slow_consumer', `slow consumer ${peer.label}: closing`, { conn: peer.label });
+    peer.close(1008, 'slow consumer');
+  }
+}
+
 /** The fields a sender determines; the router adds seq, recipient and ts. */
 export type Routed = Omit<QueueItem, 'seq' | 'recipient' | 'ts'>;
 
@@ -121,11 +134,7 @@ export class Router {
 
   private forward(peer: Peer, item: QueueItem): void {
     peer.send(deliverFrame(item));
-    if (peer.bufferedAmount() > this.opts.maxBufferedBytes) peer.flush(); // held back is not slow
-    if (peer.bufferedAmount() > this.opts.maxBufferedBytes) {
-      this.log.warn('slow_consumer', `slow consumer ${peer.label}: closing`, { conn: peer.label });
-      peer.close(1008, 'slow consumer'); // its items stay queued for its next connection
-    }
+    closeIfSlow(peer, this.opts.maxBufferedBytes, this.log);
   }
 
   /**

@@ -43,6 +43,17 @@ afterAll(async () => {
   await relay.close();
 });
 
+type Connected = Awaited<ReturnType<typeof connectClient>>;
+
+/** `owner` invites `member` into `group` (creating it first unless `existing`); both have seen the join. */
+async function invite(owner: Connected, member: Connected, group: string, existing = false): Promise<void> {
+  if (!existing) await owner.client.createGroup(group);
+  await owner.client.inviteToGroup(group, member.client.userId);
+  await member.rec.wait('groupInvitation', (e) => (e as { group: string }).group === group);
+  await member.client.acceptGroupInvitation(group);
+  await owner.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === member.client.userId);
+}
+
 describe('acknowledging only what was stored', () => {
   it('a failed write stalls delivery until the next connection, which brings everything again', async () => {
     const store = new FlakyStateStore();
@@ -126,11 +137,7 @@ describe('sending only what was stored', () => {
     await until(() => texts().length === 1, 10_000, 'd0');
     await bob.client.sendDirectMessage('carol', 'reply');
     await alice.rec.wait('message');
-    await alice.client.createGroup('circle');
-    await alice.client.inviteToGroup('circle', 'dave');
-    await bob.rec.wait('groupInvitation', (e) => (e as { group: string }).group === 'circle');
-    await bob.client.acceptGroupInvitation('circle');
-    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'dave');
+    await invite(alice, bob, 'circle');
     await alice.client.sendGroupMessage('circle', 'g0');
     await until(() => groupTexts().length === 1, 10_000, 'g0');
 
@@ -173,11 +180,7 @@ describe('a refused write is never taken for a problem of one member or group', 
     const alice = await connectClient(relay.url, 'erin', { stateStore: store });
     const bob = await connectClient(relay.url, 'frank');
     alice.client.on('error', () => undefined);
-    await alice.client.createGroup('pair');
-    await alice.client.inviteToGroup('pair', 'frank');
-    await bob.rec.wait('groupInvitation');
-    await bob.client.acceptGroupInvitation('pair');
-    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'frank');
+    await invite(alice, bob, 'pair');
 
     // The write that stores frank's sender key (his session and the outbox entry) fails once.
     store.failNext = (c) => c.has('session/frank') && [...c.keys()].some((k) => k.startsWith('outbox/'));
@@ -201,17 +204,10 @@ describe('a refused write is never taken for a problem of one member or group', 
     const carol = await connectClient(relay.url, 'ivan');
     const bobErrors: unknown[] = [];
     bob.client.on('error', (e) => bobErrors.push(e));
-    await alice.client.createGroup('trio');
-    await alice.client.inviteToGroup('trio', 'hank');
-    await bob.rec.wait('groupInvitation');
-    await bob.client.acceptGroupInvitation('trio');
-    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'hank');
+    await invite(alice, bob, 'trio');
 
     await bob.client.close();
-    await alice.client.inviteToGroup('trio', 'ivan');
-    await carol.rec.wait('groupInvitation');
-    await carol.client.acceptGroupInvitation('trio');
-    await alice.rec.wait('groupMemberJoin', (e) => (e as { userId: string }).userId === 'ivan');
+    await invite(alice, carol, 'trio', true);
 
     store.failNext = (c) => c.has('grouplog/trio');
     // Storing the join at `ready` fails: connecting fails with why (it does not hang).

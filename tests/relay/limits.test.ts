@@ -43,6 +43,18 @@ async function raw(r: Relay, id: string): Promise<RawClient> {
   return c;
 }
 
+/** `by`'s next entry in `g`, inviting `userId`. */
+const inviteEntry = (g: TestGroup, by: string, userId: string): Uint8Array =>
+  g.next(who(by), { type: EntryType.INVITE, userId, identity: who(userId).identity.publicIdentity });
+
+/** `times` rounds of `by` inviting `userId` into `g` and removing them again; every entry accepted. */
+async function churn(g: TestGroup, c: RawClient, by: string, userId: string, times: number): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    expect(await g.append(c, inviteEntry(g, by, userId))).toMatchObject({ t: 'ok' });
+    expect(await g.append(c, g.next(who(by), { type: EntryType.REMOVE, userId }))).toMatchObject({ t: 'ok' });
+  }
+}
+
 /** Bytes of every file under `dir`. */
 function diskUse(dir: string): number {
   let n = 0;
@@ -283,22 +295,17 @@ describe('abuse resistance on the relay: what review found', () => {
       expect(await group.append(await raw(r, owner), genesis)).toMatchObject({ t: 'ok' });
       return group;
     };
-    const invite = (g: TestGroup, owner: string): Uint8Array =>
-      g.next(who(owner), {
-        type: EntryType.INVITE,
-        userId: 'victim',
-        identity: who('victim').identity.publicIdentity,
-      });
     const traps = [
       await trap('mallory', 'trap1'),
       await trap('mallory', 'trap2'),
       await trap('mallory', 'trap3'),
     ];
     const mallory = await raw(r, 'mallory');
-    for (const g of traps) expect(await g.append(mallory, invite(g, 'mallory'))).toMatchObject({ t: 'ok' });
+    for (const g of traps)
+      expect(await g.append(mallory, inviteEntry(g, 'mallory', 'victim'))).toMatchObject({ t: 'ok' });
     // What others can put on her is bounded: a fourth invitation is refused.
     const fourth = await trap('trent', 'trap4');
-    expect(await fourth.append(await raw(r, 'trent'), invite(fourth, 'trent'))).toMatchObject({
+    expect(await fourth.append(await raw(r, 'trent'), inviteEntry(fourth, 'trent', 'victim'))).toMatchObject({
       code: 'QUOTA',
     });
     // Her own choices still have her full quota: three groups of her own, not a fourth.
@@ -319,16 +326,7 @@ describe('abuse resistance on the relay: what review found', () => {
     const alice = await raw(r, 'alice');
     const { group, genesis } = TestGroup.create('churn', who('alice'));
     await group.append(alice, genesis);
-    for (let i = 0; i < 30; i++) {
-      const invite = group.next(who('alice'), {
-        type: EntryType.INVITE,
-        userId: 'bob',
-        identity: who('bob').identity.publicIdentity,
-      });
-      expect(await group.append(alice, invite)).toMatchObject({ t: 'ok' });
-      const remove = group.next(who('alice'), { type: EntryType.REMOVE, userId: 'bob' });
-      expect(await group.append(alice, remove)).toMatchObject({ t: 'ok' });
-    }
+    await churn(group, alice, 'alice', 'bob', 30);
     expect((await drainAll(await raw(r, 'bob'))).length).toBeLessThanOrEqual(5);
   });
 
@@ -352,15 +350,7 @@ describe('abuse resistance on the relay: what review found', () => {
     await (await raw(r, 'bob')).close();
     const { group, genesis } = TestGroup.create('big', who('alice'));
     await group.append(alice, genesis);
-    for (let i = 0; i < 50; i++) {
-      const invite = group.next(who('alice'), {
-        type: EntryType.INVITE,
-        userId: 'bob',
-        identity: who('bob').identity.publicIdentity,
-      });
-      await group.append(alice, invite);
-      await group.append(alice, group.next(who('alice'), { type: EntryType.REMOVE, userId: 'bob' }));
-    }
+    await churn(group, alice, 'alice', 'bob', 50);
     const pageChars = JSON.stringify(await alice.request({ t: 'groupLog', group: 'big', from: 0 })).length;
     expect(pageChars).toBeGreaterThan(20_000);
     // Alice stops reading (her socket is paused) and asks for the same page 400 times: ~10 MB of answers.
